@@ -1,0 +1,63 @@
+# Two commands for a new user: `make run` starts the whole stack, `make test` runs the tests.
+# Both create .venv with $(PYTHON) (3.11 or newer) and install the project into it first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+PROTOS := $(wildcard proto/analytics/v1/*.proto)
+
+.PHONY: run test check lint typecheck proto proto-check lock clean
+
+run: $(STAMP)
+	$(BIN)/analytics-run
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+check: lint typecheck proto-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Regenerate gen/ (messages, gRPC stubs and their .pyi stubs) from proto/.
+proto: $(STAMP)
+	rm -rf gen/analytics
+	$(call protoc,gen)
+
+# Fail when gen/ is not what proto/ generates.
+proto-check: $(STAMP)
+	rm -rf $(VENV)/gen-check && mkdir -p $(VENV)/gen-check
+	$(call protoc,$(VENV)/gen-check)
+	diff -r $(VENV)/gen-check/analytics gen/analytics
+
+# Re-pin every dependency to the newest release that pyproject.toml allows.
+lock:
+	rm -rf $(VENV)/lock && $(PYTHON) -m venv $(VENV)/lock
+	$(VENV)/lock/bin/pip install --quiet --upgrade pip
+	$(VENV)/lock/bin/pip install --quiet '.[dev]'
+	$(VENV)/lock/bin/pip freeze --exclude analytics-backend > constraints.txt
+	rm -rf $(VENV)/lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+define protoc
+	mkdir -p $(1)/analytics/v1
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
+		--python_out=$(1) --mypy_out=$(1) --grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
+	touch $(1)/analytics/__init__.py $(1)/analytics/v1/__init__.py $(1)/analytics/py.typed
+endef
