@@ -1,0 +1,87 @@
+"""analytics.v1.IngestService over gRPC: wire messages in, Ingestor calls, wire messages out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from analytics.v1 import ingest_pb2, ingest_pb2_grpc
+from analytics.v1.event_pb2 import Event
+
+from ingest_server.ingestor import Ingestor, Outcome
+from stack.errors import FieldViolation, InvalidArgument
+from stack.grpc_errors import Context, translate_errors
+
+# IngestStream publishes events in chunks of this many as they arrive.
+STREAM_CHUNK_EVENTS = 500
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    @translate_errors
+    async def Ingest(
+        self, request: ingest_pb2.IngestRequest, context: Context
+    ) -> ingest_pb2.IngestResponse:
+        if not request.HasField("event"):
+            raise InvalidArgument.single("event", "is required")
+        try:
+            event_id = await self._ingestor.ingest(request.event)
+        except InvalidArgument as error:
+            raise InvalidArgument(
+                [FieldViolation(f"event.{v.field}", v.description) for v in error.violations]
+            ) from None
+        return ingest_pb2.IngestResponse(event_id=event_id)
+
+    @translate_errors
+    async def IngestBatch(
+        self, request: ingest_pb2.IngestBatchRequest, context: Context
+    ) -> ingest_pb2.IngestBatchResponse:
+        outcomes = await self._ingestor.ingest_batch(request.events)
+        accepted = sum(outcome.accepted for outcome in outcomes)
+        return ingest_pb2.IngestBatchResponse(
+            results=_results(outcomes),
+            accepted_count=accepted,
+            rejected_count=len(outcomes) - accepted,
+        )
+
+    @translate_errors
+    async def IngestStream(
+        self, request_iterator: AsyncIterator[Event], context: Context
+    ) -> ingest_pb2.IngestStreamResponse:
+        accepted = 0
+        rejected: list[Outcome] = []
+        chunk: list[Event] = []
+        seen = 0
+
+        async def flush() -> None:
+            nonlocal accepted
+            outcomes = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
+            accepted += sum(outcome.accepted for outcome in outcomes)
+            rejected.extend(outcome for outcome in outcomes if not outcome.accepted)
+            chunk.clear()
+
+        async for event in request_iterator:
+            chunk.append(event)
+            seen += 1
+            if len(chunk) == STREAM_CHUNK_EVENTS:
+                await flush()
+        if chunk:
+            await flush()
+        return ingest_pb2.IngestStreamResponse(
+            accepted_count=accepted, rejected_count=len(rejected), rejected=_results(rejected)
+        )
+
+
+def _results(outcomes: Iterable[Outcome]) -> list[ingest_pb2.EventResult]:
+    return [
+        ingest_pb2.EventResult(
+            index=outcome.index,
+            event_id=outcome.event_id,
+            violations=[
+                ingest_pb2.FieldViolation(field=v.field, description=v.description)
+                for v in outcome.violations
+            ],
+        )
+        for outcome in outcomes
+    ]

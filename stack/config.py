@@ -1,0 +1,156 @@
+"""Every setting of every service, read from environment variables in this one place.
+
+The README's configuration table lists the same variables and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/analytics"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the services cannot use."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # None when unset: services then use DEFAULT_NATS_URL / DEFAULT_DATABASE_URL, and
+    # `make run` starts embedded servers instead.
+    nats_url: str | None = None
+    database_url: str | None = None
+    grpc_listen: Address = Address("127.0.0.1", 50051)
+    http_listen: Address = Address("127.0.0.1", 8000)
+    stream_name: str = "ANALYTICS_EVENTS"
+    subject_prefix: str = "analytics.events"
+    writer_durable: str = "writer"
+    writer_batch_size: int = 1000
+    # How long JetStream waits for the writer's ack before redelivering a message, e.g. after
+    # the writer crashed with it in hand.
+    writer_ack_wait: float = 30.0
+    publish_timeout: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    cors_allow_origins: tuple[str, ...] = ("*",)
+    log_level: str = "INFO"
+    data_dir: Path = Path(".data")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings, failing with a ConfigError that names the variable at fault."""
+        env = _Env(os.environ if environ is None else environ)
+        default = cls()
+        return cls(
+            nats_url=env.optional("NATS_URL"),
+            database_url=env.optional("DATABASE_URL"),
+            grpc_listen=env.address("GRPC_LISTEN", default.grpc_listen),
+            http_listen=env.address("HTTP_LISTEN", default.http_listen),
+            stream_name=env.token("STREAM_NAME", default.stream_name),
+            subject_prefix=env.subject("SUBJECT_PREFIX", default.subject_prefix),
+            writer_durable=env.token("WRITER_DURABLE", default.writer_durable),
+            writer_batch_size=env.integer(
+                "WRITER_BATCH_SIZE", default.writer_batch_size, low=1, high=100_000
+            ),
+            writer_ack_wait=env.seconds("WRITER_ACK_WAIT", default.writer_ack_wait),
+            publish_timeout=env.seconds("PUBLISH_TIMEOUT", default.publish_timeout),
+            max_body_bytes=env.integer(
+                "MAX_BODY_BYTES", default.max_body_bytes, low=1024, high=64 * 1024 * 1024
+            ),
+            cors_allow_origins=env.words("CORS_ALLOW_ORIGINS", default.cors_allow_origins),
+            log_level=env.choice(
+                "LOG_LEVEL", default.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            data_dir=Path(env.optional("DATA_DIR") or default.data_dir),
+        )
+
+    @property
+    def nats_servers(self) -> str:
+        return self.nats_url or DEFAULT_NATS_URL
+
+    @property
+    def database_dsn(self) -> str:
+        return self.database_url or DEFAULT_DATABASE_URL
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+        if not 0 < value <= 3600:
+            raise ConfigError(name, f"must be more than 0 and at most 3600, got {raw}")
+        return value
+
+    def address(self, name: str, default: Address) -> Address:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        host, sep, port = raw.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(name, f"expected host:port, got {raw!r}")
+        return Address(host.strip("[]"), int(port))
+
+    def token(self, name: str, default: str) -> str:
+        raw = self.optional(name) or default
+        if not all(c.isascii() and (c.isalnum() or c in "_-") for c in raw):
+            raise ConfigError(name, f"only letters, digits, '_' and '-' are allowed, got {raw!r}")
+        return raw
+
+    def subject(self, name: str, default: str) -> str:
+        raw = self.optional(name) or default
+        tokens = raw.split(".")
+        if any(not t or any(c in t for c in "*> \t") for t in tokens):
+            raise ConfigError(name, f"expected a NATS subject without wildcards, got {raw!r}")
+        return raw
+
+    def words(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        return tuple(w for w in raw.replace(",", " ").split() if w)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = (self.optional(name) or default).upper()
+        if raw not in choices:
+            raise ConfigError(name, f"expected one of {', '.join(choices)}, got {raw!r}")
+        return raw

@@ -1,0 +1,64 @@
+"""How a ServiceError reaches a gRPC client: its status code, and for INVALID_ARGUMENT a
+google.rpc.BadRequest in the standard `grpc-status-details-bin` trailer."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from stack.errors import InvalidArgument, ServiceError
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R")
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def rich_status(error: ServiceError) -> status_pb2.Status:
+    """The google.rpc.Status a client can decode from the details trailer."""
+    status = status_pb2.Status(code=error.grpc_status.value[0], message=error.message)
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(bad_request)
+        status.details.append(detail)
+    return status
+
+
+async def abort(context: Context, error: ServiceError) -> NoReturn:
+    status = rich_status(error)
+    await context.abort(
+        error.grpc_status,
+        error.message,
+        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+    )
+    raise AssertionError("context.abort returned")  # it always raises
+
+
+def translate_errors(
+    method: Callable[[S, R, Context], Awaitable[T]],
+) -> Callable[[S, R, Context], Awaitable[T]]:
+    """Let a servicer method raise ServiceError and have the client see the mapped status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, request: R, context: Context) -> T:
+        try:
+            return await method(self, request, context)
+        except ServiceError as error:
+            await abort(context, error)
+
+    return wrapper

@@ -1,0 +1,70 @@
+"""The JetStream stream that carries events from the ingest servers to the writer.
+
+Each message is one serialized `analytics.v1.EventBatch` on the subject of its site,
+`<prefix>.<site token>`. The stream keeps a message until the writer acknowledges it (work-queue
+retention), on file storage, and drops a resend of the same `Nats-Msg-Id` within its duplicate
+window.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+from stack.config import Settings
+
+STREAM_NAME_IN_USE = 10058
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventStream:
+    name: str
+    subject_prefix: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventStream:
+        return cls(settings.stream_name, settings.subject_prefix)
+
+    @property
+    def subjects(self) -> str:
+        """The wildcard covering every site's subject."""
+        return f"{self.subject_prefix}.>"
+
+    def subject_for(self, site_id: str) -> str:
+        """The subject of a site's events. Site ids may hold dots, which NATS reads as token
+        separators, so they are written as %2E ('%' itself never occurs in a valid site id)."""
+        return f"{self.subject_prefix}.{site_id.replace('.', '%2E')}"
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[self.subjects],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+
+
+async def ensure_stream(js: JetStreamContext, stream: EventStream) -> None:
+    """Create the stream, or bring an existing one to our configuration; safe to race."""
+    config = stream.config()
+    try:
+        await js.add_stream(config)
+    except BadRequestError as error:
+        if error.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+    logger.debug("stream %s ready on %s", stream.name, stream.subjects)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stack.config import Address, ConfigError, Settings
+
+
+def test_an_empty_environment_gives_the_documented_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings(
+        nats_url=None,
+        database_url=None,
+        grpc_listen=Address("127.0.0.1", 50051),
+        http_listen=Address("127.0.0.1", 8000),
+        stream_name="ANALYTICS_EVENTS",
+        subject_prefix="analytics.events",
+        writer_durable="writer",
+        writer_batch_size=1000,
+        writer_ack_wait=30.0,
+        publish_timeout=5.0,
+        max_body_bytes=1048576,
+        cors_allow_origins=("*",),
+        log_level="INFO",
+        data_dir=Path(".data"),
+    )
+
+
+def test_unset_urls_resolve_to_the_standard_local_servers() -> None:
+    settings = Settings.from_env({})
+
+    assert (settings.nats_servers, settings.database_dsn) == (
+        "nats://127.0.0.1:4222",
+        "postgresql://postgres@127.0.0.1:5432/analytics",
+    )
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "NATS_URL": "nats://n:4222",
+            "DATABASE_URL": "postgresql://p/db",
+            "GRPC_LISTEN": "0.0.0.0:6000",
+            "HTTP_LISTEN": "[::]:7000",
+            "STREAM_NAME": "S",
+            "SUBJECT_PREFIX": "a.b",
+            "WRITER_DURABLE": "w2",
+            "WRITER_BATCH_SIZE": "50",
+            "WRITER_ACK_WAIT": "2.5",
+            "PUBLISH_TIMEOUT": "0.5",
+            "MAX_BODY_BYTES": "2048",
+            "CORS_ALLOW_ORIGINS": "https://a.example, https://b.example",
+            "LOG_LEVEL": "debug",
+            "DATA_DIR": "/tmp/d",
+        }
+    )
+
+    assert settings == Settings(
+        nats_url="nats://n:4222",
+        database_url="postgresql://p/db",
+        grpc_listen=Address("0.0.0.0", 6000),
+        http_listen=Address("::", 7000),
+        stream_name="S",
+        subject_prefix="a.b",
+        writer_durable="w2",
+        writer_batch_size=50,
+        writer_ack_wait=2.5,
+        publish_timeout=0.5,
+        max_body_bytes=2048,
+        cors_allow_origins=("https://a.example", "https://b.example"),
+        log_level="DEBUG",
+        data_dir=Path("/tmp/d"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GRPC_LISTEN", "50051", "GRPC_LISTEN: expected host:port, got '50051'"),
+        ("WRITER_BATCH_SIZE", "many", "WRITER_BATCH_SIZE: expected an integer, got 'many'"),
+        ("WRITER_BATCH_SIZE", "0", "WRITER_BATCH_SIZE: must be between 1 and 100000, got 0"),
+        ("PUBLISH_TIMEOUT", "-1", "PUBLISH_TIMEOUT: must be more than 0 and at most 3600, got -1"),
+        (
+            "STREAM_NAME",
+            "a.b",
+            "STREAM_NAME: only letters, digits, '_' and '-' are allowed, got 'a.b'",
+        ),
+        (
+            "SUBJECT_PREFIX",
+            "a.*",
+            "SUBJECT_PREFIX: expected a NATS subject without wildcards, got 'a.*'",
+        ),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+
+    assert str(caught.value) == message
