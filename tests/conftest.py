@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -18,7 +19,9 @@ from nats.js import JetStreamContext
 
 from stack.config import Address, Settings
 from stack.embedded import EmbeddedNats, EmbeddedPostgres
+from stack.serve import ApiAddresses, serving
 from stack.stream import EventStream
+from tests.support.clients import GrpcClients, grpc_clients
 from writer.schema import migrate
 from writer.service import RunningWriter, running_writer
 
@@ -79,9 +82,28 @@ def stream(settings: Settings) -> EventStream:
 
 
 @pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[ApiAddresses]:
+    """The ingest and report services, gRPC and HTTP, in this process."""
+    async with serving(settings, ingest=True, report=True) as addresses:
+        yield addresses
+
+
+@pytest.fixture
 async def writer(settings: Settings) -> AsyncIterator[RunningWriter]:
     async with running_writer(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def http(api: ApiAddresses) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://{api.http}", timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def rpc(api: ApiAddresses) -> AsyncIterator[GrpcClients]:
+    async with grpc_clients(api.grpc) as clients:
+        yield clients
 
 
 @pytest.fixture

@@ -1,0 +1,13 @@
+"""`analytics-report`: ReportService over gRPC, and `GET /stats` over HTTP."""
+
+from __future__ import annotations
+
+from stack.serve import main_for
+
+
+def main() -> None:
+    main_for("analytics-report", ingest=False, report=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The HTTP shim's JSON: request bodies into `Event`s, results and errors into JSON objects.
+
+Field names are the seeds' (`site_id`, `event_type`, `path`, `user_id`, `timestamp`, ...).
+Decoding is strict: unknown fields, duplicate keys, NaN and Infinity, values of the wrong type,
+lone surrogates and timestamps that are not RFC 3339 with an offset are all refused, with the
+field named.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from analytics.v1.event_pb2 import Event
+from analytics.v1.report_pb2 import Stats
+
+from ingest_server.ingestor import Outcome
+from stack.errors import FieldViolation, InvalidArgument, ServiceError
+
+_TEXT_FIELDS = ("event_id", "site_id", "event_type", "path", "user_id", "referrer")
+_KNOWN_FIELDS = frozenset((*_TEXT_FIELDS, "timestamp", "properties"))
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
+def parse_body(body: bytes) -> Any:
+    """The JSON value of a request body, or InvalidArgument on field `body`."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument.single("body", "is not valid UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidArgument.single(
+            "body", f"is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidArgument.single("body", "is nested too deeply") from None
+
+
+def event_from_json(value: Any) -> Event:
+    """An Event from one JSON object; InvalidArgument names every field of the wrong type."""
+    if not isinstance(value, dict):
+        raise InvalidArgument.single("body", "must be a JSON object (an event)")
+    violations: list[FieldViolation] = []
+    unknown = sorted(key for key in value if key not in _KNOWN_FIELDS)
+    violations += [_unknown_field(key) for key in unknown]
+    event = Event()
+    for name in _TEXT_FIELDS:
+        text = value.get(name)
+        if text is None:
+            continue
+        if problem := _not_text(text):
+            violations.append(FieldViolation(name, problem))
+        else:
+            setattr(event, name, text)
+    timestamp = value.get("timestamp")
+    if timestamp is not None:
+        try:
+            event.timestamp.FromDatetime(_rfc3339(timestamp))
+        except ValueError:
+            violations.append(
+                FieldViolation(
+                    "timestamp",
+                    "must be an RFC 3339 date-time with an offset, like 2025-11-14T10:00:00Z",
+                )
+            )
+    properties = value.get("properties")
+    if properties is not None:
+        violations += _fill_properties(event, properties)
+    if violations:
+        raise InvalidArgument(violations)
+    return event
+
+
+def events_from_json(value: Any) -> list[Event | InvalidArgument]:
+    """The events of a JSON array, each decoded or refused on its own."""
+    if not isinstance(value, list):
+        raise InvalidArgument.single("body", "must be a JSON array of events")
+    items: list[Event | InvalidArgument] = []
+    for element in value:
+        try:
+            items.append(event_from_json(element))
+        except InvalidArgument as error:
+            items.append(error)
+    return items
+
+
+def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
+    if outcome.accepted:
+        return {"index": outcome.index, "status": "accepted", "event_id": outcome.event_id}
+    return {
+        "index": outcome.index,
+        "status": "rejected",
+        "field_violations": _violations_to_json(outcome.violations),
+    }
+
+
+def stats_to_json(stats: Stats) -> dict[str, Any]:
+    return {
+        "site_id": stats.site_id,
+        "date": stats.date or None,
+        "total_views": stats.total_views,
+        "unique_users": stats.unique_users,
+        "top_paths": [{"path": p.path, "views": p.views} for p in stats.top_paths],
+    }
+
+
+def error_to_json(error: ServiceError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error.code, "message": error.message}
+    if isinstance(error, InvalidArgument):
+        body["field_violations"] = _violations_to_json(error.violations)
+    return body
+
+
+def _violations_to_json(violations: Iterable[FieldViolation]) -> list[dict[str, str]]:
+    return [{"field": v.field, "description": v.description} for v in violations]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            field = key if _is_short_text(key) else "body"
+            raise InvalidArgument.single(field, "appears more than once")
+        result[key] = value
+    return result
+
+
+def _constant(name: str) -> None:
+    raise InvalidArgument.single("body", f"{name} is not a JSON value")
+
+
+def _not_text(value: object) -> str | None:
+    """Why `value` cannot be a text field, or None if it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+def _fill_properties(event: Event, properties: object) -> list[FieldViolation]:
+    if not isinstance(properties, dict):
+        return [FieldViolation("properties", "must be an object of strings")]
+    violations = []
+    for key, value in properties.items():
+        if _not_text(key):
+            violations.append(FieldViolation("properties", "keys must be valid Unicode"))
+        elif problem := _not_text(value):
+            field = f"properties[{key}]" if _is_short_text(key) else "properties"
+            violations.append(FieldViolation(field, problem))
+        else:
+            event.properties[key] = value
+    return violations
+
+
+def _rfc3339(value: object) -> datetime:
+    """Parse an RFC 3339 date-time; ValueError for anything else. Fractions of a second beyond
+    microseconds are dropped."""
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    match = _RFC3339.fullmatch(value)
+    if not match:
+        raise ValueError("not RFC 3339")
+    year, month, day, hour, minute, second = (int(match[i]) for i in range(1, 7))
+    micros = int((match[7] or "0")[:6].ljust(6, "0"))
+    if match[8]:
+        zone = UTC
+    else:
+        offset_hours, offset_minutes = int(match[10]), int(match[11])
+        if offset_minutes > 59:
+            raise ValueError("bad offset")
+        offset = timedelta(hours=offset_hours, minutes=offset_minutes)
+        zone = timezone(-offset if match[9] == "-" else offset)
+    return datetime(year, month, day, hour, minute, second, micros, tzinfo=zone)
+
+
+def _unknown_field(key: str) -> FieldViolation:
+    if _is_short_text(key):
+        return FieldViolation(key, "is not a known field")
+    return FieldViolation("body", "holds an unknown field")
+
+
+def _is_short_text(key: str) -> bool:
+    return len(key) <= 64 and key.isprintable() and _not_text(key) is None

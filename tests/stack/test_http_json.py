@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from analytics.v1.event_pb2 import Event
+from analytics.v1.report_pb2 import PathViews, Stats
+
+from ingest_server.ingestor import Outcome
+from stack.errors import FieldViolation, InvalidArgument, PayloadTooLarge
+from stack.http_json import (
+    error_to_json,
+    event_from_json,
+    events_from_json,
+    outcome_to_json,
+    parse_body,
+    stats_to_json,
+)
+
+SEED_EVENT = {
+    "site_id": "site-abc-123",
+    "event_type": "page_view",
+    "path": "/pricing",
+    "user_id": "user-xyz-789",
+    "timestamp": "2025-11-12T19:30:01Z",
+}
+
+
+def violations_of(value: Any) -> list[FieldViolation]:
+    with pytest.raises(InvalidArgument) as caught:
+        event_from_json(value)
+    return list(caught.value.violations)
+
+
+def body_violations(body: bytes) -> list[FieldViolation]:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_body(body)
+    return list(caught.value.violations)
+
+
+def test_the_seed_event_decodes_field_for_field() -> None:
+    event = event_from_json(SEED_EVENT)
+
+    assert (event.site_id, event.event_type, event.path, event.user_id) == (
+        "site-abc-123",
+        "page_view",
+        "/pricing",
+        "user-xyz-789",
+    )
+    assert event.timestamp.ToDatetime(tzinfo=UTC) == datetime(2025, 11, 12, 19, 30, 1, tzinfo=UTC)
+
+
+def test_optional_fields_decode() -> None:
+    event = event_from_json(
+        {
+            **SEED_EVENT,
+            "event_id": "e-1",
+            "referrer": "https://a.example/",
+            "properties": {"k": "v"},
+        }
+    )
+
+    assert (event.event_id, event.referrer, dict(event.properties)) == (
+        "e-1",
+        "https://a.example/",
+        {"k": "v"},
+    )
+
+
+def test_null_optional_fields_are_absent() -> None:
+    event = event_from_json({**SEED_EVENT, "user_id": None, "timestamp": None, "properties": None})
+
+    assert event == Event(site_id="site-abc-123", event_type="page_view", path="/pricing")
+
+
+def test_a_timestamp_with_an_offset_is_the_same_instant_in_utc() -> None:
+    event = event_from_json({**SEED_EVENT, "timestamp": "2025-11-14T23:30:00-02:00"})
+
+    assert event.timestamp.ToDatetime(tzinfo=UTC) == datetime(2025, 11, 15, 1, 30, tzinfo=UTC)
+
+
+def test_fractions_of_a_second_are_kept_to_the_microsecond() -> None:
+    event = event_from_json({**SEED_EVENT, "timestamp": "2025-11-14T10:00:00.123456789Z"})
+
+    assert event.timestamp.ToDatetime(tzinfo=UTC) == datetime(
+        2025, 11, 14, 10, 0, 0, 123456, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2025-11-14",
+        "2025-11-14T10:00:00",
+        "20251114T100000Z",
+        "2025-11-14T25:00:00Z",
+        "2025-02-30T10:00:00Z",
+        "2025-11-14T10:00:00+01:60",
+        "yesterday",
+        1731578400,
+    ],
+)
+def test_timestamps_that_are_not_rfc_3339_with_an_offset_are_refused(timestamp: object) -> None:
+    assert violations_of({**SEED_EVENT, "timestamp": timestamp}) == [
+        FieldViolation(
+            "timestamp", "must be an RFC 3339 date-time with an offset, like 2025-11-14T10:00:00Z"
+        )
+    ]
+
+
+@pytest.mark.parametrize("value", [42, 1.5, True, ["a"], {"a": "b"}])
+def test_a_non_string_in_a_text_field_is_refused(value: object) -> None:
+    assert violations_of({**SEED_EVENT, "user_id": value}) == [
+        FieldViolation("user_id", "must be a string")
+    ]
+
+
+def test_a_lone_surrogate_is_refused() -> None:
+    assert violations_of({**SEED_EVENT, "path": "/a\ud800"}) == [
+        FieldViolation("path", "must be valid Unicode (it holds a lone surrogate)")
+    ]
+
+
+def test_an_unknown_field_is_refused_by_name() -> None:
+    assert violations_of({**SEED_EVENT, "url": "https://a.example/"}) == [
+        FieldViolation("url", "is not a known field")
+    ]
+
+
+def test_a_property_value_that_is_not_a_string_is_named_by_its_key() -> None:
+    assert violations_of({**SEED_EVENT, "properties": {"count": 3}}) == [
+        FieldViolation("properties[count]", "must be a string")
+    ]
+
+
+def test_properties_must_be_an_object() -> None:
+    assert violations_of({**SEED_EVENT, "properties": ["a"]}) == [
+        FieldViolation("properties", "must be an object of strings")
+    ]
+
+
+def test_an_event_must_be_an_object() -> None:
+    assert violations_of([SEED_EVENT]) == [
+        FieldViolation("body", "must be a JSON object (an event)")
+    ]
+
+
+def test_a_batch_decodes_each_element_on_its_own() -> None:
+    items = events_from_json([SEED_EVENT, {**SEED_EVENT, "path": 7}])
+
+    assert isinstance(items[0], Event)
+    assert isinstance(items[1], InvalidArgument)
+    assert items[1].violations == (FieldViolation("path", "must be a string"),)
+
+
+def test_a_batch_must_be_an_array() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        events_from_json(SEED_EVENT)
+
+    assert caught.value.violations == (FieldViolation("body", "must be a JSON array of events"),)
+
+
+def test_malformed_json_is_refused_with_its_position() -> None:
+    assert body_violations(b'{"site_id": }') == [
+        FieldViolation("body", "is not valid JSON: Expecting value at line 1 column 13")
+    ]
+
+
+def test_a_body_that_is_not_utf8_is_refused() -> None:
+    assert body_violations('{"path": "/é"}'.encode("latin-1")) == [
+        FieldViolation("body", "is not valid UTF-8")
+    ]
+
+
+def test_a_duplicate_key_is_refused() -> None:
+    assert body_violations(b'{"path": "/a", "path": "/b"}') == [
+        FieldViolation("path", "appears more than once")
+    ]
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_numbers_are_refused(constant: bytes) -> None:
+    assert body_violations(b'{"x": ' + constant + b"}") == [
+        FieldViolation("body", f"{constant.decode()} is not a JSON value")
+    ]
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    assert body_violations(b"[" * 100_000 + b"]" * 100_000) == [
+        FieldViolation("body", "is nested too deeply")
+    ]
+
+
+def test_an_accepted_outcome_carries_its_event_id() -> None:
+    assert outcome_to_json(Outcome(3, event_id="e-1")) == {
+        "index": 3,
+        "status": "accepted",
+        "event_id": "e-1",
+    }
+
+
+def test_a_rejected_outcome_carries_its_violations() -> None:
+    outcome = Outcome(1, violations=(FieldViolation("path", "is required"),))
+
+    assert outcome_to_json(outcome) == {
+        "index": 1,
+        "status": "rejected",
+        "field_violations": [{"field": "path", "description": "is required"}],
+    }
+
+
+def test_stats_have_the_seed_shape() -> None:
+    stats = Stats(
+        site_id="s",
+        date="2025-11-14",
+        total_views=3,
+        unique_users=2,
+        top_paths=[PathViews(path="/a", views=2), PathViews(path="/b", views=1)],
+    )
+
+    assert stats_to_json(stats) == {
+        "site_id": "s",
+        "date": "2025-11-14",
+        "total_views": 3,
+        "unique_users": 2,
+        "top_paths": [{"path": "/a", "views": 2}, {"path": "/b", "views": 1}],
+    }
+
+
+def test_all_time_stats_have_a_null_date() -> None:
+    assert stats_to_json(Stats(site_id="s"))["date"] is None
+
+
+def test_an_invalid_argument_error_lists_its_violations() -> None:
+    error = InvalidArgument([FieldViolation("site_id", "is required")])
+
+    assert error_to_json(error) == {
+        "error": "invalid_argument",
+        "message": "site_id: is required",
+        "field_violations": [{"field": "site_id", "description": "is required"}],
+    }
+
+
+def test_other_errors_have_a_code_and_a_message() -> None:
+    assert error_to_json(PayloadTooLarge("too big")) == {
+        "error": "payload_too_large",
+        "message": "too big",
+    }

@@ -1,0 +1,299 @@
+"""Bad input gets a clear error naming the field, and nothing of it reaches the stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from analytics.v1.event_pb2 import Event
+from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest
+from analytics.v1.report_pb2 import GetStatsRequest
+from nats.js import JetStreamContext
+
+from stack.stream import EventStream
+from tests.support.clients import GrpcClients, field_violations
+
+GOOD = {"site_id": "site-123", "event_type": "page_view", "path": "/home"}
+GOOD_EVENT = Event(site_id="site-123", event_type="page_view", path="/home")
+
+
+async def messages_in(js: JetStreamContext, stream: EventStream) -> int:
+    info = await js.stream_info(stream.name)
+    return info.state.messages
+
+
+def invalid_argument(*violations: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "error": "invalid_argument",
+        "message": "; ".join(f"{field}: {description}" for field, description in violations),
+        "field_violations": [
+            {"field": field, "description": description} for field, description in violations
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("event", "violation"),
+    [
+        ({"event_type": "page_view", "path": "/"}, ("site_id", "is required")),
+        ({"site_id": "s", "path": "/"}, ("event_type", "is required")),
+        ({"site_id": "s", "event_type": "page_view"}, ("path", "is required")),
+        ({**GOOD, "site_id": 12}, ("site_id", "must be a string")),
+        ({**GOOD, "path": "home"}, ("path", "must start with '/'")),
+        ({**GOOD, "user_id": "a\u0000b"}, ("user_id", "must not contain control characters")),
+        (
+            {**GOOD, "timestamp": "2025-11-14 10:00"},
+            (
+                "timestamp",
+                "must be an RFC 3339 date-time with an offset, like 2025-11-14T10:00:00Z",
+            ),
+        ),
+        (
+            {**GOOD, "timestamp": "1999-12-31T00:00:00Z"},
+            ("timestamp", "must not be before 2000-01-01T00:00:00+00:00"),
+        ),
+        ({**GOOD, "colour": "red"}, ("colour", "is not a known field")),
+    ],
+)
+async def test_an_invalid_event_gets_400_naming_the_field(
+    http: httpx.AsyncClient,
+    js: JetStreamContext,
+    stream: EventStream,
+    event: dict[str, Any],
+    violation: tuple[str, str],
+) -> None:
+    response = await http.post("/event", json=event)
+
+    assert response.status_code == 400
+    assert response.json() == invalid_argument(violation)
+    assert await messages_in(js, stream) == 0
+
+
+async def test_a_valid_event_does_reach_the_stream(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    assert (await http.post("/event", json=GOOD)).status_code == 202
+    assert await messages_in(js, stream) == 1
+
+
+async def test_malformed_json_gets_400(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    response = await http.post(
+        "/event", content=b'{"site_id": "s",', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == invalid_argument(
+        (
+            "body",
+            "is not valid JSON: Expecting property name enclosed in double quotes at line 1 "
+            "column 17",
+        )
+    )
+    assert await messages_in(js, stream) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", ""],
+)
+async def test_a_body_that_is_not_json_gets_415(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream, content_type: str
+) -> None:
+    response = await http.post(
+        "/event", content=b'{"site_id": "s"}', headers={"content-type": content_type}
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "unsupported_media_type",
+        "message": "Content-Type must be application/json (UTF-8)",
+    }
+    assert await messages_in(js, stream) == 0
+
+
+async def test_json_with_a_utf8_charset_is_accepted(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/event",
+        content=b'{"site_id": "s", "event_type": "e", "path": "/"}',
+        headers={"content-type": "application/json; charset=UTF-8"},
+    )
+
+    assert response.status_code == 202
+
+
+async def test_a_body_over_one_mebibyte_gets_413(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    body = b'{"site_id": "s", "event_type": "e", "path": "/' + b"a" * (1024 * 1024) + b'"}'
+
+    response = await http.post("/event", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "payload_too_large",
+        "message": "the request body must be at most 1048576 bytes",
+    }
+    assert await messages_in(js, stream) == 0
+
+
+async def test_a_chunked_body_over_the_limit_gets_413(http: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" " * 65536
+
+    response = await http.post(
+        "/event", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 413
+
+
+async def test_a_batch_accepts_the_valid_events_and_reports_the_rest(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    response = await http.post(
+        "/events", json=[GOOD, {**GOOD, "path": 5}, {**GOOD, "event_id": "e-2"}, "nope"]
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "accepted": 2,
+        "rejected": 2,
+        "results": [
+            {"index": 0, "status": "accepted", "event_id": body["results"][0]["event_id"]},
+            {
+                "index": 1,
+                "status": "rejected",
+                "field_violations": [{"field": "path", "description": "must be a string"}],
+            },
+            {"index": 2, "status": "accepted", "event_id": "e-2"},
+            {
+                "index": 3,
+                "status": "rejected",
+                "field_violations": [
+                    {"field": "body", "description": "must be a JSON object (an event)"}
+                ],
+            },
+        ],
+    }
+    assert await messages_in(js, stream) == 2
+
+
+async def test_a_batch_of_more_than_1000_events_gets_400(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    response = await http.post("/events", json=[GOOD] * 1001)
+
+    assert response.status_code == 400
+    assert response.json() == invalid_argument(("events", "at most 1000 events per batch"))
+    assert await messages_in(js, stream) == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "violations"),
+    [
+        ({}, [("site_id", "is required")]),
+        (
+            {"site_id": "s", "date": "2025-02-30"},
+            [("date", "must be a calendar date as YYYY-MM-DD")],
+        ),
+        ({"site_id": "s", "limit": "ten"}, [("limit", "must be an integer")]),
+        ({"site_id": "s", "limit": "1001"}, [("limit", "must be between 1 and 1000")]),
+        ({"site_id": "s", "from": "x"}, [("from", "is not a known parameter")]),
+        ({"site_id": ["a", "b"]}, [("site_id", "appears more than once")]),
+    ],
+)
+async def test_bad_stats_parameters_get_400_naming_them(
+    http: httpx.AsyncClient, params: dict[str, Any], violations: list[tuple[str, str]]
+) -> None:
+    response = await http.get("/stats", params=params)
+
+    assert response.status_code == 400
+    assert response.json() == invalid_argument(*violations)
+
+
+async def test_an_unknown_route_gets_a_json_404(http: httpx.AsyncClient) -> None:
+    response = await http.get("/nope")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "message": "GET /nope: Not Found"}
+
+
+async def test_a_wrong_method_gets_a_json_405(http: httpx.AsyncClient) -> None:
+    response = await http.get("/event")
+
+    assert response.status_code == 405
+    assert response.json() == {
+        "error": "method_not_allowed",
+        "message": "GET /event: Method Not Allowed",
+    }
+
+
+async def test_an_invalid_grpc_event_gets_invalid_argument_with_bad_request(
+    rpc: GrpcClients, js: JetStreamContext, stream: EventStream
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rpc.ingest.Ingest(IngestRequest(event=Event(site_id="s", path="x")))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [
+        ("event.event_type", "is required"),
+        ("event.path", "must start with '/'"),
+    ]
+    assert await messages_in(js, stream) == 0
+
+
+async def test_a_grpc_request_without_an_event_gets_invalid_argument(rpc: GrpcClients) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rpc.ingest.Ingest(IngestRequest())
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [("event", "is required")]
+
+
+async def test_a_grpc_batch_reports_each_rejected_event_by_index_and_field(
+    rpc: GrpcClients, js: JetStreamContext, stream: EventStream
+) -> None:
+    good = GOOD_EVENT
+    response = await rpc.ingest.IngestBatch(
+        IngestBatchRequest(events=[good, Event(site_id="s"), good])
+    )
+
+    assert (response.accepted_count, response.rejected_count) == (2, 1)
+    rejected = response.results[1]
+    assert (rejected.index, rejected.event_id) == (1, "")
+    assert [(v.field, v.description) for v in rejected.violations] == [
+        ("event_type", "is required"),
+        ("path", "is required"),
+    ]
+    assert [r.index for r in response.results] == [0, 1, 2]
+    assert await messages_in(js, stream) == 2
+
+
+async def test_a_grpc_batch_of_more_than_1000_events_gets_invalid_argument(
+    rpc: GrpcClients, js: JetStreamContext, stream: EventStream
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rpc.ingest.IngestBatch(IngestBatchRequest(events=[GOOD_EVENT] * 1001))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [("events", "at most 1000 events per batch")]
+    assert await messages_in(js, stream) == 0
+
+
+async def test_bad_get_stats_arguments_get_invalid_argument(rpc: GrpcClients) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rpc.report.GetStats(GetStatsRequest(date="14.11.2025", limit=5000))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [
+        ("site_id", "is required"),
+        ("date", "must be a calendar date as YYYY-MM-DD"),
+        ("limit", "must be between 1 and 1000"),
+    ]

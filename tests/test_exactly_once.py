@@ -1,0 +1,169 @@
+"""Every accepted event reaches PostgreSQL exactly once, through crashes and resends."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.ingest_pb2 import IngestBatchRequest
+from nats.js import JetStreamContext
+
+from stack.config import Settings
+from stack.serve import ApiAddresses, serving
+from stack.stream import EventStream
+from tests.support.clients import GrpcClients, grpc_clients
+from tests.support.env import settings_env
+from tests.support.waiting import eventually
+from writer.service import RunningWriter, running_writer
+
+DAY = datetime(2025, 11, 14, 10, 0, tzinfo=UTC)
+
+
+def event(number: int) -> Event:
+    result = Event(
+        event_id=f"event-{number}",
+        site_id="site-1",
+        event_type="page_view",
+        path=f"/p{number % 17}",
+        user_id=f"u{number % 101}",
+    )
+    result.timestamp.FromDatetime(DAY)
+    return result
+
+
+async def stored_count(db: asyncpg.Connection) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM events")
+    return count
+
+
+async def stored_at_least(db: asyncpg.Connection, count: int) -> bool:
+    return await stored_count(db) >= count
+
+
+async def aggregates(db: asyncpg.Connection) -> tuple[list[tuple[str, int]], tuple[int, int]]:
+    paths = await db.fetch("SELECT path, views FROM daily_path_views ORDER BY path")
+    totals = await db.fetchrow("SELECT views, users FROM daily_totals")
+    return [(row["path"], row["views"]) for row in paths], (
+        (totals["views"], totals["users"]) if totals else (0, 0)
+    )
+
+
+def expected_aggregates(numbers: range) -> tuple[list[tuple[str, int]], tuple[int, int]]:
+    views = Counter(f"/p{n % 17}" for n in numbers)
+    users = {n % 101 for n in numbers}
+    return sorted(views.items()), (len(numbers), len(users))
+
+
+class WriterProcess:
+    """`python -m writer`, as production runs it, so that it can be killed for real."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._env = settings_env(settings)
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "writer"], env=self._env, stdin=subprocess.DEVNULL
+        )
+
+    def kill(self) -> None:
+        assert self._popen is not None
+        self._popen.send_signal(signal.SIGKILL)
+        self._popen.wait()
+
+    def stop(self) -> int:
+        assert self._popen is not None
+        self._popen.send_signal(signal.SIGTERM)
+        return self._popen.wait(timeout=30)
+
+
+@pytest.fixture
+def small_batches(settings: Settings) -> Settings:
+    return replace(settings, writer_batch_size=50)
+
+
+@pytest.fixture
+async def ingest_only(small_batches: Settings) -> AsyncIterator[ApiAddresses]:
+    async with serving(small_batches, ingest=True, report=False) as addresses:
+        yield addresses
+
+
+@pytest.fixture
+def writer_process(small_batches: Settings) -> Iterator[WriterProcess]:
+    process = WriterProcess(small_batches)
+    yield process
+    if process._popen is not None and process._popen.poll() is None:
+        process.kill()
+
+
+async def test_a_writer_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    ingest_only: ApiAddresses, writer_process: WriterProcess, db: asyncpg.Connection
+) -> None:
+    total = 6000
+    writer_process.start()
+
+    async def produce(clients: GrpcClients) -> None:
+        for start in range(0, total, 200):
+            response = await clients.ingest.IngestBatch(
+                IngestBatchRequest(events=[event(n) for n in range(start, start + 200)])
+            )
+            assert response.accepted_count == 200
+            await asyncio.sleep(0.02)
+
+    async with grpc_clients(ingest_only.grpc) as clients:
+        producing = asyncio.create_task(produce(clients))
+        for threshold in (500, 1500, 3000):
+            await eventually(functools.partial(stored_at_least, db, threshold), True)
+            writer_process.kill()
+            writer_process.start()
+        await producing
+
+    await eventually(lambda: stored_count(db), total, within=60)
+    assert await aggregates(db) == expected_aggregates(range(total))
+    assert writer_process.stop() == 0
+
+
+async def test_a_resend_after_the_duplicate_window_counts_once(
+    writer: RunningWriter, js: JetStreamContext, stream: EventStream, db: asyncpg.Connection
+) -> None:
+    # JetStream forgets a Nats-Msg-Id after its duplicate window; a resend then reaches the
+    # writer as a new message, and the database must absorb it.
+    for attempt in ("first", "resend-days-later"):
+        batch = EventBatch(events=[event(1)])
+        batch.received_at.FromDatetime(DAY)
+        await js.publish(
+            stream.subject_for("site-1"),
+            batch.SerializeToString(),
+            headers={"Nats-Msg-Id": attempt},
+        )
+    await js.publish(stream.subject_for("site-1"), _message(event(2)))
+
+    await eventually(lambda: stored_count(db), 2)
+    assert await aggregates(db) == ([("/p1", 1), ("/p2", 1)], (2, 2))
+
+
+async def test_events_stay_in_the_stream_until_a_writer_stores_them(
+    small_batches: Settings, ingest_only: ApiAddresses, db: asyncpg.Connection
+) -> None:
+    async with grpc_clients(ingest_only.grpc) as clients:
+        await clients.ingest.IngestBatch(IngestBatchRequest(events=[event(n) for n in range(10)]))
+
+    async with running_writer(small_batches):
+        await eventually(lambda: stored_count(db), 10)
+    assert await aggregates(db) == expected_aggregates(range(10))
+
+
+def _message(item: Event) -> bytes:
+    batch = EventBatch(events=[item])
+    batch.received_at.FromDatetime(DAY)
+    return batch.SerializeToString()
