@@ -1,0 +1,150 @@
+"""`make run`: the whole stack in one terminal.
+
+Starts an embedded NATS server and PostgreSQL cluster (data kept in DATA_DIR across restarts)
+unless NATS_URL / DATABASE_URL point elsewhere, then the writer and one API process serving both
+gRPC services and the HTTP shim. Ctrl-C stops everything in order: the API first (in-flight
+requests finish), then the writer (its batch in hand is stored), then the servers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from stack.config import ConfigError, Settings
+from stack.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    accepts_connections,
+    die_with_parent,
+)
+from stack.lifecycle import configure_logging
+
+API_START_TIMEOUT_SECONDS = 60.0
+CHILD_STOP_TIMEOUT_SECONDS = 20.0
+
+
+class _Stop(Exception):
+    pass
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        sys.exit(f"analytics-run: configuration error: {error}")
+    configure_logging(settings.log_level)
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        with ExitStack() as running:
+            env = _start_servers(settings, running)
+            children = [
+                _Child("writer", [sys.executable, "-m", "writer"], env),
+                _Child("api", [sys.executable, "-m", "stack.serve"], env),
+            ]
+            for child in children:
+                running.callback(child.stop)  # stopped in reverse: the API first
+            _wait_for_api(settings, children)
+            _print_banner(settings, env)
+            while all(child.running for child in children):
+                time.sleep(0.2)
+            failed = next(child for child in children if not child.running)
+            sys.exit(f"analytics-run: the {failed.name} process exited; stopping everything")
+    except _Stop:
+        print("\nanalytics-run: stopped", file=sys.stderr)
+    except EmbeddedServerError as error:
+        sys.exit(f"analytics-run: {error}")
+
+
+def _start_servers(settings: Settings, running: ExitStack) -> dict[str, str]:
+    """Start the embedded servers that are not configured away; the children's environment."""
+    env = dict(os.environ)
+    if settings.nats_url is None:
+        nats = EmbeddedNats(settings.data_dir / "nats")
+        nats.start()
+        running.callback(nats.stop)
+        env["NATS_URL"] = nats.url
+    if settings.database_url is None:
+        postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+        postgres.start()
+        running.callback(postgres.stop)
+        env["DATABASE_URL"] = postgres.url()
+    return env
+
+
+class _Child:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+        self._popen = subprocess.Popen(
+            argv,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (no threads here)
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._popen.poll() is None
+
+    def stop(self) -> None:
+        if self.running:
+            self._popen.send_signal(signal.SIGTERM)
+        try:
+            self._popen.wait(CHILD_STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait()
+
+
+def _wait_for_api(settings: Settings, children: list[_Child]) -> None:
+    deadline = time.monotonic() + API_START_TIMEOUT_SECONDS
+    for address in (settings.http_listen, settings.grpc_listen):
+        while not accepts_connections(address.port, address.host):
+            if not all(child.running for child in children) or time.monotonic() > deadline:
+                sys.exit(f"analytics-run: the API did not start listening on {address}")
+            time.sleep(0.05)
+
+
+def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+    def origin(configured: str | None, name: str) -> str:
+        return "external" if configured else f"embedded, data in {settings.data_dir / name}"
+
+    print(
+        "\nThe analytics stack is running.\n"
+        f"  HTTP      http://{settings.http_listen}   POST /event, POST /events, GET /stats\n"
+        f"  gRPC      {settings.grpc_listen}   "
+        "analytics.v1.IngestService, analytics.v1.ReportService\n"
+        f"  NATS      {_without_password(env['NATS_URL'])}   "
+        f"{origin(settings.nats_url, 'nats')}\n"
+        f"  Postgres  {_without_password(env['DATABASE_URL'])}   "
+        f"{origin(settings.database_url, 'postgres')}\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stop
+
+
+if __name__ == "__main__":
+    main()
