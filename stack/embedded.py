@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import IO, Self
 
 START_TIMEOUT_SECONDS = 30.0
-STOP_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 20.0
 # PostgreSQL refuses to run as root; as root we run it as this user instead.
 POSTGRES_USER_WHEN_ROOT = "nobody"
 
@@ -43,29 +43,41 @@ def free_port() -> int:
         return port
 
 
-class _Process:
-    """One server process: started with its output in a log file, stopped by a signal."""
+class ChildProcess:
+    """A process we start and stop: in a session of its own, so that a Ctrl-C meant for us does
+    not reach it, signalled by the kernel when we die, stopped by `stop_signal` (then SIGKILL
+    after STOP_TIMEOUT_SECONDS). Its output goes to `log_path`, or to ours when None."""
 
-    def __init__(self, name: str, log_path: Path, stop_signal: signal.Signals) -> None:
+    def __init__(
+        self, name: str, stop_signal: signal.Signals, log_path: Path | None = None
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self._stop_signal = stop_signal
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def spawn(self, argv: list[str], user: str | None = None) -> None:
-        self._log = self.log_path.open("ab")
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def spawn(
+        self, argv: list[str], *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        if self.log_path is not None:
+            self._log = self.log_path.open("ab")
         self._popen = subprocess.Popen(
             argv,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C meant for our process must not reach it
+            stderr=subprocess.STDOUT if self._log else None,
+            start_new_session=True,
             user=user,
             group=_group_of(user) if user else None,
             extra_groups=[] if user else None,
             # Only a ctypes call to prctl runs between fork and exec: safe with threads.
-            preexec_fn=die_with_parent(self._stop_signal),  # noqa: PLW1509
+            preexec_fn=_die_with_parent(self._stop_signal),  # noqa: PLW1509
         )
 
     def check_alive(self) -> None:
@@ -91,6 +103,8 @@ class _Process:
             self._log = None
 
     def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None:
+            return ""
         try:
             text = self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -98,13 +112,32 @@ class _Process:
         return "\n".join(text.splitlines()[-lines:])
 
 
-class EmbeddedNats:
+class _EmbeddedServer:
+    _process: ChildProcess
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedNats(_EmbeddedServer):
     """nats-server with JetStream, its store in `root/jetstream`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
-        self._process = _Process("nats-server", root / "nats.log", signal.SIGTERM)
+        self._process = ChildProcess("nats-server", signal.SIGTERM, root / "nats.log")
 
     @property
     def url(self) -> str:
@@ -125,22 +158,10 @@ class EmbeddedNats:
                 str(self.root / "jetstream"),
             ]
         )
-        _wait_until(lambda: accepts_connections(self.port), self._process, "nats-server")
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        _wait_until(lambda: accepts_connections(self.port), self._process)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_EmbeddedServer):
     """A PostgreSQL cluster in `root/pgdata`, trusting local connections as user `postgres`.
 
     `durable=False` turns off fsync and friends: for tests, whose data dies with them anyway.
@@ -150,7 +171,7 @@ class EmbeddedPostgres:
         self.root = root
         self.port = free_port()
         self.durable = durable
-        self._process = _Process("postgres", root / "postgres.log", signal.SIGINT)
+        self._process = ChildProcess("postgres", signal.SIGINT, root / "postgres.log")
         self._user = POSTGRES_USER_WHEN_ROOT if os.geteuid() == 0 else None
 
     def url(self, database: str = "postgres") -> str:
@@ -167,7 +188,6 @@ class EmbeddedPostgres:
             self._prepare_for(self._user, bin_dir)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_dir)
-        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)  # left by a crash
         options = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
@@ -180,17 +200,21 @@ class EmbeddedPostgres:
         for key, value in options.items():
             argv += ["-c", f"{key}={value}"]
         self._process.spawn(argv, user=self._user)
-        _wait_until(self._ready, self._process, "postgres")
-
-    def stop(self) -> None:
-        self._process.stop()
+        _wait_until(self._ready, self._process)
 
     def _ready(self) -> bool:
+        """The postmaster says it is ready, in its pid file of this start (not a stale one left
+        by a crash, which PostgreSQL itself replaces), and accepts connections."""
         try:
             lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
         except FileNotFoundError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready" and accepts_connections(self.port)
+        return (
+            len(lines) >= 8
+            and lines[3].strip() == str(self.port)
+            and lines[7].strip() == "ready"
+            and accepts_connections(self.port)
+        )
 
     def _initdb(self, bin_dir: Path) -> None:
         argv = [
@@ -232,15 +256,6 @@ class EmbeddedPostgres:
                 )
         os.chown(self.root, entry.pw_uid, entry.pw_gid)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 def _nats_server_binary() -> Path:
     binary = Path(sysconfig.get_path("scripts")) / "nats-server"
@@ -267,14 +282,14 @@ def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _wait_until(ready: Callable[[], bool], process: _Process, name: str) -> None:
+def _wait_until(ready: Callable[[], bool], process: ChildProcess) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not ready():
         process.check_alive()
         if time.monotonic() > deadline:
             process.stop()
             raise EmbeddedServerError(
-                f"{name} did not start within {START_TIMEOUT_SECONDS:.0f}s; "
+                f"{process.name} did not start within {START_TIMEOUT_SECONDS:.0f}s; "
                 f"its log is {process.log_path}:\n{process.log_tail()}"
             )
         time.sleep(0.02)
@@ -295,7 +310,7 @@ def _group_of(user: str) -> int:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     """A preexec_fn asking the kernel to send `sig` to the child when its parent dies (Linux
     only; elsewhere the servers are stopped by our own cleanup alone)."""
     if sys.platform != "linux":

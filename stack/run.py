@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -19,16 +18,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from stack.config import ConfigError, Settings
 from stack.embedded import (
+    ChildProcess,
     EmbeddedNats,
     EmbeddedPostgres,
     EmbeddedServerError,
     accepts_connections,
-    die_with_parent,
 )
 from stack.lifecycle import configure_logging
 
 API_START_TIMEOUT_SECONDS = 60.0
-CHILD_STOP_TIMEOUT_SECONDS = 20.0
 
 
 class _Stop(Exception):
@@ -46,12 +44,12 @@ def main() -> None:
     try:
         with ExitStack() as running:
             env = _start_servers(settings, running)
-            children = [
-                _Child("writer", [sys.executable, "-m", "writer"], env),
-                _Child("api", [sys.executable, "-m", "stack.serve"], env),
-            ]
-            for child in children:
-                running.callback(child.stop)  # stopped in reverse: the API first
+            children = []
+            for name, module in (("writer", "writer"), ("API", "stack.serve")):
+                child = ChildProcess(name, signal.SIGTERM)
+                child.spawn([sys.executable, "-m", module], env=env)
+                running.callback(child.stop)  # stopped in reverse order: the API first
+                children.append(child)
             _wait_for_api(settings, children)
             _print_banner(settings, env)
             while all(child.running for child in children):
@@ -80,32 +78,7 @@ def _start_servers(settings: Settings, running: ExitStack) -> dict[str, str]:
     return env
 
 
-class _Child:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
-        self._popen = subprocess.Popen(
-            argv,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (no threads here)
-        )
-
-    @property
-    def running(self) -> bool:
-        return self._popen.poll() is None
-
-    def stop(self) -> None:
-        if self.running:
-            self._popen.send_signal(signal.SIGTERM)
-        try:
-            self._popen.wait(CHILD_STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self._popen.kill()
-            self._popen.wait()
-
-
-def _wait_for_api(settings: Settings, children: list[_Child]) -> None:
+def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
     deadline = time.monotonic() + API_START_TIMEOUT_SECONDS
     for address in (settings.http_listen, settings.grpc_listen):
         while not accepts_connections(address.port, address.host):
