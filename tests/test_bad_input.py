@@ -1,10 +1,12 @@
-"""Bad input gets a clear error naming the field, and nothing of it reaches the stream."""
+"""Bad input gets a clear error naming the field, and nothing of it reaches the stream or the
+database."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -15,6 +17,8 @@ from nats.js import JetStreamContext
 
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, field_violations
+from tests.support.waiting import eventually
+from writer.service import RunningWriter
 
 GOOD = {"site_id": "site-123", "event_type": "page_view", "path": "/home"}
 GOOD_EVENT = Event(site_id="site-123", event_type="page_view", path="/home")
@@ -297,3 +301,20 @@ async def test_bad_get_stats_arguments_get_invalid_argument(rpc: GrpcClients) ->
         ("date", "must be a calendar date as YYYY-MM-DD"),
         ("limit", "must be between 1 and 1000"),
     ]
+
+
+async def test_refused_events_never_reach_the_database(
+    http: httpx.AsyncClient, rpc: GrpcClients, writer: RunningWriter, db: asyncpg.Connection
+) -> None:
+    await http.post("/event", json={**GOOD, "path": "nope"})
+    await http.post("/events", json=[{**GOOD, "site_id": ""}, {**GOOD, "timestamp": "soon"}])
+    await http.post("/event", content=b"{", headers={"content-type": "application/json"})
+    await rpc.ingest.IngestBatch(IngestBatchRequest(events=[Event(site_id="s")]))
+    marker = await http.post("/event", json={**GOOD, "event_id": "marker"})
+    assert marker.status_code == 202
+
+    async def stored_ids() -> list[str]:
+        return [row["event_id"] for row in await db.fetch("SELECT event_id FROM events")]
+
+    await eventually(stored_ids, ["marker"])
+    assert await db.fetchval("SELECT sum(views) FROM daily_totals") == 1
