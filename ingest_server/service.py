@@ -21,6 +21,8 @@ async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
         js = nc.jetstream()
         stream = EventStream.from_settings(settings)
         await ensure_stream(js, stream)
-        yield Ingestor(EventPublisher(js, stream, settings.publish_timeout))
+        publisher = EventPublisher(nc, stream, settings.publish_timeout)
+        await publisher.start()
+        yield Ingestor(publisher)
     finally:
         await close_nats(nc)

@@ -47,11 +47,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     @translate_errors
     async def IngestStream(
-        self, request_iterator: AsyncIterator[Event], context: Context
+        self, request_iterator: AsyncIterator[Event | InvalidArgument], context: Context
     ) -> ingest_pb2.IngestStreamResponse:
         accepted = 0
         rejected: list[Outcome] = []
-        chunk: list[Event] = []
+        chunk: list[Event | InvalidArgument] = []
         seen = 0
 
         async def flush() -> None:

@@ -41,6 +41,11 @@ class Settings:
     http_listen: Address = Address("127.0.0.1", 8000)
     stream_name: str = "ANALYTICS_EVENTS"
     subject_prefix: str = "analytics.events"
+    # The stream holds the writer's backlog; at either limit ingestion answers 429 /
+    # RESOURCE_EXHAUSTED instead of accepting more. -1: no limit.
+    stream_max_bytes: int = 1024**3
+    stream_max_msgs: int = -1
+    stream_replicas: int = 1
     writer_durable: str = "writer"
     writer_batch_size: int = 1000
     # How long JetStream waits for the writer's ack before redelivering a message, e.g. after
@@ -64,6 +69,13 @@ class Settings:
             http_listen=env.address("HTTP_LISTEN", default.http_listen),
             stream_name=env.token("STREAM_NAME", default.stream_name),
             subject_prefix=env.subject("SUBJECT_PREFIX", default.subject_prefix),
+            stream_max_bytes=env.integer(
+                "STREAM_MAX_BYTES", default.stream_max_bytes, low=-1, high=2**62
+            ),
+            stream_max_msgs=env.integer(
+                "STREAM_MAX_MSGS", default.stream_max_msgs, low=-1, high=2**62
+            ),
+            stream_replicas=env.integer("STREAM_REPLICAS", default.stream_replicas, low=1, high=5),
             writer_durable=env.token("WRITER_DURABLE", default.writer_durable),
             writer_batch_size=env.integer(
                 "WRITER_BATCH_SIZE", default.writer_batch_size, low=1, high=100_000
@@ -81,12 +93,28 @@ class Settings:
         )
 
     @property
-    def nats_servers(self) -> str:
-        return self.nats_url or DEFAULT_NATS_URL
+    def nats_servers(self) -> list[str]:
+        """NATS_URL may list several servers of a cluster, comma-separated."""
+        return [url.strip() for url in (self.nats_url or DEFAULT_NATS_URL).split(",")]
 
     @property
     def database_dsn(self) -> str:
         return self.database_url or DEFAULT_DATABASE_URL
+
+
+def redacted(urls: str) -> str:
+    """URLs (comma-separated) fit for a log line: passwords and tokens removed."""
+    return ",".join(_without_credentials(url.strip()) for url in urls.split(","))
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    user_info, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user = user_info.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}{slash}{path}"
 
 
 class _Env:

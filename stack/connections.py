@@ -14,7 +14,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from stack.backoff import Backoff
-from stack.config import Settings
+from stack.config import Settings, redacted
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def connect_nats(settings: Settings, name: str) -> NATS:
             delay = backoff.next_delay()
             logger.warning(
                 "NATS at %s is not reachable (%s); retrying in %.1fs",
-                settings.nats_servers,
+                redacted(",".join(settings.nats_servers)),
                 error or type(error).__name__,
                 delay,
             )

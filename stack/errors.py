@@ -26,6 +26,9 @@ class ServiceError(Exception):
     code: str = "internal"
     http_status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     grpc_status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # Seconds after which a retry may succeed (HTTP Retry-After, gRPC RetryInfo); None: do not
+    # retry the same request.
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -63,8 +66,18 @@ class UnsupportedMediaType(ServiceError):
 
 
 class Unavailable(ServiceError):
-    """A dependency (NATS, PostgreSQL) did not answer in time; the client may retry."""
+    """A dependency (NATS, PostgreSQL) is unreachable or did not answer in time."""
 
     code = "unavailable"
     http_status = HTTPStatus.SERVICE_UNAVAILABLE
     grpc_status = grpc.StatusCode.UNAVAILABLE
+    retry_after = 1
+
+
+class ResourceExhausted(ServiceError):
+    """The event stream is at its configured limits: the writer is behind."""
+
+    code = "resource_exhausted"
+    http_status = HTTPStatus.TOO_MANY_REQUESTS
+    grpc_status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after = 5

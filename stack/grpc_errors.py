@@ -1,5 +1,6 @@
-"""How a ServiceError reaches a gRPC client: its status code, and for INVALID_ARGUMENT a
-google.rpc.BadRequest in the standard `grpc-status-details-bin` trailer."""
+"""How a ServiceError reaches a gRPC client: its status code and, in the standard
+`grpc-status-details-bin` trailer, a google.rpc.BadRequest naming the fields at fault and a
+google.rpc.RetryInfo when a retry may succeed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from stack.errors import InvalidArgument, ServiceError
@@ -33,10 +35,18 @@ def rich_status(error: ServiceError) -> status_pb2.Status:
                 for v in error.violations
             ]
         )
-        detail = any_pb2.Any()
-        detail.Pack(bad_request)
-        status.details.append(detail)
+        status.details.append(_packed(bad_request))
+    if error.retry_after is not None:
+        retry_info = error_details_pb2.RetryInfo()
+        retry_info.retry_delay.seconds = error.retry_after
+        status.details.append(_packed(retry_info))
     return status
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
 
 
 async def abort(context: Context, error: ServiceError) -> NoReturn:
@@ -57,6 +67,8 @@ def translate_errors(
     @functools.wraps(method)
     async def wrapper(self: S, request: R, context: Context) -> T:
         try:
+            if isinstance(request, InvalidArgument):  # undecodable: see stack.grpc_services
+                raise request
             return await method(self, request, context)
         except ServiceError as error:
             await abort(context, error)

@@ -147,7 +147,8 @@ class _StatsRoutes:
 
 async def _service_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ServiceError)
-    return JSONResponse(error_to_json(error), status_code=error.http_status)
+    headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return JSONResponse(error_to_json(error), status_code=error.http_status, headers=headers)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

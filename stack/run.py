@@ -14,9 +14,8 @@ import sys
 import time
 from contextlib import ExitStack
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
-from stack.config import ConfigError, Settings
+from stack.config import ConfigError, Settings, redacted
 from stack.embedded import (
     ChildProcess,
     EmbeddedNats,
@@ -96,21 +95,13 @@ def _print_banner(settings: Settings, env: dict[str, str]) -> None:
         f"  HTTP      http://{settings.http_listen}   POST /event, POST /events, GET /stats\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, analytics.v1.ReportService\n"
-        f"  NATS      {_without_password(env['NATS_URL'])}   "
+        f"  NATS      {redacted(env['NATS_URL'])}   "
         f"{origin(settings.nats_url, 'nats')}\n"
-        f"  Postgres  {_without_password(env['DATABASE_URL'])}   "
+        f"  Postgres  {redacted(env['DATABASE_URL'])}   "
         f"{origin(settings.database_url, 'postgres')}\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 import uvicorn
-from analytics.v1 import ingest_pb2_grpc, report_pb2_grpc
+from analytics.v1 import ingest_pb2, report_pb2
 from starlette.applications import Starlette
 
 from ingest_server.service import open_ingestor
@@ -24,6 +24,7 @@ from ingest_server.servicer import IngestServicer
 from report_server.service import open_stats_reader
 from report_server.servicer import ReportServicer
 from stack.config import Address, Settings
+from stack.grpc_services import add_servicer
 from stack.http_shim import create_app
 from stack.lifecycle import Lifecycle, run_service
 
@@ -48,11 +49,17 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
 
         grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         if ingestor is not None:
-            ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-                IngestServicer(ingestor), grpc_server
+            add_servicer(
+                grpc_server,
+                ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+                IngestServicer(ingestor),
             )
         if reader is not None:
-            report_pb2_grpc.add_ReportServiceServicer_to_server(ReportServicer(reader), grpc_server)
+            add_servicer(
+                grpc_server,
+                report_pb2.DESCRIPTOR.services_by_name["ReportService"],
+                ReportServicer(reader),
+            )
         grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
         await grpc_server.start()
         stack.push_async_callback(grpc_server.stop, GRACE_SECONDS)

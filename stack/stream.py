@@ -32,10 +32,19 @@ logger = logging.getLogger(__name__)
 class EventStream:
     name: str
     subject_prefix: str
+    max_bytes: int = -1
+    max_msgs: int = -1
+    replicas: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventStream:
-        return cls(settings.stream_name, settings.subject_prefix)
+        return cls(
+            settings.stream_name,
+            settings.subject_prefix,
+            max_bytes=settings.stream_max_bytes,
+            max_msgs=settings.stream_max_msgs,
+            replicas=settings.stream_replicas,
+        )
 
     @property
     def subjects(self) -> str:
@@ -54,6 +63,9 @@ class EventStream:
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
+            max_bytes=self.max_bytes,
+            max_msgs=self.max_msgs,
+            num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
 

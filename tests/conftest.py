@@ -4,6 +4,7 @@ subject prefix and a database of its own on them."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -12,16 +13,16 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import nats
 import pytest
-from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from stack.config import Address, Settings
 from stack.embedded import EmbeddedNats, EmbeddedPostgres
 from stack.serve import ApiAddresses, serving
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, grpc_clients
+from tests.support.jetstream import jetstream
 from writer.schema import migrate
 from writer.service import RunningWriter, running_writer
 
@@ -60,20 +61,28 @@ async def database_url(postgres_server: EmbeddedPostgres) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(nats_server: EmbeddedNats, database_url: str, tmp_path: Path) -> Settings:
+async def settings(
+    nats_server: EmbeddedNats, database_url: str, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """Settings for one test: its own database, stream and subjects, free ports."""
     tag = uuid.uuid4().hex[:12]
-    return Settings(
+    settings = Settings(
         nats_url=nats_server.url,
         database_url=database_url,
         grpc_listen=Address("127.0.0.1", 0),
         http_listen=Address("127.0.0.1", 0),
         stream_name=f"EVENTS_{tag}",
         subject_prefix=f"test.{tag}.events",
+        stream_max_bytes=64 * 1024 * 1024,
         writer_batch_size=200,
         writer_ack_wait=2.0,
         publish_timeout=2.0,
         data_dir=tmp_path,
     )
+    yield settings
+    async with jetstream(nats_server.url) as context:
+        with contextlib.suppress(NotFoundError):  # unless the test never created it
+            await context.delete_stream(settings.stream_name)
 
 
 @pytest.fixture
@@ -118,6 +127,5 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def js(nats_server: EmbeddedNats) -> AsyncIterator[JetStreamContext]:
-    nc: NATS = await nats.connect(nats_server.url)
-    yield nc.jetstream()
-    await nc.close()
+    async with jetstream(nats_server.url) as context:
+        yield context

@@ -11,10 +11,11 @@ import grpc
 import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
-from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest
+from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest, IngestStreamResponse
 from analytics.v1.report_pb2 import GetStatsRequest
 from nats.js import JetStreamContext
 
+from stack.serve import ApiAddresses
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, field_violations
 from tests.support.waiting import eventually
@@ -318,3 +319,47 @@ async def test_refused_events_never_reach_the_database(
 
     await eventually(stored_ids, ["marker"])
     assert await db.fetchval("SELECT sum(views) FROM daily_totals") == 1
+
+
+async def test_an_undecodable_grpc_request_gets_invalid_argument(
+    api: ApiAddresses, js: JetStreamContext, stream: EventStream
+) -> None:
+    # IngestRequest{event: Event{site_id: b"\xff"}}: a string field that is not UTF-8.
+    raw = b"\x0a\x03\x12\x01\xff"
+    async with grpc.aio.insecure_channel(str(api.grpc)) as channel:
+        ingest: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/analytics.v1.IngestService/Ingest"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest(raw)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [
+        ("request", "is not a valid analytics.v1.IngestRequest message: String field had bad UTF-8")
+    ]
+    assert await messages_in(js, stream) == 0
+
+
+async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
+    api: ApiAddresses, js: JetStreamContext, stream: EventStream
+) -> None:
+    good = GOOD_EVENT.SerializeToString()
+
+    async def events() -> AsyncIterator[bytes]:
+        for item in (good, b"\x12\x01\xff", good):
+            yield item
+
+    async with grpc.aio.insecure_channel(str(api.grpc)) as channel:
+        ingest_stream: grpc.aio.StreamUnaryMultiCallable[bytes, IngestStreamResponse]
+        ingest_stream = channel.stream_unary(
+            "/analytics.v1.IngestService/IngestStream",
+            response_deserializer=IngestStreamResponse.FromString,
+        )
+        summary = await ingest_stream(events())
+
+    assert (summary.accepted_count, summary.rejected_count) == (2, 1)
+    assert [(v.field, v.description) for v in summary.rejected[0].violations] == [
+        ("event", "is not a valid analytics.v1.Event message: String field had bad UTF-8")
+    ]
+    assert summary.rejected[0].index == 1
+    assert await messages_in(js, stream) == 2

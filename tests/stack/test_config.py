@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.config import Address, ConfigError, Settings
+from stack.config import Address, ConfigError, Settings, redacted
 
 
 def test_an_empty_environment_gives_the_documented_defaults() -> None:
@@ -17,6 +17,9 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         http_listen=Address("127.0.0.1", 8000),
         stream_name="ANALYTICS_EVENTS",
         subject_prefix="analytics.events",
+        stream_max_bytes=1073741824,
+        stream_max_msgs=-1,
+        stream_replicas=1,
         writer_durable="writer",
         writer_batch_size=1000,
         writer_ack_wait=30.0,
@@ -32,7 +35,7 @@ def test_unset_urls_resolve_to_the_standard_local_servers() -> None:
     settings = Settings.from_env({})
 
     assert (settings.nats_servers, settings.database_dsn) == (
-        "nats://127.0.0.1:4222",
+        ["nats://127.0.0.1:4222"],
         "postgresql://postgres@127.0.0.1:5432/analytics",
     )
 
@@ -46,6 +49,9 @@ def test_every_variable_is_read() -> None:
             "HTTP_LISTEN": "[::]:7000",
             "STREAM_NAME": "S",
             "SUBJECT_PREFIX": "a.b",
+            "STREAM_MAX_BYTES": "1000000",
+            "STREAM_MAX_MSGS": "500",
+            "STREAM_REPLICAS": "3",
             "WRITER_DURABLE": "w2",
             "WRITER_BATCH_SIZE": "50",
             "WRITER_ACK_WAIT": "2.5",
@@ -64,6 +70,9 @@ def test_every_variable_is_read() -> None:
         http_listen=Address("::", 7000),
         stream_name="S",
         subject_prefix="a.b",
+        stream_max_bytes=1000000,
+        stream_max_msgs=500,
+        stream_replicas=3,
         writer_durable="w2",
         writer_batch_size=50,
         writer_ack_wait=2.5,
@@ -73,6 +82,12 @@ def test_every_variable_is_read() -> None:
         log_level="DEBUG",
         data_dir=Path("/tmp/d"),
     )
+
+
+def test_nats_url_may_list_the_servers_of_a_cluster() -> None:
+    settings = Settings.from_env({"NATS_URL": "nats://a:4222, nats://b:4222,nats://c:4222"})
+
+    assert settings.nats_servers == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
 
 
 @pytest.mark.parametrize(
@@ -100,3 +115,11 @@ def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str, messa
         Settings.from_env({name: value})
 
     assert str(caught.value) == message
+
+
+def test_redacted_urls_keep_the_user_and_hide_the_password() -> None:
+    urls = "nats://app:s3cret@n1:4222,nats://n2:4222, postgresql://pg:pw@db:5432/analytics"
+
+    assert redacted(urls) == (
+        "nats://app:***@n1:4222,nats://n2:4222,postgresql://pg:***@db:5432/analytics"
+    )

@@ -1,0 +1,65 @@
+"""Registering our servicers on a gRPC server, with request decoding that cannot fail.
+
+The generated `add_*Servicer_to_server` functions decode requests with `FromString`, and a
+request that is not valid protobuf (invalid UTF-8 in a string field, say) then fails with
+UNKNOWN before our code runs. Here such a request reaches the servicer as an InvalidArgument,
+which `translate_errors` answers with INVALID_ARGUMENT; in a client stream, an undecodable
+element arrives in place of the message and is rejected on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from stack.errors import InvalidArgument
+
+
+def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+    """Serve `service` with the methods of the same name on `servicer`."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        if method.server_streaming:
+            raise NotImplementedError(f"{method.full_name}: server streaming is not supported")
+        make_handler = (
+            grpc.stream_unary_rpc_method_handler
+            if method.client_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make_handler(
+            getattr(servicer, method.name),
+            request_deserializer=tolerant_decoder(
+                method.input_type,
+                field=method.input_type.name.lower() if method.client_streaming else "request",
+            ),
+            response_serializer=message_factory.GetMessageClass(
+                method.output_type
+            ).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
+def tolerant_decoder(
+    descriptor: Descriptor, field: str
+) -> Callable[[bytes], Message | InvalidArgument]:
+    """Decode bytes as the message, or return (not raise) an InvalidArgument on `field`."""
+    message_class = message_factory.GetMessageClass(descriptor)
+
+    def decode(data: bytes) -> Message | InvalidArgument:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            reason = str(error).rpartition(": ")[2]
+            return InvalidArgument.single(
+                field, f"is not a valid {descriptor.full_name} message: {reason}"
+            )
+
+    return decode
