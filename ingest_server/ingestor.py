@@ -6,7 +6,7 @@ their wire formats to `Event`s and the results back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +28,10 @@ class Outcome:
     @property
     def accepted(self) -> bool:
         return not self.violations
+
+
+def count_accepted(outcomes: Iterable[Outcome]) -> int:
+    return sum(outcome.accepted for outcome in outcomes)
 
 
 def _now() -> datetime:

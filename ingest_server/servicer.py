@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator, Iterable
 from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 
-from ingest_server.ingestor import Ingestor, Outcome
+from ingest_server.ingestor import Ingestor, Outcome, count_accepted
 from stack.errors import FieldViolation, InvalidArgument
 from stack.grpc_errors import Context, translate_errors
 
-# IngestStream publishes events in chunks of this many as they arrive.
+# IngestStream publishes events in chunks of this many as they arrive, and details at most
+# this many rejections in its answer (counting them all).
 STREAM_CHUNK_EVENTS = 500
+MAX_DETAILED_REJECTIONS = 1000
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -38,7 +40,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self, request: ingest_pb2.IngestBatchRequest, context: Context
     ) -> ingest_pb2.IngestBatchResponse:
         outcomes = await self._ingestor.ingest_batch(request.events)
-        accepted = sum(outcome.accepted for outcome in outcomes)
+        accepted = count_accepted(outcomes)
         return ingest_pb2.IngestBatchResponse(
             results=_results(outcomes),
             accepted_count=accepted,
@@ -49,16 +51,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestStream(
         self, request_iterator: AsyncIterator[Event | InvalidArgument], context: Context
     ) -> ingest_pb2.IngestStreamResponse:
-        accepted = 0
-        rejected: list[Outcome] = []
+        accepted = rejected = 0
+        details: list[Outcome] = []
         chunk: list[Event | InvalidArgument] = []
         seen = 0
 
         async def flush() -> None:
-            nonlocal accepted
+            nonlocal accepted, rejected
             outcomes = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
-            accepted += sum(outcome.accepted for outcome in outcomes)
-            rejected.extend(outcome for outcome in outcomes if not outcome.accepted)
+            newly_accepted = count_accepted(outcomes)
+            accepted += newly_accepted
+            rejected += len(outcomes) - newly_accepted
+            details.extend(outcome for outcome in outcomes if not outcome.accepted)
+            del details[MAX_DETAILED_REJECTIONS:]
             chunk.clear()
 
         async for event in request_iterator:
@@ -69,7 +74,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if chunk:
             await flush()
         return ingest_pb2.IngestStreamResponse(
-            accepted_count=accepted, rejected_count=len(rejected), rejected=_results(rejected)
+            accepted_count=accepted, rejected_count=rejected, rejected=_results(details)
         )
 
 

@@ -103,21 +103,17 @@ def site_id_violations(site_id: str, field: str = "site_id") -> list[FieldViolat
 
 
 def event_type_violations(event_type: str, field: str = "event_type") -> list[FieldViolation]:
-    return _label_violations(field, event_type, LIMITS.max_event_type_length)
+    if not event_type:
+        return [_required(field)]
+    if event_type != event_type.strip():
+        return [FieldViolation(field, "must not start or end with whitespace")]
+    return _text_violations(field, event_type, LIMITS.max_event_type_length)
 
 
 def batch_size_violations(count: int, field: str = "events") -> list[FieldViolation]:
     if count > LIMITS.max_batch_events:
         return [FieldViolation(field, f"at most {LIMITS.max_batch_events} events per batch")]
     return []
-
-
-def _label_violations(field: str, value: str, max_length: int) -> list[FieldViolation]:
-    if not value:
-        return [_required(field)]
-    if value != value.strip():
-        return [FieldViolation(field, "must not start or end with whitespace")]
-    return _text_violations(field, value, max_length)
 
 
 def _text_violations(field: str, value: str, max_length: int) -> list[FieldViolation]:

@@ -11,6 +11,7 @@ from analytics.v1.report_pb2 import PathViews, Stats
 
 from ingest_server.validation import event_type_violations, site_id_violations
 from report_server.queries import ALL_TIME_TOP_PATHS, ALL_TIME_TOTALS, DAY_TOP_PATHS, DAY_TOTALS
+from stack.connections import POSTGRES_UNAVAILABLE
 from stack.errors import FieldViolation, InvalidArgument, Unavailable
 
 DEFAULT_EVENT_TYPE = "page_view"
@@ -75,12 +76,7 @@ class StatsReader:
                     paths = await connection.fetch(
                         DAY_TOP_PATHS, query.site_id, query.event_type, query.day, query.limit
                     )
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.InterfaceError,
-            asyncpg.PostgresConnectionError,
-        ) as error:
+        except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
         return Stats(
             site_id=query.site_id,

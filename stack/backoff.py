@@ -18,6 +18,3 @@ class Backoff:
         delay = min(self.maximum, self.initial * 2.0**self.attempts)
         self.attempts += 1
         return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.attempts = 0

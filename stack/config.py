@@ -28,7 +28,8 @@ class Address:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,15 @@ class Settings:
     stream_max_bytes: int = 1024**3
     stream_max_msgs: int = -1
     stream_replicas: int = 1
+    # Where the writer puts messages it cannot store, after WRITER_MAX_DELIVERIES attempts.
+    dead_letter_stream: str = "ANALYTICS_DEAD_LETTERS"
+    dead_letter_subject: str = "analytics.dead_letters"
     writer_durable: str = "writer"
     writer_batch_size: int = 1000
     # How long JetStream waits for the writer's ack before redelivering a message, e.g. after
     # the writer crashed with it in hand.
     writer_ack_wait: float = 30.0
+    writer_max_deliveries: int = 5
     publish_timeout: float = 5.0
     max_body_bytes: int = 1024 * 1024
     cors_allow_origins: tuple[str, ...] = ("*",)
@@ -76,11 +81,16 @@ class Settings:
                 "STREAM_MAX_MSGS", default.stream_max_msgs, low=-1, high=2**62
             ),
             stream_replicas=env.integer("STREAM_REPLICAS", default.stream_replicas, low=1, high=5),
+            dead_letter_stream=env.token("DEAD_LETTER_STREAM", default.dead_letter_stream),
+            dead_letter_subject=env.subject("DEAD_LETTER_SUBJECT", default.dead_letter_subject),
             writer_durable=env.token("WRITER_DURABLE", default.writer_durable),
             writer_batch_size=env.integer(
                 "WRITER_BATCH_SIZE", default.writer_batch_size, low=1, high=100_000
             ),
             writer_ack_wait=env.seconds("WRITER_ACK_WAIT", default.writer_ack_wait),
+            writer_max_deliveries=env.integer(
+                "WRITER_MAX_DELIVERIES", default.writer_max_deliveries, low=1, high=1000
+            ),
             publish_timeout=env.seconds("PUBLISH_TIMEOUT", default.publish_timeout),
             max_body_bytes=env.integer(
                 "MAX_BODY_BYTES", default.max_body_bytes, low=1024, high=64 * 1024 * 1024

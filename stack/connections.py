@@ -71,6 +71,18 @@ async def close_nats(nc: NATS) -> None:
         await nc.close()
 
 
+# The errors meaning PostgreSQL is unreachable, restarting, or out of connections, as opposed
+# to refusing what we asked: worth retrying later.
+POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+)
+
+
 async def create_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
     backoff = Backoff(maximum=5.0)
     while True:
@@ -78,7 +90,7 @@ async def create_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
             return await asyncpg.create_pool(
                 settings.database_dsn, min_size=1, max_size=max_size, command_timeout=60
             )
-        except (OSError, asyncpg.CannotConnectNowError) as error:
+        except POSTGRES_UNAVAILABLE as error:
             delay = backoff.next_delay()
             logger.warning("PostgreSQL is not reachable (%s); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)

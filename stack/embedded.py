@@ -9,15 +9,14 @@ server behind.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
 import subprocess
-import sys
 import sysconfig
 import time
 from collections.abc import Callable
@@ -67,7 +66,7 @@ class ChildProcess:
         if self.log_path is not None:
             self._log = self.log_path.open("ab")
         self._popen = subprocess.Popen(
-            argv,
+            _dying_with_us(argv, self._stop_signal),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -76,8 +75,6 @@ class ChildProcess:
             user=user,
             group=_group_of(user) if user else None,
             extra_groups=[] if user else None,
-            # Only a ctypes call to prctl runs between fork and exec: safe with threads.
-            preexec_fn=_die_with_parent(self._stop_signal),  # noqa: PLW1509
         )
 
     def check_alive(self) -> None:
@@ -87,20 +84,32 @@ class ChildProcess:
                 f"its log is {self.log_path}:\n{self.log_tail()}"
             )
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Stop it (if running) and return its exit status (None if it never started)."""
         if self._popen is None:
-            return
+            return None
         if self._popen.poll() is None:
             self._popen.send_signal(self._stop_signal)
             try:
                 self._popen.wait(STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
                 self._popen.kill()
-                self._popen.wait()
+        return self._reap()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as in a crash."""
+        if self._popen is not None:
+            self._popen.kill()
+            self._reap()
+
+    def _reap(self) -> int:
+        assert self._popen is not None
+        status = self._popen.wait()
         self._popen = None
         if self._log is not None:
             self._log.close()
             self._log = None
+        return status
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_path is None:
@@ -307,17 +316,12 @@ def _group_of(user: str) -> int:
     return pwd.getpwnam(user).pw_gid
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to send `sig` to the child when its parent dies (Linux
-    only; elsewhere the servers are stopped by our own cleanup alone)."""
-    if sys.platform != "linux":
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(sig))
-
-    return preexec
+def _dying_with_us(argv: list[str], death_signal: signal.Signals) -> list[str]:
+    """`argv` run so that the kernel sends `death_signal` to it when we die: through
+    util-linux's setpriv, which sets the parent-death signal and execs the program (a Python
+    preexec_fn could do it too, but running Python between fork and exec is unsafe once gRPC
+    has started threads). Without setpriv (not Linux), only our own cleanup stops it."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", death_signal.name.removeprefix("SIG"), "--", *argv]

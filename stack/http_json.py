@@ -40,6 +40,8 @@ def parse_body(body: bytes) -> Any:
         raise InvalidArgument.single(
             "body", f"is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise InvalidArgument.single("body", "holds a number too long to read") from None
     except RecursionError:
         raise InvalidArgument.single("body", "is nested too deeply") from None
 
@@ -64,7 +66,7 @@ def event_from_json(value: Any) -> Event:
     if timestamp is not None:
         try:
             event.timestamp.FromDatetime(_rfc3339(timestamp))
-        except ValueError:
+        except (ValueError, OverflowError):  # not RFC 3339, or no instant (year 1 at +01:00)
             violations.append(
                 FieldViolation(
                     "timestamp",

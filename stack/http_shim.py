@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingest_server.ingestor import Ingestor
-from report_server.stats import StatsQuery, StatsReader
+from ingest_server.ingestor import Ingestor, count_accepted
+from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from stack.errors import (
     FieldViolation,
     InvalidArgument,
@@ -90,7 +90,7 @@ class _IngestRoutes:
     async def post_events(self, request: Request) -> Response:
         items = events_from_json(await self._json_body(request))
         outcomes = await self._ingestor.ingest_batch(items)
-        accepted = sum(outcome.accepted for outcome in outcomes)
+        accepted = count_accepted(outcomes)
         return JSONResponse(
             {
                 "accepted": accepted,
@@ -132,8 +132,8 @@ class _StatsRoutes:
                 violations.append(FieldViolation(name, "appears more than once"))
             params[name] = value
         limit = params.get("limit")
-        if limit is not None and not (limit.isascii() and limit.isdigit()):
-            violations.append(FieldViolation("limit", "must be an integer"))
+        if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) < 10):
+            violations.append(FieldViolation("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
         if violations:
             raise InvalidArgument(violations)
         query = StatsQuery.parse(

@@ -71,3 +71,15 @@ async def _run(
         await main(settings, life)
     except asyncio.CancelledError:
         logger.info("%s: stopped", name)
+
+
+async def until_stopping(stopping: asyncio.Event, work: asyncio.Task[object]) -> None:
+    """Wait for `stopping`; if `work` ends first, raise its exception (it should not end)."""
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({stop, work}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if work.done():
+        work.result()
+        raise RuntimeError(f"{work.get_name()} ended unexpectedly")

@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from types import FrameType
 
 from stack.config import ConfigError, Settings, redacted
@@ -38,16 +39,16 @@ def main() -> None:
     except ConfigError as error:
         sys.exit(f"analytics-run: configuration error: {error}")
     configure_logging(settings.log_level)
-    signal.signal(signal.SIGINT, _raise_stop)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    _signals.install()
     try:
         with ExitStack() as running:
             env = _start_servers(settings, running)
             children = []
             for name, module in (("writer", "writer"), ("API", "stack.serve")):
                 child = ChildProcess(name, signal.SIGTERM)
-                child.spawn([sys.executable, "-m", module], env=env)
-                running.callback(child.stop)  # stopped in reverse order: the API first
+                with _signals.deferred():
+                    child.spawn([sys.executable, "-m", module], env=env)
+                    running.callback(child.stop)  # stopped in reverse order: the API first
                 children.append(child)
             _wait_for_api(settings, children)
             _print_banner(settings, env)
@@ -66,15 +67,54 @@ def _start_servers(settings: Settings, running: ExitStack) -> dict[str, str]:
     env = dict(os.environ)
     if settings.nats_url is None:
         nats = EmbeddedNats(settings.data_dir / "nats")
-        nats.start()
-        running.callback(nats.stop)
+        with _signals.deferred():
+            nats.start()
+            running.callback(nats.stop)
         env["NATS_URL"] = nats.url
     if settings.database_url is None:
         postgres = EmbeddedPostgres(settings.data_dir / "postgres")
-        postgres.start()
-        running.callback(postgres.stop)
+        with _signals.deferred():
+            postgres.start()
+            running.callback(postgres.stop)
         env["DATABASE_URL"] = postgres.url()
     return env
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM stop us by raising _Stop, except while something starts and its
+    cleanup is registered (`deferred()`): then they take effect right after, so that stopping
+    never leaves a started server behind."""
+
+    def __init__(self) -> None:
+        self._deferring = False
+        self._received = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._received:
+            self._stop()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._received = True
+        if not self._deferring:
+            self._stop()
+
+    def _stop(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Stop
+
+
+_signals = _StopSignals()
 
 
 def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
@@ -102,12 +142,6 @@ def _print_banner(settings: Settings, env: dict[str, str]) -> None:
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise _Stop
 
 
 if __name__ == "__main__":

@@ -26,28 +26,42 @@ from report_server.servicer import ReportServicer
 from stack.config import Address, Settings
 from stack.grpc_services import add_servicer
 from stack.http_shim import create_app
-from stack.lifecycle import Lifecycle, run_service
+from stack.lifecycle import Lifecycle, run_service, until_stopping
 
 GRACE_SECONDS = 5.0
+# A 1000-event batch of typical events is well under 1 MiB.
+MAX_GRPC_MESSAGE_BYTES = 16 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ApiAddresses:
+class ApiServer:
     grpc: Address
     http: Address
+    # Done if the HTTP server stopped on its own (gRPC's server has no such failure).
+    _stopped: asyncio.Task[None]
+
+    async def wait(self, stopping: asyncio.Event) -> None:
+        """Return when `stopping` is set; raise if a server stopped on its own before."""
+        await until_stopping(stopping, self._stopped)
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIterator[ApiAddresses]:
-    """Serve until the block exits, then finish in-flight requests (up to GRACE_SECONDS) and
-    close the connections. Yields the bound addresses (ports 0 in settings become real)."""
+async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIterator[ApiServer]:
+    """Serve until the block exits, then stop taking requests, finish those in flight (up to
+    GRACE_SECONDS, gRPC and HTTP together) and close the connections. The yielded addresses
+    have the real ports where settings asked for port 0."""
     async with AsyncExitStack() as stack:
         ingestor = await stack.enter_async_context(open_ingestor(settings)) if ingest else None
         reader = await stack.enter_async_context(open_stats_reader(settings)) if report else None
 
-        grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        grpc_server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),  # a second server must not share the port unnoticed
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ]
+        )
         if ingestor is not None:
             add_servicer(
                 grpc_server,
@@ -62,18 +76,31 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
             )
         grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
         await grpc_server.start()
-        stack.push_async_callback(grpc_server.stop, GRACE_SECONDS)
-
-        app = create_app(
-            ingestor=ingestor,
-            stats=reader,
-            max_body_bytes=settings.max_body_bytes,
-            cors_allow_origins=settings.cors_allow_origins,
+        http = _HttpServer(
+            create_app(
+                ingestor=ingestor,
+                stats=reader,
+                max_body_bytes=settings.max_body_bytes,
+                cors_allow_origins=settings.cors_allow_origins,
+            ),
+            settings.http_listen,
         )
-        http_port = await stack.enter_async_context(_http_server(app, settings.http_listen))
-        yield ApiAddresses(
+        try:
+            http_port = await http.start()
+        except BaseException:
+            await grpc_server.stop(None)
+            raise
+
+        async def stop_both() -> None:
+            await asyncio.gather(grpc_server.stop(GRACE_SECONDS), http.stop())
+
+        stack.push_async_callback(stop_both)
+        stopped = asyncio.create_task(http.finished(), name="the HTTP server")
+        stack.callback(stopped.cancel)
+        yield ApiServer(
             Address(settings.grpc_listen.host, grpc_port),
             Address(settings.http_listen.host, http_port),
+            stopped,
         )
 
 
@@ -83,41 +110,53 @@ class _UvicornServer(uvicorn.Server):
         yield  # signals belong to stack.lifecycle, which stops us through should_exit
 
 
-@asynccontextmanager
-async def _http_server(app: Starlette, listen: Address) -> AsyncIterator[int]:
-    sock = socket.create_server((listen.host, listen.port))
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=int(GRACE_SECONDS),
-    )
-    server = _UvicornServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
-    try:
-        while not server.started:
+class _HttpServer:
+    def __init__(self, app: Starlette, listen: Address) -> None:
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        self._socket = socket.create_server((listen.host, listen.port), family=family)
+        self._server = _UvicornServer(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=int(GRACE_SECONDS),
+            )
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Start serving; the bound port."""
+        self._task = task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
             if task.done():
+                self._socket.close()
                 task.result()
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.005)
-        port: int = sock.getsockname()[1]
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    async def finished(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self._socket.close()
 
 
 def main_for(name: str, *, ingest: bool, report: bool) -> None:
     """The body of `analytics-ingest`, `analytics-report` and `make run`'s API process."""
 
     async def serve(settings: Settings, life: Lifecycle) -> None:
-        async with serving(settings, ingest=ingest, report=report) as addresses:
+        async with serving(settings, ingest=ingest, report=report) as server:
             life.started()
-            logger.info("%s: gRPC on %s, HTTP on http://%s", name, addresses.grpc, addresses.http)
-            await life.stopping.wait()
+            logger.info("%s: gRPC on %s, HTTP on http://%s", name, server.grpc, server.http)
+            await server.wait(life.stopping)
 
     run_service(name, serve)
 

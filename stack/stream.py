@@ -70,7 +70,28 @@ class EventStream:
         )
 
 
-async def ensure_stream(js: JetStreamContext, stream: EventStream) -> None:
+@dataclass(frozen=True)
+class DeadLetterStream:
+    """Messages the writer could not store, kept with the reason until replayed or dropped."""
+
+    name: str
+    subject: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeadLetterStream:
+        return cls(settings.dead_letter_stream, settings.dead_letter_subject)
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[self.subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        )
+
+
+async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterStream) -> None:
     """Create the stream, or bring an existing one to our configuration; safe to race."""
     config = stream.config()
     try:
@@ -79,4 +100,4 @@ async def ensure_stream(js: JetStreamContext, stream: EventStream) -> None:
         if error.err_code != STREAM_NAME_IN_USE:
             raise
         await js.update_stream(config)
-    logger.debug("stream %s ready on %s", stream.name, stream.subjects)
+    logger.debug("stream %s ready on %s", config.name, config.subjects)

@@ -18,10 +18,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from stack.config import Address, Settings
-from stack.embedded import EmbeddedNats, EmbeddedPostgres
-from stack.serve import ApiAddresses, serving
+from stack.embedded import ChildProcess, EmbeddedNats, EmbeddedPostgres
+from stack.serve import ApiServer, serving
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, grpc_clients
+from tests.support.env import ServiceStarter, start_service
 from tests.support.jetstream import jetstream
 from writer.schema import migrate
 from writer.service import RunningWriter, running_writer
@@ -74,6 +75,8 @@ async def settings(
         stream_name=f"EVENTS_{tag}",
         subject_prefix=f"test.{tag}.events",
         stream_max_bytes=64 * 1024 * 1024,
+        dead_letter_stream=f"DEAD_{tag}",
+        dead_letter_subject=f"test.{tag}.dead_letters",
         writer_batch_size=200,
         writer_ack_wait=2.0,
         publish_timeout=2.0,
@@ -81,8 +84,9 @@ async def settings(
     )
     yield settings
     async with jetstream(nats_server.url) as context:
-        with contextlib.suppress(NotFoundError):  # unless the test never created it
-            await context.delete_stream(settings.stream_name)
+        for name in (settings.stream_name, settings.dead_letter_stream):
+            with contextlib.suppress(NotFoundError):  # unless the test never created it
+                await context.delete_stream(name)
 
 
 @pytest.fixture
@@ -91,7 +95,7 @@ def stream(settings: Settings) -> EventStream:
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[ApiAddresses]:
+async def api(settings: Settings) -> AsyncIterator[ApiServer]:
     """The ingest and report services, gRPC and HTTP, in this process."""
     async with serving(settings, ingest=True, report=True) as addresses:
         yield addresses
@@ -104,15 +108,37 @@ async def writer(settings: Settings) -> AsyncIterator[RunningWriter]:
 
 
 @pytest.fixture
-async def http(api: ApiAddresses) -> AsyncIterator[httpx.AsyncClient]:
+async def http(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=f"http://{api.http}", timeout=10) as client:
         yield client
 
 
 @pytest.fixture
-async def rpc(api: ApiAddresses) -> AsyncIterator[GrpcClients]:
+async def rpc(api: ApiServer) -> AsyncIterator[GrpcClients]:
     async with grpc_clients(api.grpc) as clients:
         yield clients
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the test's database, its schema not yet migrated."""
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
+        yield pool
+
+
+@pytest.fixture
+def services() -> Iterator[ServiceStarter]:
+    """Starts `python -m <module>` processes, killed at the end of the test if still running."""
+    started: list[ChildProcess] = []
+
+    def start(module: str, settings: Settings) -> ChildProcess:
+        process = start_service(module, settings)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
 
 
 @pytest.fixture

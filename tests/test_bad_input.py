@@ -15,7 +15,7 @@ from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest, IngestStr
 from analytics.v1.report_pb2 import GetStatsRequest
 from nats.js import JetStreamContext
 
-from stack.serve import ApiAddresses
+from stack.serve import ApiServer
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, field_violations
 from tests.support.waiting import eventually
@@ -208,7 +208,8 @@ async def test_a_batch_of_more_than_1000_events_gets_400(
             {"site_id": "s", "date": "2025-02-30"},
             [("date", "must be a calendar date as YYYY-MM-DD")],
         ),
-        ({"site_id": "s", "limit": "ten"}, [("limit", "must be an integer")]),
+        ({"site_id": "s", "limit": "ten"}, [("limit", "must be an integer from 1 to 1000")]),
+        ({"site_id": "s", "limit": "9" * 5000}, [("limit", "must be an integer from 1 to 1000")]),
         ({"site_id": "s", "limit": "1001"}, [("limit", "must be between 1 and 1000")]),
         ({"site_id": "s", "from": "x"}, [("from", "is not a known parameter")]),
         ({"site_id": ["a", "b"]}, [("site_id", "appears more than once")]),
@@ -322,7 +323,7 @@ async def test_refused_events_never_reach_the_database(
 
 
 async def test_an_undecodable_grpc_request_gets_invalid_argument(
-    api: ApiAddresses, js: JetStreamContext, stream: EventStream
+    api: ApiServer, js: JetStreamContext, stream: EventStream
 ) -> None:
     # IngestRequest{event: Event{site_id: b"\xff"}}: a string field that is not UTF-8.
     raw = b"\x0a\x03\x12\x01\xff"
@@ -341,7 +342,7 @@ async def test_an_undecodable_grpc_request_gets_invalid_argument(
 
 
 async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
-    api: ApiAddresses, js: JetStreamContext, stream: EventStream
+    api: ApiServer, js: JetStreamContext, stream: EventStream
 ) -> None:
     good = GOOD_EVENT.SerializeToString()
 

@@ -13,7 +13,6 @@ from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest
 from analytics.v1.report_pb2 import GetStatsRequest, PathViews, Stats
 from google.protobuf import json_format
 
-from stack.serve import ApiAddresses
 from tests.support.clients import GrpcClients
 from tests.support.waiting import eventually
 from writer.service import RunningWriter
@@ -207,14 +206,21 @@ async def test_a_resent_event_id_counts_once_whichever_door_it_uses(
     http: httpx.AsyncClient, rpc: GrpcClients, writer: RunningWriter
 ) -> None:
     event = page_view("/once", "u1", event_id="order-42:view")
+    # A resend need not be identical: the first one sent wins.
+    changed = {**event, "path": "/changed", "user_id": "u2"}
 
     first = await http.post("/event", json=event)
-    await http.post("/events", json=[event])
-    await rpc.ingest.Ingest(IngestRequest(event=as_proto(event)))
-    await rpc.ingest.IngestBatch(IngestBatchRequest(events=[as_proto(event)]))
+    batch = await http.post("/events", json=[changed])
+    single = await rpc.ingest.Ingest(IngestRequest(event=as_proto(changed)))
+    grpc_batch = await rpc.ingest.IngestBatch(IngestBatchRequest(events=[as_proto(changed)]))
     await http.post("/event", json=page_view("/after", None))
 
-    assert first.json()["event_id"] == "order-42:view"
+    assert first.json() == {"status": "accepted", "event_id": "order-42:view"}
+    assert batch.json()["results"] == [
+        {"index": 0, "status": "accepted", "event_id": "order-42:view"}
+    ]
+    assert single.event_id == "order-42:view"
+    assert [r.event_id for r in grpc_batch.results] == ["order-42:view"]
     await eventually(
         lambda: http_stats(http, date=DAY),
         {
@@ -251,8 +257,15 @@ async def test_a_stream_of_events_is_summarized_on_close(
     await eventually(lambda: http_stats(http, date=DAY), expected_stats(valid))
 
 
-async def test_the_api_serves_both_services_on_one_grpc_and_one_http_address(
-    api: ApiAddresses,
+async def test_one_process_serves_both_services_on_one_grpc_and_one_http_address(
+    http: httpx.AsyncClient, rpc: GrpcClients
 ) -> None:
-    assert api.grpc.port > 0
-    assert api.http.port > 0
+    accepted = await rpc.ingest.Ingest(IngestRequest(event=as_proto(page_view("/a", None))))
+    stats = await rpc.report.GetStats(GetStatsRequest(site_id="site-123", date="1999-01-01"))
+    posted = await http.post("/event", json=page_view("/b", None))
+    reported = await http.get("/stats", params={"site_id": "site-123", "date": "1999-01-01"})
+
+    assert accepted.event_id
+    assert stats == Stats(site_id="site-123", date="1999-01-01")
+    assert posted.status_code == 202
+    assert reported.status_code == 200

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import signal
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -19,10 +16,10 @@ from analytics.v1.ingest_pb2 import IngestBatchRequest
 from nats.js import JetStreamContext
 
 from stack.config import Settings
-from stack.serve import ApiAddresses, serving
+from stack.serve import ApiServer, serving
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, grpc_clients
-from tests.support.env import settings_env
+from tests.support.env import ServiceStarter
 from tests.support.waiting import eventually
 from writer.service import RunningWriter, running_writer
 
@@ -64,53 +61,25 @@ def expected_aggregates(numbers: range) -> tuple[list[tuple[str, int]], tuple[in
     return sorted(views.items()), (len(numbers), len(users))
 
 
-class WriterProcess:
-    """`python -m writer`, as production runs it, so that it can be killed for real."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._env = settings_env(settings)
-        self._popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._popen = subprocess.Popen(
-            [sys.executable, "-m", "writer"], env=self._env, stdin=subprocess.DEVNULL
-        )
-
-    def kill(self) -> None:
-        assert self._popen is not None
-        self._popen.send_signal(signal.SIGKILL)
-        self._popen.wait()
-
-    def stop(self) -> int:
-        assert self._popen is not None
-        self._popen.send_signal(signal.SIGTERM)
-        return self._popen.wait(timeout=30)
-
-
 @pytest.fixture
 def small_batches(settings: Settings) -> Settings:
     return replace(settings, writer_batch_size=50)
 
 
 @pytest.fixture
-async def ingest_only(small_batches: Settings) -> AsyncIterator[ApiAddresses]:
+async def ingest_only(small_batches: Settings) -> AsyncIterator[ApiServer]:
     async with serving(small_batches, ingest=True, report=False) as addresses:
         yield addresses
 
 
-@pytest.fixture
-def writer_process(small_batches: Settings) -> Iterator[WriterProcess]:
-    process = WriterProcess(small_batches)
-    yield process
-    if process._popen is not None and process._popen.poll() is None:
-        process.kill()
-
-
 async def test_a_writer_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    ingest_only: ApiAddresses, writer_process: WriterProcess, db: asyncpg.Connection
+    ingest_only: ApiServer,
+    small_batches: Settings,
+    db: asyncpg.Connection,
+    services: ServiceStarter,
 ) -> None:
     total = 6000
-    writer_process.start()
+    writer = services("writer", small_batches)
 
     async def produce(clients: GrpcClients) -> None:
         for start in range(0, total, 200):
@@ -124,13 +93,13 @@ async def test_a_writer_killed_mid_stream_and_restarted_loses_and_doubles_nothin
         producing = asyncio.create_task(produce(clients))
         for threshold in (500, 1500, 3000):
             await eventually(functools.partial(stored_at_least, db, threshold), True)
-            writer_process.kill()
-            writer_process.start()
+            writer.kill()
+            writer = services("writer", small_batches)
         await producing
 
     await eventually(lambda: stored_count(db), total, within=60)
     assert await aggregates(db) == expected_aggregates(range(total))
-    assert writer_process.stop() == 0
+    assert writer.stop() == 0
 
 
 async def test_a_resend_after_the_duplicate_window_counts_once(
@@ -153,17 +122,42 @@ async def test_a_resend_after_the_duplicate_window_counts_once(
 
 
 async def test_events_stay_in_the_stream_until_a_writer_stores_them(
-    small_batches: Settings, ingest_only: ApiAddresses, db: asyncpg.Connection
+    small_batches: Settings,
+    ingest_only: ApiServer,
+    db: asyncpg.Connection,
+    js: JetStreamContext,
+    stream: EventStream,
 ) -> None:
     async with grpc_clients(ingest_only.grpc) as clients:
         await clients.ingest.IngestBatch(IngestBatchRequest(events=[event(n) for n in range(10)]))
+    assert (await js.stream_info(stream.name)).state.messages == 10
 
     async with running_writer(small_batches):
         await eventually(lambda: stored_count(db), 10)
+
     assert await aggregates(db) == expected_aggregates(range(10))
+    assert (await js.stream_info(stream.name)).state.messages == 0
 
 
 def _message(item: Event) -> bytes:
     batch = EventBatch(events=[item])
     batch.received_at.FromDatetime(DAY)
     return batch.SerializeToString()
+
+
+async def test_two_writers_sharing_the_consumer_store_each_event_once(
+    small_batches: Settings, ingest_only: ApiServer, db: asyncpg.Connection
+) -> None:
+    total = 4000
+    async with (
+        running_writer(small_batches),
+        running_writer(small_batches),
+        grpc_clients(ingest_only.grpc) as clients,
+    ):
+        for start in range(0, total, 500):
+            await clients.ingest.IngestBatch(
+                IngestBatchRequest(events=[event(n) for n in range(start, start + 500)])
+            )
+        await eventually(lambda: stored_count(db), total)
+
+    assert await aggregates(db) == expected_aggregates(range(total))

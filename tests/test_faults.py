@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from stack.config import Settings
 from stack.embedded import EmbeddedNats, EmbeddedPostgres
 from stack.grpc_errors import STATUS_DETAILS_KEY
-from stack.serve import ApiAddresses, serving
+from stack.serve import ApiServer, serving
 from tests.support.clients import grpc_clients
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
@@ -74,12 +74,12 @@ class TestNatsOutage:
         return replace(settings, nats_url=own_nats.url, publish_timeout=2.0)
 
     @pytest.fixture
-    async def api(self, outage_settings: Settings) -> AsyncIterator[ApiAddresses]:
+    async def api(self, outage_settings: Settings) -> AsyncIterator[ApiServer]:
         async with serving(outage_settings, ingest=True, report=False) as addresses:
             yield addresses
 
     @pytest.fixture
-    async def http(self, api: ApiAddresses) -> AsyncIterator[httpx.AsyncClient]:
+    async def http(self, api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
         # A hang would exceed this bound and fail the test.
         async with httpx.AsyncClient(base_url=f"http://{api.http}", timeout=3.0) as client:
             yield client
@@ -100,7 +100,7 @@ class TestNatsOutage:
         }
 
     async def test_grpc_answers_unavailable_with_retry_info_while_nats_is_down(
-        self, api: ApiAddresses, http: httpx.AsyncClient, own_nats: EmbeddedNats
+        self, api: ApiServer, http: httpx.AsyncClient, own_nats: EmbeddedNats
     ) -> None:
         own_nats.stop()
         await eventually(lambda: post_status(http), 503)
@@ -137,12 +137,12 @@ class TestStreamFull:
         return replace(settings, stream_max_msgs=3)
 
     @pytest.fixture
-    async def api(self, full_settings: Settings) -> AsyncIterator[ApiAddresses]:
+    async def api(self, full_settings: Settings) -> AsyncIterator[ApiServer]:
         async with serving(full_settings, ingest=True, report=False) as addresses:
             yield addresses
 
     @pytest.fixture
-    async def http(self, api: ApiAddresses) -> AsyncIterator[httpx.AsyncClient]:
+    async def http(self, api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(base_url=f"http://{api.http}", timeout=5.0) as client:
             for _ in range(3):
                 assert await post_status(client) == 202
@@ -161,7 +161,7 @@ class TestStreamFull:
         }
 
     async def test_grpc_answers_resource_exhausted_when_the_stream_is_full(
-        self, api: ApiAddresses, http: httpx.AsyncClient
+        self, api: ApiServer, http: httpx.AsyncClient
     ) -> None:
         async with grpc_clients(api.grpc) as rpc:
             with pytest.raises(grpc.aio.AioRpcError) as caught:

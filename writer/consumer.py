@@ -2,30 +2,60 @@
 
 Messages are acknowledged only after their events are committed, so a crash at any point
 leaves them to be redelivered; the store's idempotency makes the redelivery harmless.
+
+A message that cannot be stored (it does not decode, an event lacks what makes it storable, or
+PostgreSQL refuses it) is handed back for a later delivery, and after `max_deliveries` moved to
+the dead-letter stream with the reason; the rest of its batch is stored meanwhile. Failures a
+retry can outlive (PostgreSQL or NATS down, a deadlock) are retried with capped backoff, for as
+long as they last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from datetime import UTC
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncpg
 import nats.errors
-from analytics.v1.event_pb2 import EventBatch
-from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from stack.backoff import Backoff
-from stack.stream import EventStream
-from writer.store import EventStore, ReceivedEvent
+from stack.connections import POSTGRES_UNAVAILABLE
+from stack.stream import EventStream, ensure_stream
+from writer.dead_letters import DeadLetters
+from writer.decoding import Poison, Row, rows_of
+from writer.store import REFUSALS, EventStore
 
 FETCH_TIMEOUT_SECONDS = 0.5
+# How long a message that could not be stored waits before its next delivery.
+REDELIVERY_DELAY_SECONDS = 1.0
+
+T = TypeVar("T")
+
+# Worth retrying until they pass: PostgreSQL or NATS unreachable, and any other PostgreSQL error
+# but a refusal of the data (a deadlock, a missing table a migration will bring).
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    *POSTGRES_UNAVAILABLE,
+    asyncpg.PostgresError,
+    nats.errors.Error,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class _Stopping(Exception):
+    """Asked to stop while waiting to retry: leave the batch unacknowledged."""
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    message: Msg
+    rows: list[Row]
 
 
 class EventConsumer:
@@ -34,20 +64,56 @@ class EventConsumer:
         js: JetStreamContext,
         store: EventStore,
         stream: EventStream,
+        dead_letters: DeadLetters,
         *,
         durable: str,
         batch_size: int,
         ack_wait: float,
+        max_deliveries: int,
     ) -> None:
         self._js = js
         self._store = store
         self._stream = stream
+        self._dead_letters = dead_letters
         self._durable = durable
         self._batch_size = batch_size
         self._ack_wait = ack_wait
+        self._max_deliveries = max_deliveries
+        self._stopping = asyncio.Event()
+        # Set once the consumer is subscribed and the streams exist.
+        self.ready = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until `stopping` is set, then return after the batch in hand is stored."""
+        self._stopping = stopping
+        try:
+            subscription = await self._retrying("subscribing", self._subscribe)
+        except _Stopping:
+            return
+        logger.info("consuming %s as %s", self._stream.name, self._durable)
+        self.ready.set()
+        backoff = Backoff(maximum=5.0)
+        try:
+            while not stopping.is_set():
+                try:
+                    messages = await subscription.fetch(
+                        self._batch_size, timeout=FETCH_TIMEOUT_SECONDS
+                    )
+                except TimeoutError:
+                    continue  # nothing to do
+                except nats.errors.Error as error:
+                    await self._pause(backoff, f"fetching failed ({error!r})")
+                    continue
+                backoff = Backoff(maximum=5.0)
+                await self._handle(messages)
+        except _Stopping:
+            logger.warning("stopping with a batch unstored; it will be redelivered")
+        finally:
+            await subscription.unsubscribe()
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await ensure_stream(self._js, self._stream)
+        await self._dead_letters.ensure_stream()
         await self._js.add_consumer(
             self._stream.name,
             ConsumerConfig(
@@ -58,76 +124,103 @@ class EventConsumer:
                 filter_subject=self._stream.subjects,
             ),
         )
-        subscription = await self._js.pull_subscribe_bind(self._durable, self._stream.name)
-        logger.info("consuming %s as %s", self._stream.name, self._durable)
-        try:
-            while not stopping.is_set():
-                try:
-                    messages = await subscription.fetch(
-                        self._batch_size, timeout=FETCH_TIMEOUT_SECONDS
-                    )
-                except nats.errors.TimeoutError:
-                    continue
-                await self._handle(messages, stopping)
-        finally:
-            await subscription.unsubscribe()
+        return await self._js.pull_subscribe_bind(self._durable, self._stream.name)
 
-    async def _handle(self, messages: Sequence[Msg], stopping: asyncio.Event) -> None:
-        batch: list[ReceivedEvent] = []
-        decoded: list[Msg] = []
+    async def _handle(self, messages: Sequence[Msg]) -> None:
+        decoded: list[_Decoded] = []
         for message in messages:
             try:
-                payload = EventBatch.FromString(message.data)
-            except DecodeError:
-                logger.error(
-                    "dropping undecodable message %s on %s",
-                    message.metadata.sequence.stream,
-                    message.subject,
-                )
-                await message.term()
-                continue
-            received_at = payload.received_at.ToDatetime(tzinfo=UTC)
-            batch.extend(ReceivedEvent(event, received_at) for event in payload.events)
-            decoded.append(message)
-        if batch and not await self._store_until_done(batch, decoded, stopping):
-            return  # not acknowledged: JetStream redelivers them to the next writer
-        for message in decoded:
-            await message.ack()
+                decoded.append(_Decoded(message, rows_of(message.data)))
+            except Poison as poison:
+                await self._give_back(message, poison.reason)
+        await self._store_and_ack(decoded)
 
-    async def _store_until_done(
-        self, batch: Sequence[ReceivedEvent], messages: Sequence[Msg], stopping: asyncio.Event
-    ) -> bool:
-        """Retry with backoff until the batch is stored (True) or we are asked to stop (False)."""
-        backoff = Backoff(initial=0.1, maximum=10.0)
+    async def _store_and_ack(self, batch: list[_Decoded]) -> None:
+        """Store the batch and acknowledge it. When PostgreSQL refuses it, halve it until the
+        refused messages are found; store and acknowledge the others."""
+        rows = [row for item in batch for row in item.rows]
+        try:
+            if rows:
+                stored = await self._retrying(
+                    f"storing {len(rows)} events",
+                    lambda: self._store.store(rows),
+                    messages=[item.message for item in batch],
+                )
+                logger.debug("stored %d new of %d events", stored, len(rows))
+        except REFUSALS as refusal:
+            if len(batch) == 1:
+                await self._give_back(batch[0].message, f"PostgreSQL refused it: {refusal.message}")
+                return
+            half = len(batch) // 2
+            await self._store_and_ack(batch[:half])
+            await self._store_and_ack(batch[half:])
+            return
+        for item in batch:
+            await self._acknowledge(item.message)
+
+    async def _give_back(self, message: Msg, reason: str) -> None:
+        """Have a message that cannot be stored delivered again later, or, after its last
+        allowed delivery, moved to the dead letters."""
+        deliveries = message.metadata.num_delivered
+        sequence = message.metadata.sequence.stream
+        if deliveries < self._max_deliveries:
+            logger.warning(
+                "message %s cannot be stored (delivery %d of %d): %s",
+                sequence,
+                deliveries,
+                self._max_deliveries,
+                reason,
+            )
+            await self._ignoring_nats_errors(message.nak(delay=REDELIVERY_DELAY_SECONDS))
+            return
+        await self._retrying(
+            "adding a dead letter", lambda: self._dead_letters.add(message, reason)
+        )
+        logger.error(
+            "message %s moved to the dead letters after %d deliveries: %s",
+            sequence,
+            deliveries,
+            reason,
+        )
+        await self._acknowledge(message)
+
+    async def _acknowledge(self, message: Msg) -> None:
+        # A lost ack means a redelivery, which the idempotent store absorbs.
+        await self._ignoring_nats_errors(message.ack())
+
+    async def _retrying(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[T]],
+        messages: Sequence[Msg] = (),
+    ) -> T:
+        """Run `attempt` until it succeeds, retrying failures a retry can outlive; raises
+        _Stopping if asked to stop meanwhile, and lets every other error through."""
+        backoff = Backoff(maximum=10.0)
         while True:
             try:
-                stored = await self._store.store(batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                if stopping.is_set():
-                    logger.warning(
-                        "stopping with %d events unstored; they will be redelivered", len(batch)
-                    )
-                    return False
-                delay = backoff.next_delay()
-                logger.warning(
-                    "storing %d events failed (%s: %s); retrying in %.1fs",
-                    len(batch),
-                    type(error).__name__,
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                await _still_working_on(messages)
-            else:
-                logger.debug("stored %d new of %d events", stored, len(batch))
-                return True
+                return await attempt()
+            except REFUSALS:
+                raise
+            except _RETRYABLE as error:
+                await self._pause(backoff, f"{what} failed ({type(error).__name__}: {error})")
+                for message in messages:  # still working on them: do not redeliver yet
+                    await self._ignoring_nats_errors(message.in_progress())
 
+    async def _pause(self, backoff: Backoff, problem: str) -> None:
+        if self._stopping.is_set():
+            raise _Stopping
+        delay = backoff.next_delay()
+        logger.warning("%s; retrying in %.1fs", problem, delay)
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        except TimeoutError:
+            return
+        raise _Stopping
 
-async def _still_working_on(messages: Sequence[Msg]) -> None:
-    """Reset the ack timers so JetStream does not redeliver what we are still retrying. Best
-    effort: a redelivery that happens anyway is absorbed by the idempotent store."""
-    try:
-        for message in messages:
-            await message.in_progress()
-    except nats.errors.Error as error:
-        logger.debug("could not extend ack wait: %r", error)
+    @staticmethod
+    async def _ignoring_nats_errors(operation: Awaitable[None]) -> None:
+        try:
+            await operation
+        except nats.errors.Error as error:
+            logger.debug("NATS: %r", error)

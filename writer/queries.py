@@ -1,7 +1,8 @@
 """The writer's SQL."""
 
 # Store a batch of events and count the newly stored ones into the aggregates, in one statement.
-# Events whose event_id is already stored are skipped (ON CONFLICT DO NOTHING), and only the rows
+# Events whose event_id is already stored are skipped (ON CONFLICT DO NOTHING); of copies within
+# the batch the first (in stream order) is kept. Only the rows
 # this statement inserted feed the aggregates, so a redelivered or resent event never counts
 # twice. Aggregate rows are written in key order so that concurrent writers lock them in the
 # same order. Returns the number of events newly stored.
@@ -11,8 +12,9 @@ WITH incoming AS (
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
-    ) AS t(event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties, received_at)
+    ) WITH ORDINALITY AS t(event_id, site_id, event_type, path, user_id,
+                           occurred_at, referrer, properties, received_at, position)
+    ORDER BY event_id, position
 ),
 inserted AS (
     INSERT INTO events (event_id, site_id, event_type, path, user_id,

@@ -8,8 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from stack.config import Settings
 from stack.connections import close_nats, connect_nats, create_pool
-from stack.stream import EventStream, ensure_stream
+from stack.lifecycle import until_stopping
+from stack.stream import DeadLetterStream, EventStream
 from writer.consumer import EventConsumer
+from writer.dead_letters import DeadLetters
 from writer.schema import migrate
 from writer.store import EventStore
 
@@ -20,19 +22,13 @@ class RunningWriter:
 
     async def wait(self, stopping: asyncio.Event) -> None:
         """Return when `stopping` is set; raise if the consumer fails first."""
-        stop = asyncio.create_task(stopping.wait())
-        try:
-            await asyncio.wait({stop, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if self._task.done():
-            self._task.result()
+        await until_stopping(stopping, self._task)
 
 
 @asynccontextmanager
 async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
-    """Connect, migrate and consume; on exit, store and acknowledge the batch in hand, then
-    disconnect."""
+    """Connect, migrate and start consuming (the streams and the consumer exist when this
+    yields); on exit, store and acknowledge the batch in hand, then disconnect."""
     async with AsyncExitStack() as resources:
         nc = await connect_nats(settings, "analytics-writer")
         resources.push_async_callback(close_nats, nc)
@@ -41,19 +37,24 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
         await migrate(pool)
 
         js = nc.jetstream()
-        stream = EventStream.from_settings(settings)
-        await ensure_stream(js, stream)
         consumer = EventConsumer(
             js,
             EventStore(pool),
-            stream,
+            EventStream.from_settings(settings),
+            DeadLetters(js, DeadLetterStream.from_settings(settings)),
             durable=settings.writer_durable,
             batch_size=settings.writer_batch_size,
             ack_wait=settings.writer_ack_wait,
+            max_deliveries=settings.writer_max_deliveries,
         )
         stopping = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stopping), name="writer-consumer")
+        task = asyncio.create_task(consumer.run(stopping), name="the writer's consumer")
         try:
+            ready = asyncio.create_task(consumer.ready.wait())
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if task.done():
+                task.result()  # it failed while starting
             yield RunningWriter(task)
         finally:
             stopping.set()

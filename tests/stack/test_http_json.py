@@ -98,6 +98,7 @@ def test_fractions_of_a_second_are_kept_to_the_microsecond() -> None:
         "2025-02-30T10:00:00Z",
         "2025-11-14T10:00:00+01:60",
         "yesterday",
+        "0001-01-01T00:00:00+01:00",
         1731578400,
     ],
 )
@@ -164,6 +165,12 @@ def test_a_batch_must_be_an_array() -> None:
 def test_malformed_json_is_refused_with_its_position() -> None:
     assert body_violations(b'{"site_id": }') == [
         FieldViolation("body", "is not valid JSON: Expecting value at line 1 column 13")
+    ]
+
+
+def test_an_integer_too_long_to_convert_is_refused() -> None:
+    assert body_violations(b'{"x": ' + b"9" * 5000 + b"}") == [
+        FieldViolation("body", "holds a number too long to read")
     ]
 
 

@@ -1,27 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
 from analytics.v1.event_pb2 import Event
 
+from writer.decoding import Row, row_of
 from writer.schema import migrate
-from writer.store import EventStore, ReceivedEvent
+from writer.store import EventStore
 
 RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
-        await migrate(pool)
-        yield pool
-
-
-@pytest.fixture
-def store(pool: asyncpg.Pool) -> EventStore:
+async def store(pool: asyncpg.Pool) -> EventStore:
+    await migrate(pool)
     return EventStore(pool)
 
 
@@ -33,12 +27,12 @@ def received(
     when: datetime = datetime(2025, 11, 14, 10, 0, tzinfo=UTC),
     site_id: str = "site-1",
     event_type: str = "page_view",
-) -> ReceivedEvent:
+) -> Row:
     event = Event(
         event_id=event_id, site_id=site_id, event_type=event_type, path=path, user_id=user_id
     )
     event.timestamp.FromDatetime(when)
-    return ReceivedEvent(event, RECEIVED)
+    return row_of(event, RECEIVED)
 
 
 async def totals(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
@@ -58,9 +52,9 @@ async def test_storing_returns_how_many_events_were_new(store: EventStore) -> No
 
 
 async def test_an_event_is_stored_with_every_field(store: EventStore, pool: asyncpg.Pool) -> None:
-    item = received("a", user_id="u1")
-    item.event.referrer = "https://r.example/"
-    item.event.properties["plan"] = "pro"
+    item = received("a", user_id="u1")._replace(
+        referrer="https://r.example/", properties='{"plan": "pro"}'
+    )
 
     await store.store([item])
 
@@ -113,6 +107,14 @@ async def test_an_event_id_twice_in_one_batch_counts_once(
 ) -> None:
     assert await store.store([received("a", path="/x"), received("a", path="/x")]) == 1
     assert await path_views(pool) == [(date(2025, 11, 14), "/x", 1)]
+
+
+async def test_of_two_copies_in_one_batch_the_first_is_stored(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("a", path="/first"), received("a", path="/second")])
+
+    assert await pool.fetchval("SELECT path FROM events") == "/first"
 
 
 async def test_views_are_counted_per_site_type_day_and_path(

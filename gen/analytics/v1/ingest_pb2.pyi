@@ -117,7 +117,9 @@ class IngestStreamResponse(_message.Message):
     rejected_count: _builtins.int
     @_builtins.property
     def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
-        """The rejected events only, indexed by their position in the stream (from 0)."""
+        """The first 1000 rejected events, indexed by their position in the stream (from 0);
+        rejected_count counts them all.
+        """
 
     def __init__(
         self,

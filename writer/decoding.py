@@ -1,0 +1,78 @@
+"""From stream messages to rows for the events table.
+
+The ingest servers validate every event before publishing, so this checks only what the writer
+itself relies on: the message decodes, and each event has the fields that make it storable
+exactly once (event_id, site_id, event_type, path, timestamp). Anything else a foreign or
+corrupt message gets wrong is left to PostgreSQL to refuse.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from analytics.v1.event_pb2 import Event, EventBatch
+from google.protobuf.message import DecodeError
+
+
+class Poison(Exception):
+    """A message that can never be stored, with the reason why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Row(NamedTuple):
+    """One row of the events table, in the column order of writer.queries.STORE_EVENTS."""
+
+    event_id: str
+    site_id: str
+    event_type: str
+    path: str
+    user_id: str | None
+    occurred_at: datetime
+    referrer: str | None
+    properties: str  # JSON
+    received_at: datetime
+
+
+def rows_of(data: bytes) -> list[Row]:
+    """The rows of one message's events; Poison if the message cannot be stored."""
+    try:
+        batch = EventBatch.FromString(data)
+    except DecodeError as error:
+        raise Poison(f"not an analytics.v1.EventBatch: {error}") from None
+    if not batch.HasField("received_at"):
+        raise Poison("received_at is not set")
+    received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos, "received_at")
+    return [row_of(event, received_at, index) for index, event in enumerate(batch.events)]
+
+
+def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
+    missing = [
+        name for name in ("event_id", "site_id", "event_type", "path") if not getattr(event, name)
+    ]
+    if not event.HasField("timestamp"):
+        missing.append("timestamp")
+    if missing:
+        raise Poison(f"event {index} lacks {', '.join(missing)}")
+    return Row(
+        event.event_id,
+        event.site_id,
+        event.event_type,
+        event.path,
+        event.user_id or None,
+        _datetime(event.timestamp.seconds, event.timestamp.nanos, f"event {index} timestamp"),
+        event.referrer or None,
+        json.dumps(dict(event.properties), ensure_ascii=False, sort_keys=True),
+        received_at,
+    )
+
+
+def _datetime(seconds: int, nanos: int, what: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
+    except (ValueError, OverflowError, OSError):
+        raise Poison(f"{what} is out of range") from None
