@@ -20,6 +20,7 @@ import subprocess
 import sysconfig
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -140,12 +141,23 @@ class _EmbeddedServer:
         self.stop()
 
 
-class EmbeddedNats(_EmbeddedServer):
-    """nats-server with JetStream, its store in `root/jetstream`."""
+@dataclass(frozen=True)
+class ClusterMembership:
+    """How one nats-server joins a cluster: its name, its route port, its peers' route ports."""
 
-    def __init__(self, root: Path) -> None:
+    server_name: str
+    cluster_name: str
+    route_port: int
+    peer_route_ports: tuple[int, ...]
+
+
+class EmbeddedNats(_EmbeddedServer):
+    """nats-server with JetStream, its store in `root/jetstream`; a cluster member if told."""
+
+    def __init__(self, root: Path, cluster: ClusterMembership | None = None) -> None:
         self.root = root
         self.port = free_port()
+        self.cluster = cluster
         self._process = ChildProcess("nats-server", signal.SIGTERM, root / "nats.log")
 
     @property
@@ -154,20 +166,34 @@ class EmbeddedNats(_EmbeddedServer):
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        binary = _nats_server_binary()
-        self._process.spawn(
-            [
-                str(binary),
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--jetstream",
-                "--store_dir",
-                str(self.root / "jetstream"),
+        argv = [
+            str(_nats_server_binary()),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--jetstream",
+            "--store_dir",
+            str(self.root / "jetstream"),
+        ]
+        if self.cluster is not None:
+            routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster.peer_route_ports)
+            argv += [
+                "--server_name",
+                self.cluster.server_name,
+                "--cluster_name",
+                self.cluster.cluster_name,
+                "--cluster",
+                f"nats://127.0.0.1:{self.cluster.route_port}",
+                "--routes",
+                routes,
             ]
-        )
+        self._process.spawn(argv)
         _wait_until(lambda: accepts_connections(self.port), self._process)
+
+    def kill(self) -> None:
+        """Stop it the way a crash would."""
+        self._process.kill()
 
 
 class EmbeddedPostgres(_EmbeddedServer):

@@ -8,9 +8,11 @@ window.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -20,6 +22,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
+from stack.backoff import Backoff
 from stack.config import Settings
 
 STREAM_NAME_IN_USE = 10058
@@ -92,12 +95,29 @@ class DeadLetterStream:
 
 
 async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterStream) -> None:
-    """Create the stream, or bring an existing one to our configuration; safe to race."""
+    """Create the stream, or bring an existing one to our configuration; safe to race. While
+    JetStream is not ready (a cluster electing its leader, say) it waits, saying so."""
     config = stream.config()
-    try:
-        await js.add_stream(config)
-    except BadRequestError as error:
-        if error.err_code != STREAM_NAME_IN_USE:
-            raise
-        await js.update_stream(config)
+    backoff = Backoff(maximum=5.0)
+    while True:
+        try:
+            try:
+                await js.add_stream(config)
+            except BadRequestError as error:
+                if error.err_code != STREAM_NAME_IN_USE:
+                    raise
+                await js.update_stream(config)
+        except BadRequestError:
+            raise  # our configuration is wrong: waiting will not help
+        except (nats.errors.Error, TimeoutError) as error:
+            delay = backoff.next_delay()
+            logger.warning(
+                "JetStream cannot set up stream %s yet (%r); retrying in %.1fs",
+                config.name,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        else:
+            break
     logger.debug("stream %s ready on %s", config.name, config.subjects)

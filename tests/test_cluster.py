@@ -1,0 +1,132 @@
+"""A three-node NATS cluster with the stream on three replicas: killing the stream's leader
+while events flow loses and doubles nothing that was accepted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from analytics.v1.event_pb2 import Event
+from analytics.v1.ingest_pb2 import IngestBatchRequest
+
+from stack.config import Settings
+from stack.embedded import ClusterMembership, EmbeddedNats, free_port
+from stack.serve import serving
+from tests.support.clients import GrpcClients, grpc_clients
+from tests.support.jetstream import jetstream
+from tests.support.waiting import eventually
+from writer.service import running_writer
+
+BATCHES = 60
+BATCH_EVENTS = 100
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
+    route_ports = [free_port() for _ in range(3)]
+    nodes = [
+        EmbeddedNats(
+            tmp_path / f"n{i}",
+            ClusterMembership(
+                server_name=f"n{i}",
+                cluster_name="analytics",
+                route_port=port,
+                peer_route_ports=tuple(p for p in route_ports if p != port),
+            ),
+        )
+        for i, port in enumerate(route_ports)
+    ]
+    with contextlib.ExitStack() as running:
+        for node in nodes:
+            running.enter_context(node)
+        yield nodes
+
+
+def event(number: int) -> Event:
+    result = Event(
+        event_id=f"e{number}", site_id="site-1", event_type="page_view", path=f"/p{number % 7}"
+    )
+    result.timestamp.GetCurrentTime()
+    return result
+
+
+async def send_until_accepted(rpc: GrpcClients, batch: IngestBatchRequest) -> None:
+    """What a client should do: resend the same events until they are accepted."""
+    while True:
+        try:
+            response = await rpc.ingest.IngestBatch(batch, timeout=5)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        assert response.accepted_count == len(batch.events)
+        return
+
+
+async def test_killing_the_stream_leader_loses_and_doubles_no_accepted_event(
+    settings: Settings, cluster: list[EmbeddedNats], db: asyncpg.Connection
+) -> None:
+    settings = replace(settings, nats_url=",".join(node.url for node in cluster), stream_replicas=3)
+    total = BATCHES * BATCH_EVENTS
+    batches = asyncio.Queue[IngestBatchRequest]()
+    for number in range(BATCHES):
+        batches.put_nowait(
+            IngestBatchRequest(
+                events=[event(number * BATCH_EVENTS + i) for i in range(BATCH_EVENTS)]
+            )
+        )
+    accepted = 0
+
+    async def produce(rpc: GrpcClients) -> None:
+        nonlocal accepted
+        while not batches.empty():
+            batch = batches.get_nowait()
+            await send_until_accepted(rpc, batch)
+            accepted += len(batch.events)
+
+    async with (
+        serving(settings, ingest=True, report=False) as api,
+        running_writer(settings),
+        grpc_clients(api.grpc) as rpc,
+    ):
+        producers = [asyncio.create_task(produce(rpc)) for _ in range(4)]
+        await eventually(lambda: _at_least(accepted, total // 3), True)
+        leader = await _stream_leader(cluster[0].url, settings.stream_name)
+        next(node for node in cluster if _name(node) == leader).kill()
+        await asyncio.gather(*producers)
+        await eventually(lambda: _count(db), total, within=60)
+
+    rows = await db.fetch("SELECT path, views FROM daily_path_views")
+    assert {row["path"]: row["views"] for row in rows} == Counter(
+        f"/p{n % 7}" for n in range(total)
+    )
+
+
+def _name(node: EmbeddedNats) -> str:
+    assert node.cluster is not None
+    return node.cluster.server_name
+
+
+async def _at_least(value: int, minimum: int) -> bool:
+    return value >= minimum
+
+
+async def _stream_leader(url: str, stream: str) -> str:
+    async with jetstream(url) as js:
+        info = await js.stream_info(stream)
+    assert info.cluster is not None
+    assert info.cluster.leader is not None
+    return info.cluster.leader
+
+
+async def _count(db: asyncpg.Connection) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM events")
+    return count
