@@ -269,3 +269,24 @@ async def test_one_process_serves_both_services_on_one_grpc_and_one_http_address
     assert stats == Stats(site_id="site-123", date="1999-01-01")
     assert posted.status_code == 202
     assert reported.status_code == 200
+
+
+async def test_injection_shaped_values_are_stored_and_reported_verbatim(
+    http: httpx.AsyncClient, writer: RunningWriter
+) -> None:
+    hostile = "/'); DROP TABLE events; --"
+    await http.post(
+        "/event",
+        json={**page_view(hostile, "' OR '1'='1"), "event_type": "x' OR 'x'='x"},
+    )
+
+    await eventually(
+        lambda: http_stats(http, date=DAY, event_type="x' OR 'x'='x"),
+        {
+            "site_id": "site-123",
+            "date": DAY,
+            "total_views": 1,
+            "unique_users": 1,
+            "top_paths": [{"path": hostile, "views": 1}],
+        },
+    )
