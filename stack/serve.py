@@ -104,6 +104,22 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
         )
 
 
+def _listening_socket(listen: Address) -> socket.socket:
+    """A TCP socket for uvicorn. Made with proto=IPPROTO_TCP, as asyncio's own are: asyncio
+    sets TCP_NODELAY only on connections of such sockets, and without it a keep-alive client
+    waits ~40 ms for every response (Nagle's algorithm meeting delayed ACKs)."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _UvicornServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -112,8 +128,7 @@ class _UvicornServer(uvicorn.Server):
 
 class _HttpServer:
     def __init__(self, app: Starlette, listen: Address) -> None:
-        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        self._socket = socket.create_server((listen.host, listen.port), family=family)
+        self._socket = _listening_socket(listen)
         self._server = _UvicornServer(
             uvicorn.Config(
                 app,
