@@ -61,3 +61,16 @@ define protoc
 		--python_out=$(1) --mypy_out=$(1) --grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
 	touch $(1)/analytics/__init__.py $(1)/analytics/v1/__init__.py $(1)/analytics/py.typed
 endef
+
+# `make bench`: the performance benchmark (bench/): starts the stack on embedded servers, runs
+# every figure and its reference, prints one table (also in bench/results/). About 10 minutes;
+# `make bench BENCH_ARGS=--quick` for a short development run. The raw ASGI reference's
+# uvloop, httptools and orjson go to their own directory, out of the services' reach.
+BENCH_REFERENCE := $(VENV)/bench-reference
+.PHONY: bench
+bench: $(STAMP)
+	@stamp=$(BENCH_REFERENCE)/.installed-$$(cksum < bench/reference-requirements.txt | cut -d' ' -f1); \
+	test -f $$stamp || { rm -rf $(BENCH_REFERENCE) && \
+		$(BIN)/python -m pip install --quiet --target $(BENCH_REFERENCE) \
+			-r bench/reference-requirements.txt && touch $$stamp; }
+	$(BIN)/python -m bench --reference-path $(BENCH_REFERENCE) $(BENCH_ARGS)

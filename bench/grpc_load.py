@@ -1,0 +1,178 @@
+"""The gRPC load generator: a grpc.aio client sending 500-event batches, run as its own process
+(`python -m bench.grpc_load ...`) so that its CPU is accounted like wrk's. It prints one JSON
+object with what was accepted.
+
+Requests are serialized once up front (a few distinct batches, cycled) so the client spends
+its time on the wire, not on building protobufs; the server assigns every event a new id, so
+every event sent is a new event.
+
+    batch   IngestBatch calls of BATCH events, CONCURRENCY in flight, for --seconds
+    stream  IngestStream calls of STREAM_EVENTS events each (the server publishes them in
+            chunks of 500), CONCURRENCY in flight, for --seconds
+    total   exactly --events events through IngestBatch, as fast as it goes (to fill the
+            stream for the writer figure)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import grpc
+from analytics.v1 import ingest_pb2
+
+from bench.dataset import EventFactory, recent_window
+
+BATCH = 500
+STREAM_EVENTS = 5000
+TEMPLATES = 32
+INGEST_BATCH = "/analytics.v1.IngestService/IngestBatch"
+INGEST_STREAM = "/analytics.v1.IngestService/IngestStream"
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+
+@dataclass
+class LoadReport:
+    accepted: int = 0
+    rejected: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    first_error: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+def _batches(seed: int) -> list[bytes]:
+    factory = EventFactory(seed=seed)
+    start, span = recent_window()
+    return [
+        ingest_pb2.IngestBatchRequest(events=factory.events(BATCH, start, span)).SerializeToString()
+        for _ in range(TEMPLATES)
+    ]
+
+
+def _streams(seed: int) -> list[list[bytes]]:
+    factory = EventFactory(seed=seed)
+    start, span = recent_window()
+    return [
+        [event.SerializeToString() for event in factory.events(STREAM_EVENTS, start, span)]
+        for _ in range(2)
+    ]
+
+
+async def run_timed(
+    target: str, mode: str, *, seconds: float, warmup: float, concurrency: int, seed: int
+) -> LoadReport:
+    """Count the events of the calls that complete within [warmup, warmup + seconds)."""
+    report = LoadReport()
+    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        batch_call: grpc.aio.UnaryUnaryMultiCallable[bytes, ingest_pb2.IngestBatchResponse] = (
+            channel.unary_unary(
+                INGEST_BATCH, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
+            )
+        )
+        stream_call: grpc.aio.StreamUnaryMultiCallable[bytes, ingest_pb2.IngestStreamResponse] = (
+            channel.stream_unary(
+                INGEST_STREAM, response_deserializer=ingest_pb2.IngestStreamResponse.FromString
+            )
+        )
+        batches = _batches(seed)
+        streams = _streams(seed) if mode == "stream" else []
+        begin = time.perf_counter()
+        window_start = begin + warmup
+        window_end = window_start + seconds
+
+        async def one_call(index: int) -> tuple[int, int]:
+            if mode == "stream":
+                streamed = await stream_call(iter(streams[index % len(streams)]))
+                return streamed.accepted_count, streamed.rejected_count
+            answer = await batch_call(batches[index % len(batches)])
+            return answer.accepted_count, answer.rejected_count
+
+        async def worker(number: int) -> None:
+            index = number
+            while time.perf_counter() < window_end:
+                try:
+                    accepted, rejected = await one_call(index)
+                except grpc.aio.AioRpcError as error:
+                    report.errors += 1
+                    report.first_error = report.first_error or f"{error.code()}: {error.details()}"
+                    await asyncio.sleep(0.01)
+                    continue
+                finally:
+                    index += concurrency
+                if window_start <= time.perf_counter() < window_end:
+                    report.accepted += accepted
+                    report.rejected += rejected
+
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    report.seconds = seconds
+    return report
+
+
+async def run_total(target: str, events: int, concurrency: int, seed: int) -> LoadReport:
+    """Send `events` events (rounded up to whole batches) and time it."""
+    report = LoadReport()
+    calls = -(-events // BATCH)
+    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        batch_call: grpc.aio.UnaryUnaryMultiCallable[bytes, ingest_pb2.IngestBatchResponse] = (
+            channel.unary_unary(
+                INGEST_BATCH, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
+            )
+        )
+        batches = _batches(seed)
+        next_call = 0
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal next_call
+            while next_call < calls:
+                index = next_call
+                next_call += 1
+                try:
+                    answer = await batch_call(batches[index % len(batches)])
+                except grpc.aio.AioRpcError as error:
+                    report.errors += 1
+                    report.first_error = report.first_error or f"{error.code()}: {error.details()}"
+                    continue
+                report.accepted += answer.accepted_count
+                report.rejected += answer.rejected_count
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        report.seconds = time.perf_counter() - started
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("target", help="host:port of the IngestService")
+    parser.add_argument("mode", choices=("batch", "stream", "total"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.mode == "total":
+        report = asyncio.run(run_total(args.target, args.events, args.concurrency, args.seed))
+    else:
+        report = asyncio.run(
+            run_timed(
+                args.target,
+                args.mode,
+                seconds=args.seconds,
+                warmup=args.warmup,
+                concurrency=args.concurrency,
+                seed=args.seed,
+            )
+        )
+    print(json.dumps(asdict(report)))
+
+
+if __name__ == "__main__":
+    main()

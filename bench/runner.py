@@ -1,0 +1,704 @@
+"""The whole benchmark, phase by phase, on one stack:
+
+1. HTTP: wrk against `POST /event` of the ingest server and against the raw ASGI reference,
+   interleaved run by run.
+2. gRPC: the grpc.aio load generator against IngestBatch, then IngestStream.
+3. Writer: the writer draining a pre-filled stream, then the plain statement, run by run.
+4. Stats: the small and large stored histories, GetStats and `GET /stats` against each.
+5. Memory: the peak RSS every service process reached in all of the above.
+
+The writer is stopped during the ingest phases, so that each ingest figure is what the ingest
+server and JetStream do on this machine, not what is left to them beside a busy writer and
+PostgreSQL; the stream is emptied between phases. A phase that fails is reported as an error
+row and the others still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.cluster import ROOT, ApiService, BenchError, Cluster, Process
+from bench.cpu import measuring
+from bench.dataset import DatasetShape, EventFactory, recent_window
+from bench.grpc_load import BATCH, STREAM_EVENTS, LoadReport
+from bench.http_load import WrkResult, run_wrk, write_post_script
+from bench.report import (
+    ERROR,
+    INFO,
+    LOGS_DIR,
+    REFERENCE,
+    Row,
+    Table,
+    median,
+    millis,
+    percent,
+    rate,
+    verdict,
+    write_results,
+)
+from bench.stats_load import Datasets, build_datasets, grpc_p50_ms, http_p50_ms
+from bench.writer_load import (
+    REFERENCE_BATCH,
+    Throughput,
+    create_database,
+    migrate_database,
+    purge_stream,
+    time_plain_statement,
+    time_writer,
+    wait_for_consumer,
+)
+from stack.config import Settings
+from stack.embedded import accepts_connections, free_port
+
+HTTP_CONNECTIONS = 64
+WRK_THREADS = 2
+GRPC_CONCURRENCY = 4
+TIME_LIMIT_SECONDS = 15 * 60
+RSS_LIMIT_MB = 150.0
+SERVICES = ("ingest", "writer", "report")
+
+# Targets of the issue.
+HTTP_RATE = 10_000.0
+HTTP_P99_MS = 10.0
+HTTP_RATIO = 0.40
+GRPC_RATE = 150_000.0
+WRITER_RATE = 50_000.0
+WRITER_RATIO = 0.60
+DAY_P50_MS = 10.0
+RANGE_P50_MS = 50.0
+GROWTH = 1.5
+
+NO_RANGE_QUERY = (
+    "GetStatsRequest and GET /stats take one `date` or none (all time); there is no date range"
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: int
+    http_seconds: float
+    grpc_seconds: float
+    warmup_seconds: float
+    writer_events: int
+    stats_small: int
+    stats_large: int
+    stats_seconds: float
+    load_workers: int = 2
+    load_batch: int = 10_000
+    phases: tuple[str, ...] = ("http", "grpc", "writer", "stats")
+    service_env: dict[str, str] = field(default_factory=dict)
+    reference_path: Path = ROOT / ".venv" / "bench-reference"
+    quick: bool = False
+    # Exit with 1 when a figure misses its target (otherwise only errors fail the command).
+    strict: bool = False
+
+    @classmethod
+    def full(cls, **overrides: object) -> Plan:
+        plan = cls(
+            runs=3,
+            http_seconds=10,
+            grpc_seconds=10,
+            warmup_seconds=2,
+            writer_events=300_000,
+            stats_small=1_000_000,
+            stats_large=10_000_000,
+            stats_seconds=3,
+        )
+        return _with(plan, overrides)
+
+    @classmethod
+    def quick_plan(cls, **overrides: object) -> Plan:
+        plan = cls(
+            runs=1,
+            http_seconds=3,
+            grpc_seconds=3,
+            warmup_seconds=1,
+            writer_events=50_000,
+            stats_small=100_000,
+            stats_large=1_000_000,
+            stats_seconds=1,
+            quick=True,
+        )
+        return _with(plan, overrides)
+
+
+def _with(plan: Plan, overrides: dict[str, object]) -> Plan:
+    values = {key: value for key, value in overrides.items() if value is not None}
+    return Plan(**{**plan.__dict__, **values})
+
+
+def plan_runs_everything(plan: Plan) -> bool:
+    return set(plan.phases) >= {"http", "grpc", "writer", "stats"}
+
+
+def count_label(events: int) -> str:
+    return f"{events / 1_000_000:g}M"
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"[{elapsed:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    plan: Plan
+    cluster: Cluster
+    table: Table
+    say: Progress
+    settings: Settings = field(default_factory=Settings)
+    ingest: ApiService | None = None
+    datasets: Datasets | None = None
+
+    def database_url(self, name: str) -> str:
+        return self.cluster.postgres.url(name)
+
+    def stop(self, process: Process | None) -> None:
+        if process is not None:
+            self.cluster.stop(process)
+
+
+def _guarded(
+    ctx: Context, phase: str, figures: list[tuple[str, str]], body: Callable[[], None]
+) -> None:
+    """Run a phase; if it fails, report its figures as errors and go on."""
+    try:
+        body()
+    except Exception as error:
+        ctx.say(f"{phase} failed: {error}")
+        traceback.print_exc(file=sys.stderr)
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        for figure, target in figures:
+            ctx.table.error(figure, target, problem[:300])
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+HTTP_FIGURE = f"HTTP POST /event, 1 event/request, {HTTP_CONNECTIONS} connections: throughput"
+HTTP_TARGET = f"≥ {HTTP_RATE:,.0f} ev/s and ≥ {percent(HTTP_RATIO)} of raw ASGI"
+HTTP_P99_FIGURE = "HTTP POST /event: p99 latency (answer after JetStream PubAck)"
+HTTP_P99_TARGET = f"≤ {HTTP_P99_MS:g} ms"
+RAW_FIGURE = "reference: raw ASGI handler (uvicorn + uvloop + httptools, orjson, no I/O)"
+
+
+def _start_raw_asgi(ctx: Context) -> tuple[Process, str]:
+    env = dict(os.environ, PYTHONPATH=str(ctx.plan.reference_path))
+    check = subprocess.run(
+        [sys.executable, "-c", "import uvloop, httptools, orjson"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check.returncode != 0:
+        raise BenchError(
+            f"uvloop, httptools and orjson are not importable from {ctx.plan.reference_path} "
+            "(`make bench` installs them there from bench/reference-requirements.txt)"
+        )
+    port = free_port()
+    process = ctx.cluster.spawn(
+        "raw-asgi", [sys.executable, "-m", "bench.raw_asgi", str(port)], env
+    )
+    process.wait_until(lambda: accepts_connections(port), "did not listen")
+    return process, f"http://127.0.0.1:{port}/event"
+
+
+def _http_phase(ctx: Context) -> None:
+    assert ctx.ingest is not None
+    plan = ctx.plan
+    bodies = EventFactory(seed=3).json_bodies(200, *recent_window())
+    script = write_post_script(ctx.cluster.root / "post_event.lua", bodies)
+    raw, raw_url = _start_raw_asgi(ctx)
+    service_url = f"http://{ctx.ingest.http}/event"
+
+    def wrk(url: str, seconds: float) -> WrkResult:
+        return run_wrk(
+            url,
+            connections=HTTP_CONNECTIONS,
+            threads=WRK_THREADS,
+            seconds=seconds,
+            script=script,
+        )
+
+    groups = ctx.cluster.cpu_groups()
+    try:
+        wrk(raw_url, plan.warmup_seconds)
+        wrk(service_url, plan.warmup_seconds)
+        raws: list[WrkResult] = []
+        services: list[WrkResult] = []
+        for run in range(plan.runs):
+            with measuring(groups, "wrk") as cpu:
+                raws.append(wrk(raw_url, plan.http_seconds))
+            ctx.table.cpu["HTTP, raw ASGI reference"] = cpu.describe()
+            with measuring(groups, "wrk") as cpu:
+                services.append(wrk(service_url, plan.http_seconds))
+            ctx.table.cpu["HTTP POST /event"] = cpu.describe()
+            ctx.say(
+                f"HTTP run {run + 1}/{plan.runs}: service {services[-1].rate:,.0f}/s "
+                f"p99 {services[-1].p99_ms:.1f} ms; raw {raws[-1].rate:,.0f}/s"
+            )
+    finally:
+        ctx.stop(raw)
+
+    def accepted_rate(result: WrkResult) -> float:
+        return (result.requests - result.bad_responses) / result.seconds
+
+    bad = sum(r.bad_responses + r.socket_errors for r in services)
+    service_rate = median([accepted_rate(r) for r in services])
+    ratio = median([accepted_rate(s) / r.rate for s, r in zip(services, raws, strict=True)])
+    p99 = median([r.p99_ms for r in services])
+    p50 = median([r.p50_ms for r in services])
+    measured = rate(service_rate) + (f" ({bad} non-2xx or socket errors)" if bad else "")
+    ctx.table.add(
+        Row(
+            HTTP_FIGURE,
+            measured,
+            HTTP_TARGET,
+            f"{percent(ratio)} of raw",
+            verdict(service_rate >= HTTP_RATE and ratio >= HTTP_RATIO and not bad),
+        )
+    )
+    ctx.table.add(
+        Row(
+            HTTP_P99_FIGURE,
+            f"{millis(p99)} (p50 {millis(p50)})",
+            HTTP_P99_TARGET,
+            "",
+            verdict(p99 <= HTTP_P99_MS),
+        )
+    )
+    raw_rate = median([r.rate for r in raws])
+    raw_p99 = median([r.p99_ms for r in raws])
+    ctx.table.add(
+        Row(RAW_FIGURE, f"{raw_rate:,.0f} req/s, p99 {millis(raw_p99)}", "", "", REFERENCE)
+    )
+    ctx.table.record_runs(
+        "HTTP service ev/s, p99", [f"{accepted_rate(r):,.0f} / {r.p99_ms:.1f} ms" for r in services]
+    )
+    ctx.table.record_runs(
+        "HTTP raw ASGI req/s, p99", [f"{r.rate:,.0f} / {r.p99_ms:.1f} ms" for r in raws]
+    )
+
+
+# --- gRPC ------------------------------------------------------------------------------------
+
+GRPC_FIGURES = {
+    "batch": f"gRPC IngestBatch, {BATCH}-event batches, {GRPC_CONCURRENCY} calls in flight",
+    "stream": (
+        f"gRPC IngestStream, {STREAM_EVENTS}-event streams published in 500-event chunks, "
+        f"{GRPC_CONCURRENCY} streams in flight"
+    ),
+}
+GRPC_TARGET = f"≥ {GRPC_RATE:,.0f} ev/s"
+
+
+def _grpc_run(ctx: Context, mode: str) -> LoadReport:
+    assert ctx.ingest is not None
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.grpc_load",
+            str(ctx.ingest.grpc),
+            mode,
+            f"--seconds={ctx.plan.grpc_seconds}",
+            f"--warmup={ctx.plan.warmup_seconds}",
+            f"--concurrency={GRPC_CONCURRENCY}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"the gRPC load generator failed:\n{done.stderr}")
+    return LoadReport(**json.loads(done.stdout))
+
+
+def _grpc_phase(ctx: Context, mode: str) -> None:
+    reports = []
+    groups = ctx.cluster.cpu_groups()
+    for run in range(ctx.plan.runs):
+        with measuring(groups, "gRPC client") as cpu:
+            reports.append(_grpc_run(ctx, mode))
+        ctx.table.cpu[f"gRPC {mode}"] = cpu.describe()
+        ctx.say(f"gRPC {mode} run {run + 1}/{ctx.plan.runs}: {reports[-1].rate:,.0f} ev/s")
+        asyncio.run(purge_stream(ctx.cluster.nats.url, ctx.settings))
+    failures = sum(r.errors + r.rejected for r in reports)
+    measured = median([r.rate for r in reports])
+    note = (
+        f" ({failures} failed calls or rejected events: {reports[0].first_error})"
+        if failures
+        else ""
+    )
+    ctx.table.add(
+        Row(
+            GRPC_FIGURES[mode],
+            rate(measured) + note,
+            GRPC_TARGET,
+            "",
+            verdict(measured >= GRPC_RATE and not failures),
+        )
+    )
+    ctx.table.record_runs(f"gRPC {mode} ev/s", [f"{r.rate:,.0f}" for r in reports])
+
+
+# --- writer ----------------------------------------------------------------------------------
+
+WRITER_FIGURE = "Writer: pre-filled stream → PostgreSQL, aggregates included"
+WRITER_TARGET = f"≥ {WRITER_RATE:,.0f} ev/s and ≥ {percent(WRITER_RATIO)} of plain statement"
+PLAIN_FIGURE = (
+    f"reference: plain INSERT ... unnest ... ON CONFLICT DO NOTHING RETURNING + one aggregate "
+    f"upsert, {REFERENCE_BATCH:,}-row batches"
+)
+
+
+def _writer_phase(ctx: Context) -> None:
+    assert ctx.ingest is not None
+    plan = ctx.plan
+    asyncio.run(create_database(ctx.database_url("postgres"), "bench_reference"))
+    asyncio.run(migrate_database(ctx.database_url("bench_reference")))
+    writers: list[Throughput] = []
+    plains: list[Throughput] = []
+    for run in range(plan.runs):
+        writers.append(
+            time_writer(
+                ctx.cluster,
+                database_url=ctx.database_url("analytics"),
+                settings=ctx.settings,
+                ingest_grpc=ctx.ingest.grpc,
+                events=plan.writer_events,
+                extra_env=plan.service_env,
+            )
+        )
+        plains.append(
+            asyncio.run(
+                time_plain_statement(
+                    ctx.database_url("bench_reference"),
+                    plan.writer_events,
+                    seed=100 + run,
+                    cpu_groups=ctx.cluster.cpu_groups(),
+                )
+            )
+        )
+        for name, result in (("writer", writers[-1]), ("plain statement", plains[-1])):
+            if result.cpu is not None:
+                ctx.table.cpu[name] = result.cpu.describe()
+        ctx.say(
+            f"writer run {run + 1}/{plan.runs}: writer {writers[-1].rate:,.0f} ev/s, "
+            f"plain statement {plains[-1].rate:,.0f} ev/s"
+        )
+    writer_rate = median([w.rate for w in writers])
+    ratio = median([w.rate / p.rate for w, p in zip(writers, plains, strict=True)])
+    ctx.table.add(
+        Row(
+            WRITER_FIGURE,
+            rate(writer_rate) + f" ({plan.writer_events:,} events per run)",
+            WRITER_TARGET,
+            f"{percent(ratio)} of plain",
+            verdict(writer_rate >= WRITER_RATE and ratio >= WRITER_RATIO),
+        )
+    )
+    ctx.table.add(Row(PLAIN_FIGURE, rate(median([p.rate for p in plains])), "", "", REFERENCE))
+    batch_size = plan.service_env.get("WRITER_BATCH_SIZE", f"{Settings().writer_batch_size}")
+    ctx.table.notes.append(
+        f"The writer runs with WRITER_BATCH_SIZE={batch_size} (its setting); the plain "
+        f"statement uses the issue's {REFERENCE_BATCH:,}-row batches. The writer's clock starts "
+        "at its first fetch and stops when the stream has no pending or unacknowledged message "
+        "(it acknowledges after the commit); the events table is then checked to have grown by "
+        "exactly the number of events sent."
+    )
+    ctx.table.record_runs("writer ev/s", [f"{w.rate:,.0f}" for w in writers])
+    ctx.table.record_runs("plain statement ev/s", [f"{p.rate:,.0f}" for p in plains])
+
+
+# --- stats -----------------------------------------------------------------------------------
+
+STATS_KINDS = ("one site and day", "30-day range", "all time")
+STATS_TARGETS = {
+    "one site and day": DAY_P50_MS,
+    "30-day range": RANGE_P50_MS,
+    "all time": RANGE_P50_MS,
+}
+DOORS = ("GetStats", "GET /stats")
+
+
+def _stats_figure(ctx: Context, door: str, kind: str) -> str:
+    return f"{door} p50, {kind}, {count_label(ctx.plan.stats_large)} stored events"
+
+
+def _stats_target(kind: str, plan: Plan) -> str:
+    return f"≤ {STATS_TARGETS[kind]:g} ms; ≤ {GROWTH:g}x the {count_label(plan.stats_small)} figure"
+
+
+def _load_phase(ctx: Context) -> None:
+    plan = ctx.plan
+    ctx.say(
+        f"loading {count_label(plan.stats_small)} then {count_label(plan.stats_large)} events "
+        f"through EventStore.store ({plan.load_workers} workers, {plan.load_batch:,}-event batches)"
+    )
+    shape = DatasetShape()
+    with measuring(ctx.cluster.cpu_groups(), "loader processes") as cpu:
+        ctx.datasets = build_datasets(
+            {name: ctx.database_url(name) for name in ("stats_small", "stats_large")},
+            ctx.database_url("postgres"),
+            shape,
+            small=plan.stats_small,
+            large=plan.stats_large,
+            workers=plan.load_workers,
+            batch_size=plan.load_batch,
+        )
+    ctx.table.cpu["loading the stats history"] = cpu.describe()
+    ctx.table.notes.append(
+        "The stats histories are loaded through writer.decoding.row_of and "
+        "writer.store.EventStore.store (the writer's own conversion and statement, aggregates "
+        f"included) by {plan.load_workers} processes owning disjoint days; the large one is a "
+        "copy of the small one plus the rest. VACUUM (ANALYZE) then does at once what "
+        "autovacuum would do to freshly loaded tables. Stats are asked for the busiest site "
+        f"({max(share for _, share in shape.traffic.sites):.0%} of the events) and a weekday "
+        f"in the middle of the {shape.days} days."
+    )
+    loaded = sum(r.events for r in ctx.datasets.loads)
+    seconds = ctx.datasets.load_seconds
+    ctx.say(f"loaded {loaded:,} events in {seconds:.0f}s")
+    ctx.table.add(
+        Row(
+            f"loading the stats history: {loaded:,} events through writer.store.EventStore.store",
+            f"{seconds:.0f} s ({loaded / seconds:,.0f} ev/s, {plan.load_workers} processes)",
+            "",
+            "",
+            INFO,
+        )
+    )
+
+
+def _stats_phase(ctx: Context) -> None:
+    assert ctx.datasets is not None
+    plan = ctx.plan
+    shape = DatasetShape()
+    site = shape.traffic.busiest_site
+    days = {"one site and day": shape.report_day, "all time": None}
+    # p50s[(door, kind, size)] = one value per run
+    p50s: dict[tuple[str, str, str], list[float]] = {}
+    for size, url in (("small", ctx.datasets.small_url), ("large", ctx.datasets.large_url)):
+        report = ctx.cluster.start_api("report", "report_server", url, plan.service_env)
+        try:
+            for _ in range(plan.runs):
+                for kind, day in days.items():
+                    p50s.setdefault(("GetStats", kind, size), []).append(
+                        grpc_p50_ms(report.grpc, site, day, plan.stats_seconds)
+                    )
+                    p50s.setdefault(("GET /stats", kind, size), []).append(
+                        http_p50_ms(report.http, site, day, plan.stats_seconds)
+                    )
+        finally:
+            ctx.stop(report.process)
+        ctx.say(
+            f"stats on {size} history: "
+            + ", ".join(f"{d} {k}: {v[-1]:.1f} ms" for (d, k, s), v in p50s.items() if s == size)
+        )
+    for door in DOORS:
+        for kind in STATS_KINDS:
+            figure = _stats_figure(ctx, door, kind)
+            target = _stats_target(kind, plan)
+            if kind not in days:
+                continue  # see _range_rows
+            large = median(p50s[(door, kind, "large")])
+            small = median(p50s[(door, kind, "small")])
+            growth = large / small
+            ctx.table.add(
+                Row(
+                    figure,
+                    f"{millis(large)} ({count_label(plan.stats_small)}: {millis(small)})",
+                    target,
+                    f"{growth:.2f}x the {count_label(plan.stats_small)} figure",
+                    verdict(large <= STATS_TARGETS[kind] and growth <= GROWTH),
+                )
+            )
+            for size in ("small", "large"):
+                ctx.table.record_runs(
+                    f"{door} {kind} p50 ms, {size} history",
+                    [f"{v:.2f}" for v in p50s[(door, kind, size)]],
+                )
+
+
+def _range_rows(ctx: Context) -> None:
+    for door in DOORS:
+        kind = "30-day range"
+        ctx.table.not_measurable(
+            _stats_figure(ctx, door, kind), _stats_target(kind, ctx.plan), NO_RANGE_QUERY
+        )
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def _memory_rows(ctx: Context) -> None:
+    peaks = ctx.cluster.memory.peaks
+    for service in SERVICES:
+        figure = f"peak RSS (VmHWM) of the {service} process"
+        target = f"≤ {RSS_LIMIT_MB:g} MB"
+        if service not in peaks:
+            if plan_runs_everything(ctx.plan):
+                ctx.table.error(figure, target, "the process did not run")
+            continue
+        mb = peaks[service] * 1.048576  # MiB to MB
+        ctx.table.add(Row(figure, f"{mb:.0f} MB", target, "", verdict(mb <= RSS_LIMIT_MB)))
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+
+def source_state() -> str:
+    """The commit and whether tracked files differ from it, e.g. `4d6b9b7` or
+    `4d6b9b7 with uncommitted changes (<hash of the diff>)`."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "?"
+    diff = git("diff", "HEAD")
+    if not diff:
+        return commit
+    return f"{commit} with uncommitted changes (diff {hashlib.sha1(diff.encode()).hexdigest()[:8]})"
+
+
+def _header(
+    plan: Plan, started: datetime, wall_seconds: float, source: tuple[str, str]
+) -> list[str]:
+    at_start, at_end = source
+    code = at_start if at_start == at_end else f"{at_start} at the start, {at_end} at the end"
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mode = "quick (development: short runs, small histories)" if plan.quick else "full"
+    env = " ".join(f"{k}={v}" for k, v in plan.service_env.items()) or "defaults"
+    return [
+        f"# Benchmark, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"- code: {code}; mode: {mode}; "
+        f"medians of {plan.runs} run(s); wall time {wall_seconds / 60:.1f} min",
+        f"- machine: {os.cpu_count()} CPUs ({cpu}), shared with the load generators; "
+        f"load average at the end {os.getloadavg()[0]:.1f}",
+        f"- load generators: wrk ({HTTP_CONNECTIONS} connections, {WRK_THREADS} threads, "
+        f"{plan.http_seconds:g} s runs); grpc.aio client ({GRPC_CONCURRENCY} calls in flight, "
+        f"{plan.grpc_seconds:g} s runs); service settings: {env}",
+        "- PostgreSQL: embedded, durable (fsync, synchronous_commit, full_page_writes on); "
+        "NATS: embedded, JetStream file storage",
+    ]
+
+
+def run(plan: Plan) -> int:
+    started = datetime.now(UTC)
+    source_at_start = source_state()
+    say = Progress()
+    table = Table()
+    figures_of = {
+        "http": [(HTTP_FIGURE, HTTP_TARGET), (HTTP_P99_FIGURE, HTTP_P99_TARGET)],
+        "grpc": [(GRPC_FIGURES[m], GRPC_TARGET) for m in ("batch", "stream")],
+        "writer": [(WRITER_FIGURE, WRITER_TARGET)],
+    }
+    say(f"starting NATS and PostgreSQL ({'quick' if plan.quick else 'full'} plan)")
+    table.notes.append(
+        "The ingest figures are taken with the writer stopped (the stream is emptied after each "
+        "run), so that they measure the ingest server and JetStream, not what a busy writer "
+        "and PostgreSQL leave of the 2 cores; every service is its own process, as deployed."
+    )
+    with Cluster() as cluster:
+        ctx = Context(plan, cluster, table, say)
+
+        def setup() -> None:
+            asyncio.run(create_database(ctx.database_url("postgres"), "analytics"))
+            # The writer starts once to migrate and create its consumer, then waits its turn.
+            writer = cluster.start_writer(ctx.database_url("analytics"), plan.service_env)
+            try:
+                asyncio.run(wait_for_consumer(cluster.nats.url, ctx.settings))
+            finally:
+                cluster.stop(writer)
+            ctx.ingest = cluster.start_api(
+                "ingest", "ingest_server", ctx.database_url("analytics"), plan.service_env
+            )
+            say(f"ingest server up: gRPC {ctx.ingest.grpc}, HTTP {ctx.ingest.http}")
+
+        ingest_figures = [
+            f for p in ("http", "grpc", "writer") if p in plan.phases for f in figures_of[p]
+        ]
+        _guarded(ctx, "setup", ingest_figures, setup)
+        if ctx.ingest is not None:
+            if "http" in plan.phases:
+                _guarded(ctx, "http", figures_of["http"], lambda: _http_phase(ctx))
+                asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
+            if "grpc" in plan.phases:
+                for mode in ("batch", "stream"):
+                    _guarded(
+                        ctx,
+                        f"grpc {mode}",
+                        [(GRPC_FIGURES[mode], GRPC_TARGET)],
+                        functools.partial(_grpc_phase, ctx, mode),
+                    )
+            if "writer" in plan.phases:
+                _guarded(ctx, "writer", figures_of["writer"], lambda: _writer_phase(ctx))
+            ctx.stop(ctx.ingest.process)
+        if "stats" in plan.phases:
+            stats_figures = [
+                (_stats_figure(ctx, door, kind), _stats_target(kind, plan))
+                for door in DOORS
+                for kind in STATS_KINDS
+                if kind != "30-day range"
+            ]
+            _guarded(ctx, "load", stats_figures, lambda: _load_phase(ctx))
+            if ctx.datasets is not None:
+                _guarded(ctx, "stats", stats_figures, lambda: _stats_phase(ctx))
+            _range_rows(ctx)
+        cluster.save_logs(LOGS_DIR)
+    _memory_rows(ctx)
+    wall = time.perf_counter() - say.started
+    if plan_runs_everything(plan):
+        limit_ok = wall <= TIME_LIMIT_SECONDS
+        table.add(
+            Row(
+                "the whole benchmark, one command",
+                f"{wall / 60:.1f} min",
+                f"≤ {TIME_LIMIT_SECONDS // 60} min",
+                "",
+                INFO if plan.quick else verdict(limit_ok),
+            )
+        )
+    source_at_end = source_state()
+    if source_at_end != source_at_start:
+        table.notes.insert(
+            0,
+            "The code changed during the run: processes started at different times ran "
+            "different code. Run again on a quiet tree before quoting these figures.",
+        )
+    text = table.render(_header(plan, started, wall, (source_at_start, source_at_end)))
+    print(text)
+    path = write_results(text, started)
+    say(f"table written to {path.relative_to(ROOT)}; logs in {LOGS_DIR.relative_to(ROOT)}")
+    if any(row.verdict == ERROR for row in table.rows):
+        return 2
+    return 1 if plan.strict and table.failed else 0

@@ -1,0 +1,129 @@
+"""The stats figures: stored histories of two sizes (by default 1M and 10M events), loaded
+through the writer's own store, and the latency of GetStats (grpc.aio client) and `GET /stats`
+(wrk, one connection) against a report server reading each.
+
+The large history is the small one plus the rest: the small database, once loaded, is copied
+as the template of the large one (a file copy inside PostgreSQL), so the events common to both
+are stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlencode
+
+import asyncpg
+import grpc
+from analytics.v1 import report_pb2, report_pb2_grpc
+
+from bench.cluster import BenchError
+from bench.dataset import DatasetShape
+from bench.http_load import run_wrk
+from bench.loader import LoadResult, load
+from bench.writer_load import create_database, migrate_database
+from stack.config import Address
+
+WARMUP_CALLS = 5
+WARMUP_SECONDS = 1.0
+MAX_CALLS = 2000
+
+
+@dataclass(frozen=True)
+class Datasets:
+    small_url: str
+    large_url: str
+    small_events: int
+    large_events: int
+    loads: tuple[LoadResult, ...]
+
+    @property
+    def load_seconds(self) -> float:
+        return sum(result.seconds for result in self.loads)
+
+
+async def _vacuum_analyze(database_url: str) -> None:
+    """What autovacuum does to freshly loaded tables, done now rather than at its leisure:
+    statistics for the planner and visibility maps for index-only scans."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("VACUUM (ANALYZE) daily_totals, daily_path_views, daily_users")
+        await connection.execute("ANALYZE events")
+    finally:
+        await connection.close()
+
+
+async def _copy_database(admin_url: str, template: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'
+        )
+    finally:
+        await connection.close()
+
+
+def build_datasets(
+    url_of: dict[str, str],
+    admin_url: str,
+    shape: DatasetShape,
+    *,
+    small: int,
+    large: int,
+    workers: int,
+    batch_size: int,
+) -> Datasets:
+    """Fill `stats_small` with `small` events and `stats_large` with `large` (the same events
+    and `large - small` more). `url_of` maps those database names to their URLs."""
+    asyncio.run(create_database(admin_url, "stats_small"))
+    asyncio.run(migrate_database(url_of["stats_small"]))
+    first = load(
+        url_of["stats_small"], shape, small, workers=workers, batch_size=batch_size, seed=11
+    )
+    asyncio.run(_vacuum_analyze(url_of["stats_small"]))
+    asyncio.run(_copy_database(admin_url, "stats_small", "stats_large"))
+    rest = load(
+        url_of["stats_large"],
+        shape,
+        large - small,
+        workers=workers,
+        batch_size=batch_size,
+        seed=12,
+    )
+    asyncio.run(_vacuum_analyze(url_of["stats_large"]))
+    return Datasets(url_of["stats_small"], url_of["stats_large"], small, large, (first, rest))
+
+
+async def _grpc_p50(target: Address, request: report_pb2.GetStatsRequest, seconds: float) -> float:
+    async with grpc.aio.insecure_channel(str(target)) as channel:
+        stub = report_pb2_grpc.ReportServiceStub(channel)
+        warm_until = time.perf_counter() + WARMUP_SECONDS
+        for _ in range(WARMUP_CALLS):
+            await stub.GetStats(request)
+            if time.perf_counter() > warm_until:
+                break
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline and len(latencies) < MAX_CALLS:
+            started = time.perf_counter()
+            await stub.GetStats(request)
+            latencies.append((time.perf_counter() - started) * 1000)
+    return statistics.median(latencies)
+
+
+def grpc_p50_ms(target: Address, site_id: str, day: date | None, seconds: float) -> float:
+    request = report_pb2.GetStatsRequest(site_id=site_id, date=day.isoformat() if day else "")
+    return asyncio.run(_grpc_p50(target, request, seconds))
+
+
+def http_p50_ms(target: Address, site_id: str, day: date | None, seconds: float) -> float:
+    query = {"site_id": site_id} | ({"date": day.isoformat()} if day else {})
+    url = f"http://{target}/stats?{urlencode(query)}"
+    run_wrk(url, connections=1, threads=1, seconds=1)  # warm up
+    result = run_wrk(url, connections=1, threads=1, seconds=seconds)
+    if result.bad_responses or result.socket_errors:
+        raise BenchError(f"GET {url}: {result.bad_responses} bad answers")
+    return result.p50_ms
