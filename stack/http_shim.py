@@ -3,20 +3,26 @@
 It holds no rules of its own: it reads and checks the HTTP envelope (content type, body size,
 query string), decodes JSON into the messages the gRPC servicers receive, and calls the same
 Ingestor and StatsReader they call. Every error body is JSON naming the field at fault.
+
+It is a plain ASGI application rather than a framework's: three routes need no router, and
+a framework's request, response and middleware objects cost more CPU than the rest of
+`POST /event` together (docs/benchmarks.md).
+
+CORS: a request whose `Origin` is in CORS_ALLOW_ORIGINS (or any, with `*`) gets
+`Access-Control-Allow-Origin`; a preflight (`OPTIONS` with `Access-Control-Request-Method`)
+is answered 204 with the methods and the `Content-Type` header allowed, or 403 for another
+origin. No credentials are involved: the shim reads no cookies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
-
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from typing import Any
+from urllib.parse import parse_qsl
 
 from ingest_server.ingestor import Ingestor, count_accepted
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
@@ -37,6 +43,39 @@ from stack.http_json import (
 )
 
 STATS_PARAMETERS = ("site_id", "date", "event_type", "limit")
+PREFLIGHT_MAX_AGE = 86400  # seconds a browser may cache a preflight's answer
+
+# ASGI's three callables, as uvicorn calls an application.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = tuple[tuple[bytes, bytes], ...]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route handler gets of an HTTP request."""
+
+    method: str
+    path: str
+    headers: dict[bytes, bytes]
+    query_string: bytes
+    receive: Receive
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A JSON answer."""
+
+    status: int
+    body: Any
+    headers: Headers = ()
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
 
 
 def create_app(
@@ -45,32 +84,101 @@ def create_app(
     stats: StatsReader | None,
     max_body_bytes: int,
     cors_allow_origins: Sequence[str],
-) -> Starlette:
+) -> ASGIApp:
     """The shim for whichever services this process runs (ingest, report or both)."""
-    routes: list[Route] = []
+    routes: dict[str, dict[str, Handler]] = {}
     if ingestor is not None:
-        shim = _IngestRoutes(ingestor, max_body_bytes)
-        routes += [
-            Route("/event", shim.post_event, methods=["POST"]),
-            Route("/events", shim.post_events, methods=["POST"]),
-        ]
+        ingest = _IngestRoutes(ingestor, max_body_bytes)
+        routes["/event"] = {"POST": ingest.post_event}
+        routes["/events"] = {"POST": ingest.post_events}
     if stats is not None:
-        routes.append(Route("/stats", _StatsRoutes(stats).get_stats, methods=["GET"]))
-    return Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(cors_allow_origins),
-                allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type"],
-                max_age=86400,
+        routes["/stats"] = {"GET": _StatsRoutes(stats).get_stats}
+    return _Shim(routes, _Cors(cors_allow_origins))
+
+
+class _Shim:
+    def __init__(self, routes: dict[str, dict[str, Handler]], cors: _Cors) -> None:
+        self._routes = routes
+        self._cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; nothing else is served
+        request = Request(
+            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"], receive
+        )
+        try:
+            reply = await self._route(request)
+        except ServiceError as error:
+            reply = Reply(error.http_status, error_to_json(error), _retry_after(error))
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.path)
+            reply = Reply(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal", "message": "internal error"}
             )
-        ],
-        exception_handlers={
-            ServiceError: _service_error,
-            HTTPException: _http_error,
-            Exception: _internal_error,
+        origin = request.headers.get(b"origin")
+        if origin is not None:
+            reply = Reply(reply.status, reply.body, reply.headers + self._cors.headers_for(origin))
+        await _send_json(send, reply)
+
+    async def _route(self, request: Request) -> Reply:
+        methods = self._routes.get(request.path)
+        if methods is None:
+            return _http_error(request, HTTPStatus.NOT_FOUND)
+        handler = methods.get(request.method)
+        if handler is not None:
+            return await handler(request)
+        if request.method == "OPTIONS" and b"access-control-request-method" in request.headers:
+            return self._cors.preflight(request, methods)
+        allow = ", ".join(methods).encode()
+        return _http_error(request, HTTPStatus.METHOD_NOT_ALLOWED, ((b"allow", allow),))
+
+
+class _Cors:
+    def __init__(self, allow_origins: Sequence[str]) -> None:
+        self._any = "*" in allow_origins
+        self._origins = frozenset(origin.encode() for origin in allow_origins)
+
+    def allows(self, origin: bytes) -> bool:
+        return self._any or origin in self._origins
+
+    def headers_for(self, origin: bytes) -> Headers:
+        """What an answer to a request from `origin` adds, so the browser lets the page read it."""
+        if self._any:
+            return ((b"access-control-allow-origin", b"*"),)
+        if origin in self._origins:
+            return ((b"access-control-allow-origin", origin), (b"vary", b"Origin"))
+        return ((b"vary", b"Origin"),)
+
+    def preflight(self, request: Request, methods: dict[str, Handler]) -> Reply:
+        """Answer a browser asking whether it may send a request of another origin."""
+        origin = request.headers.get(b"origin", b"")
+        method = request.headers[b"access-control-request-method"].decode("latin-1")
+        if not self.allows(origin):
+            return _cors_refusal("origin", "is not among CORS_ALLOW_ORIGINS")
+        if method not in methods:
+            return _cors_refusal("Access-Control-Request-Method", f"{method} is not allowed here")
+        requested = request.headers.get(b"access-control-request-headers", b"").decode("latin-1")
+        if any(name.strip().lower() not in ("", "content-type") for name in requested.split(",")):
+            return _cors_refusal("Access-Control-Request-Headers", "only Content-Type is allowed")
+        return Reply(
+            HTTPStatus.NO_CONTENT,
+            None,
+            (
+                (b"access-control-allow-methods", ", ".join(methods).encode()),
+                (b"access-control-allow-headers", b"Content-Type"),
+                (b"access-control-max-age", b"%d" % PREFLIGHT_MAX_AGE),
+            ),
+        )
+
+
+def _cors_refusal(field: str, reason: str) -> Reply:
+    return Reply(
+        HTTPStatus.FORBIDDEN,
+        {
+            "error": "cors_refused",
+            "message": f"{field} {reason}",
+            "field_violations": [{"field": field, "description": reason}],
         },
     )
 
@@ -80,39 +188,44 @@ class _IngestRoutes:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
 
-    async def post_event(self, request: Request) -> Response:
+    async def post_event(self, request: Request) -> Reply:
         event = event_from_json(await self._json_body(request))
         event_id = await self._ingestor.ingest(event)
-        return JSONResponse(
-            {"status": "accepted", "event_id": event_id}, status_code=HTTPStatus.ACCEPTED
-        )
+        return Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "event_id": event_id})
 
-    async def post_events(self, request: Request) -> Response:
+    async def post_events(self, request: Request) -> Reply:
         items = events_from_json(await self._json_body(request))
         outcomes = await self._ingestor.ingest_batch(items)
         accepted = count_accepted(outcomes)
-        return JSONResponse(
+        return Reply(
+            HTTPStatus.OK,
             {
                 "accepted": accepted,
                 "rejected": len(outcomes) - accepted,
                 "results": [outcome_to_json(outcome) for outcome in outcomes],
-            }
+            },
         )
 
     async def _json_body(self, request: Request) -> object:
-        media_type, _, parameters = request.headers.get("content-type", "").partition(";")
+        content_type = request.headers.get(b"content-type", b"").decode("latin-1")
+        media_type, _, parameters = content_type.partition(";")
         charset = parameters.strip().lower().removeprefix("charset=").strip('"')
         if media_type.strip().lower() != "application/json" or charset not in ("", "utf-8"):
             raise UnsupportedMediaType("Content-Type must be application/json (UTF-8)")
-        declared = request.headers.get("content-length", "")
+        declared = request.headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self._max_body_bytes:
             raise self._too_large()
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
+        body = b""
+        more = True
+        while more:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                raise InvalidArgument.single("body", "the client went away before sending it")
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
             if len(body) > self._max_body_bytes:
                 raise self._too_large()
-        return parse_body(bytes(body))
+        return parse_body(body)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body must be at most {self._max_body_bytes} bytes")
@@ -122,10 +235,11 @@ class _StatsRoutes:
     def __init__(self, reader: StatsReader) -> None:
         self._reader = reader
 
-    async def get_stats(self, request: Request) -> Response:
+    async def get_stats(self, request: Request) -> Reply:
         params: dict[str, str] = {}
         violations: list[FieldViolation] = []
-        for name, value in request.query_params.multi_items():
+        query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+        for name, value in query:
             if name not in STATS_PARAMETERS:
                 violations.append(FieldViolation(name[:64], "is not a known parameter"))
             elif name in params:
@@ -136,34 +250,35 @@ class _StatsRoutes:
             violations.append(FieldViolation("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
         if violations:
             raise InvalidArgument(violations)
-        query = StatsQuery.parse(
+        stats_query = StatsQuery.parse(
             params.get("site_id", ""),
             params.get("date", ""),
             params.get("event_type", ""),
             int(limit) if limit is not None else None,
         )
-        return JSONResponse(stats_to_json(await self._reader.get_stats(query)))
+        return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
 
 
-async def _service_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, ServiceError)
-    headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
-    return JSONResponse(error_to_json(error), status_code=error.http_status, headers=headers)
-
-
-async def _http_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    status = HTTPStatus(error.status_code)
+def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:
     code = status.phrase.lower().replace(" ", "_")
-    return JSONResponse(
-        {"error": code, "message": f"{request.method} {request.url.path}: {status.phrase}"},
-        status_code=status,
-        headers=error.headers,
-    )
+    message = f"{request.method} {request.path}: {status.phrase}"
+    return Reply(status, {"error": code, "message": message}, headers)
 
 
-async def _internal_error(request: Request, error: Exception) -> Response:
-    return JSONResponse(
-        {"error": "internal", "message": "internal error"},
-        status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
-    )
+def _retry_after(error: ServiceError) -> Headers:
+    return () if error.retry_after is None else ((b"retry-after", b"%d" % error.retry_after),)
+
+
+async def _send_json(send: Send, reply: Reply) -> None:
+    if reply.body is None:
+        headers = list(reply.headers)
+        body = b""
+    else:
+        body = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            *reply.headers,
+        ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import grpc
 import uvicorn
 from analytics.v1 import ingest_pb2, report_pb2
-from starlette.applications import Starlette
 
 from ingest_server.service import open_ingestor
 from ingest_server.servicer import IngestServicer
@@ -25,7 +24,7 @@ from report_server.service import open_stats_reader
 from report_server.servicer import ReportServicer
 from stack.config import Address, Settings
 from stack.grpc_services import add_servicer
-from stack.http_shim import create_app
+from stack.http_shim import ASGIApp, create_app
 from stack.lifecycle import Lifecycle, run_service, until_stopping
 
 GRACE_SECONDS = 5.0
@@ -127,7 +126,7 @@ class _UvicornServer(uvicorn.Server):
 
 
 class _HttpServer:
-    def __init__(self, app: Starlette, listen: Address) -> None:
+    def __init__(self, app: ASGIApp, listen: Address) -> None:
         self._socket = _listening_socket(listen)
         self._server = _UvicornServer(
             uvicorn.Config(
@@ -136,6 +135,7 @@ class _HttpServer:
                 log_config=None,
                 access_log=False,
                 server_header=False,
+                proxy_headers=False,  # we read no client addresses
                 timeout_graceful_shutdown=int(GRACE_SECONDS),
             )
         )
