@@ -1,11 +1,18 @@
-"""Puts validated events on the events stream and waits until JetStream has stored them."""
+"""Puts validated events on the events stream and waits until JetStream has stored them.
+
+Group commit: events from concurrent callers that arrive while earlier messages await their
+PubAck share the next message of their site's subject, so one JetStream round trip stores many
+events. An idle publisher sends at once (no linger); a busy one sends fuller messages.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,10 +22,18 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from stack.errors import ResourceExhausted, ServiceError, Unavailable
-from stack.stream import EventStream
+from stack.stream import MAX_MESSAGE_EVENTS, EventStream
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
+# Messages awaiting their PubAck at once; more events wait for the next free slot, in bigger
+# messages. A few keep the stream busy while one is being written.
+MAX_IN_FLIGHT = 4
+# A message closes at MAX_MESSAGE_EVENTS events or at this many bytes of events, which keeps
+# the largest message (plus one largest valid event, ~170 KB) under NATS's default 1 MiB
+# max_payload.
+MAX_MESSAGE_BYTES = 512 * 1024
+MAX_REMEMBERED_SUBJECTS = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -28,35 +43,135 @@ class EventPublisher:
         self._acks = _AckedPublisher(nc, stream.name)
         self._stream = stream
         self._timeout = timeout
+        self._subjects: dict[str, str] = {}  # by site_id
+        self._open: dict[str, _Message] = {}  # by subject: the message events are joining
+        self._closed: deque[_Message] = deque()  # full, waiting for a slot
+        self._in_flight = 0
+        self._flush_scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._acks.start()
 
     async def publish(self, events: Sequence[Event], received_at: datetime) -> None:
-        """Return once every event is stored in the stream (its PubAck arrived).
+        """Return once every event is stored in the stream (its message's PubAck arrived).
 
-        Each event travels as its own message with `Nats-Msg-Id` set to its event_id, so
-        JetStream drops a resend within its duplicate window; the writer's idempotent insert
-        absorbs any later one. Raises Unavailable when NATS is unreachable or JetStream does
-        not confirm in time, ResourceExhausted when the stream is full; either way some of the
-        events may be stored, and a retry with the same event_ids is safe.
+        A message holding one event carries that event's id as `Nats-Msg-Id`, a message of
+        several a digest of their ids, so JetStream drops a resend of the same message within
+        its duplicate window; the writer's idempotent insert absorbs every other resend.
+        Raises Unavailable when NATS is unreachable or JetStream does not confirm in time,
+        ResourceExhausted when the stream is full; either way some of the events may be
+        stored, and a retry with the same event_ids is safe.
         """
-        acks: list[asyncio.Future[None]] = []
+        if not self._acks.is_connected:
+            raise Unavailable("the event stream is unreachable")
+        stored = {self._add(event, received_at) for event in events}
+        self._schedule_flush()
+        # asyncio.wait leaves the futures alone when this caller gives up: others share them.
+        _, pending = await asyncio.wait(stored, timeout=self._timeout)
+        if pending:
+            raise Unavailable("the event stream did not confirm the events in time")
+        for future in stored:
+            future.result()
+
+    async def flush(self) -> None:
+        """Wait until every event handed to `publish` so far has been answered by JetStream."""
+        while self._open or self._closed or self._sending:
+            if self._sending:
+                await asyncio.wait(self._sending)
+            else:
+                await asyncio.sleep(0)
+
+    def _add(self, event: Event, received_at: datetime) -> asyncio.Future[None]:
+        subject = self._subjects.get(event.site_id)
+        if subject is None:
+            if len(self._subjects) >= MAX_REMEMBERED_SUBJECTS:
+                self._subjects.clear()
+            subject = self._subjects[event.site_id] = self._stream.subject_for(event.site_id)
+        size = event.ByteSize()
+        message = self._open.get(subject)
+        if message is not None and (
+            len(message.events) >= MAX_MESSAGE_EVENTS or message.size + size > MAX_MESSAGE_BYTES
+        ):
+            self._closed.append(self._open.pop(subject))
+            message = None
+        if message is None:
+            message = self._open[subject] = _Message(subject, received_at)
+        message.add(event, size)
+        return message.stored
+
+    def _schedule_flush(self) -> None:
+        """Send at the end of this turn of the event loop, so that every caller of this turn
+        joins the same messages, unless all slots are taken: then when one frees up."""
+        if not self._flush_scheduled and self._in_flight < MAX_IN_FLIGHT:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._in_flight < MAX_IN_FLIGHT:
+            if not self._closed:
+                if not self._open:
+                    return
+                self._closed.extend(self._open.values())
+                self._open.clear()
+            self._in_flight += 1
+            task = asyncio.create_task(self._send(self._closed.popleft()))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, message: _Message) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                for event in events:
-                    ack = await self._acks.publish(
-                        self._stream.subject_for(event.site_id),
-                        _message(event, received_at),
-                        msg_id=event.event_id,
-                    )
-                    acks.append(ack)
-                await asyncio.gather(*acks)
+                ack = await self._acks.publish(message.subject, message.payload(), message.msg_id())
+                try:
+                    await ack
+                finally:
+                    ack.cancel()
+        except ServiceError as error:
+            message.stored.set_exception(error)
         except TimeoutError:
-            raise Unavailable("the event stream did not confirm the events in time") from None
+            message.stored.set_exception(
+                Unavailable("the event stream did not confirm the events in time")
+            )
+        else:
+            message.stored.set_result(None)
         finally:
-            for ack in acks:
-                ack.cancel()
+            self._in_flight -= 1
+            self._schedule_flush()
+
+
+class _Message:
+    """Events of one subject travelling together, and the future their callers await."""
+
+    def __init__(self, subject: str, received_at: datetime) -> None:
+        self.subject = subject
+        self.received_at = received_at
+        self.events: list[Event] = []
+        self.size = 0
+        self.stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Callers that gave up (timed out, cancelled) leave no exception unretrieved.
+        self.stored.add_done_callback(_retrieve)
+
+    def add(self, event: Event, size: int) -> None:
+        self.events.append(event)
+        self.size += size
+
+    def payload(self) -> bytes:
+        batch = EventBatch(events=self.events)
+        batch.received_at.FromDatetime(self.received_at)
+        return batch.SerializeToString()
+
+    def msg_id(self) -> str:
+        if len(self.events) == 1:
+            return self.events[0].event_id
+        ids = "\n".join(event.event_id for event in self.events)
+        return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _AckedPublisher:
@@ -73,6 +188,10 @@ class _AckedPublisher:
         self._inbox = ""
         self._tokens = itertools.count()
         self._pending: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc.is_connected
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox() + "."
@@ -124,9 +243,3 @@ def _pub_ack_error(msg: Msg) -> ServiceError | None:
     if problem.get("err_code") == STREAM_LIMIT_REACHED:
         return ResourceExhausted("the event stream is full; retry later")
     return Unavailable(f"the event stream refused the events: {problem.get('description')}")
-
-
-def _message(event: Event, received_at: datetime) -> bytes:
-    batch = EventBatch(events=[event])
-    batch.received_at.FromDatetime(received_at)
-    return batch.SerializeToString()

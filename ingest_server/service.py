@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,12 @@ async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
         await ensure_stream(js, stream)
         publisher = EventPublisher(nc, stream, settings.publish_timeout)
         await publisher.start()
-        yield Ingestor(publisher)
+        try:
+            yield Ingestor(publisher)
+        finally:
+            # Events of callers that gave up may still be on their way; let them arrive.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.publish_timeout):
+                    await publisher.flush()
     finally:
         await close_nats(nc)

@@ -1,9 +1,9 @@
 """The JetStream stream that carries events from the ingest servers to the writer.
 
-Each message is one serialized `analytics.v1.EventBatch` on the subject of its site,
-`<prefix>.<site token>`. The stream keeps a message until the writer acknowledges it (work-queue
-retention), on file storage, and drops a resend of the same `Nats-Msg-Id` within its duplicate
-window.
+Each message is one serialized `analytics.v1.EventBatch` of at most MAX_MESSAGE_EVENTS events
+of one site, on the subject of that site, `<prefix>.<site token>`. The stream keeps a message
+until the writer acknowledges it (work-queue retention), on file storage, and drops a resend of
+the same `Nats-Msg-Id` within its duplicate window.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from stack.backoff import Backoff
 from stack.config import Settings
 
 STREAM_NAME_IN_USE = 10058
+MAX_MESSAGE_EVENTS = 500
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 logger = logging.getLogger(__name__)

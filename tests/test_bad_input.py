@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from stack.serve import ApiServer
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, field_violations
+from tests.support.jetstream import events_in
 from tests.support.waiting import eventually
 from writer.service import RunningWriter
 
@@ -25,9 +26,8 @@ GOOD = {"site_id": "site-123", "event_type": "page_view", "path": "/home"}
 GOOD_EVENT = Event(site_id="site-123", event_type="page_view", path="/home")
 
 
-async def messages_in(js: JetStreamContext, stream: EventStream) -> int:
-    info = await js.stream_info(stream.name)
-    return info.state.messages
+async def events_in_stream(js: JetStreamContext, stream: EventStream) -> int:
+    return len(await events_in(js, stream.name))
 
 
 def invalid_argument(*violations: tuple[str, str]) -> dict[str, Any]:
@@ -74,14 +74,14 @@ async def test_an_invalid_event_gets_400_naming_the_field(
 
     assert response.status_code == 400
     assert response.json() == invalid_argument(violation)
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_a_valid_event_does_reach_the_stream(
     http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
 ) -> None:
     assert (await http.post("/event", json=GOOD)).status_code == 202
-    assert await messages_in(js, stream) == 1
+    assert await events_in_stream(js, stream) == 1
 
 
 async def test_malformed_json_gets_400(
@@ -99,7 +99,7 @@ async def test_malformed_json_gets_400(
             "column 17",
         )
     )
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ async def test_a_body_that_is_not_json_gets_415(
         "error": "unsupported_media_type",
         "message": "Content-Type must be application/json (UTF-8)",
     }
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_json_with_a_utf8_charset_is_accepted(http: httpx.AsyncClient) -> None:
@@ -143,7 +143,7 @@ async def test_a_body_over_one_mebibyte_gets_413(
         "error": "payload_too_large",
         "message": "the request body must be at most 1048576 bytes",
     }
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_a_chunked_body_over_the_limit_gets_413(http: httpx.AsyncClient) -> None:
@@ -187,7 +187,7 @@ async def test_a_batch_accepts_the_valid_events_and_reports_the_rest(
             },
         ],
     }
-    assert await messages_in(js, stream) == 2
+    assert await events_in_stream(js, stream) == 2
 
 
 async def test_a_batch_of_more_than_1000_events_gets_400(
@@ -197,7 +197,7 @@ async def test_a_batch_of_more_than_1000_events_gets_400(
 
     assert response.status_code == 400
     assert response.json() == invalid_argument(("events", "at most 1000 events per batch"))
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ async def test_an_invalid_grpc_event_gets_invalid_argument_with_bad_request(
         ("event.event_type", "is required"),
         ("event.path", "must start with '/'"),
     ]
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_a_grpc_request_without_an_event_gets_invalid_argument(rpc: GrpcClients) -> None:
@@ -279,7 +279,7 @@ async def test_a_grpc_batch_reports_each_rejected_event_by_index_and_field(
         ("path", "is required"),
     ]
     assert [r.index for r in response.results] == [0, 1, 2]
-    assert await messages_in(js, stream) == 2
+    assert await events_in_stream(js, stream) == 2
 
 
 async def test_a_grpc_batch_of_more_than_1000_events_gets_invalid_argument(
@@ -290,7 +290,7 @@ async def test_a_grpc_batch_of_more_than_1000_events_gets_invalid_argument(
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(caught.value) == [("events", "at most 1000 events per batch")]
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_bad_get_stats_arguments_get_invalid_argument(rpc: GrpcClients) -> None:
@@ -338,7 +338,7 @@ async def test_an_undecodable_grpc_request_gets_invalid_argument(
     assert field_violations(caught.value) == [
         ("request", "is not a valid analytics.v1.IngestRequest message: String field had bad UTF-8")
     ]
-    assert await messages_in(js, stream) == 0
+    assert await events_in_stream(js, stream) == 0
 
 
 async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
@@ -363,4 +363,4 @@ async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
         ("event", "is not a valid analytics.v1.Event message: String field had bad UTF-8")
     ]
     assert summary.rejected[0].index == 1
-    assert await messages_in(js, stream) == 2
+    assert await events_in_stream(js, stream) == 2

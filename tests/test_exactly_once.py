@@ -20,6 +20,7 @@ from stack.serve import ApiServer, serving
 from stack.stream import EventStream
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.env import ServiceStarter
+from tests.support.jetstream import events_in
 from tests.support.waiting import eventually
 from writer.service import RunningWriter, running_writer
 
@@ -130,7 +131,7 @@ async def test_events_stay_in_the_stream_until_a_writer_stores_them(
 ) -> None:
     async with grpc_clients(ingest_only.grpc) as clients:
         await clients.ingest.IngestBatch(IngestBatchRequest(events=[event(n) for n in range(10)]))
-    assert (await js.stream_info(stream.name)).state.messages == 10
+    assert len(await events_in(js, stream.name)) == 10
 
     async with running_writer(small_batches):
         await eventually(lambda: stored_count(db), 10)

@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from stack.backoff import Backoff
 from stack.connections import POSTGRES_UNAVAILABLE
-from stack.stream import EventStream, ensure_stream
+from stack.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
 from writer.dead_letters import DeadLetters
 from writer.decoding import Poison, Row, rows_of
 from writer.store import REFUSALS, EventStore
@@ -46,6 +46,26 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class BatchSize:
+    """How many messages to fetch for a transaction of about `events` events.
+
+    A message holds from one event to MAX_MESSAGE_EVENTS, depending on how busy the ingest
+    servers were, so the count follows the last batch's events per message. It starts from
+    full messages: a backlog is where they are, and where an overshoot would cost most.
+    """
+
+    def __init__(self, events: int) -> None:
+        self._events = events
+        self._events_per_message = float(MAX_MESSAGE_EVENTS)
+
+    def messages(self) -> int:
+        return max(1, min(self._events, round(self._events / self._events_per_message)))
+
+    def observe(self, messages: int, events: int) -> None:
+        if messages:
+            self._events_per_message = max(1.0, events / messages)
 
 
 class _Stopping(Exception):
@@ -77,6 +97,7 @@ class EventConsumer:
         self._dead_letters = dead_letters
         self._durable = durable
         self._batch_size = batch_size
+        self._batch = BatchSize(batch_size)
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
         self._stopping = asyncio.Event()
@@ -97,7 +118,7 @@ class EventConsumer:
             while not stopping.is_set():
                 try:
                     messages = await subscription.fetch(
-                        self._batch_size, timeout=FETCH_TIMEOUT_SECONDS
+                        self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
                     )
                 except TimeoutError:
                     continue  # nothing to do
@@ -133,6 +154,7 @@ class EventConsumer:
                 decoded.append(_Decoded(message, rows_of(message.data)))
             except Poison as poison:
                 await self._give_back(message, poison.reason)
+        self._batch.observe(len(decoded), sum(len(item.rows) for item in decoded))
         await self._store_and_ack(decoded)
 
     async def _store_and_ack(self, batch: list[_Decoded]) -> None:

@@ -1,0 +1,122 @@
+"""Group commit: concurrent events share JetStream messages, and each caller hears of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from analytics.v1.event_pb2 import Event, EventBatch
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from ingest_server.publisher import EventPublisher
+from stack.config import Settings
+from stack.errors import Unavailable
+from stack.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
+from tests.support.jetstream import events_in
+
+RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
+
+
+def event(n: int, site: str = "site-1") -> Event:
+    return Event(event_id=f"e-{n}", site_id=site, event_type="page_view", path=f"/p{n}")
+
+
+@pytest.fixture
+async def nc(settings: Settings) -> AsyncIterator[NATS]:
+    connection = await nats.connect(settings.nats_url or "")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def publisher(nc: NATS, stream: EventStream) -> EventPublisher:
+    await ensure_stream(nc.jetstream(), stream)
+    publisher = EventPublisher(nc, stream, timeout=2.0)
+    await publisher.start()
+    return publisher
+
+
+async def messages_in(js: JetStreamContext, stream: EventStream) -> int:
+    return (await js.stream_info(stream.name)).state.messages
+
+
+async def test_events_published_concurrently_share_messages(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await asyncio.gather(*(publisher.publish([event(n)], RECEIVED) for n in range(100)))
+
+    assert [e.event_id for e in await events_in(js, stream.name)] == [f"e-{n}" for n in range(100)]
+    assert await messages_in(js, stream) < 100
+
+
+async def test_a_message_holds_the_events_of_one_site(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([event(1, "a"), event(2, "b"), event(3, "a")], RECEIVED)
+
+    a = await js.get_last_msg(stream.name, stream.subject_for("a"))
+    b = await js.get_last_msg(stream.name, stream.subject_for("b"))
+    assert [e.event_id for e in EventBatch.FromString(a.data or b"").events] == ["e-1", "e-3"]
+    assert [e.event_id for e in EventBatch.FromString(b.data or b"").events] == ["e-2"]
+
+
+async def test_a_message_carries_the_receive_time(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([event(1)], RECEIVED)
+
+    stored = await js.get_last_msg(stream.name, stream.subject_for("site-1"))
+    assert EventBatch.FromString(stored.data or b"").received_at.ToDatetime(UTC) == RECEIVED
+
+
+async def test_a_large_batch_is_split_into_messages_of_at_most_500_events(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([event(n) for n in range(1001)], RECEIVED)
+
+    assert MAX_MESSAGE_EVENTS == 500
+    assert await messages_in(js, stream) == 3
+    assert len(await events_in(js, stream.name)) == 1001
+
+
+async def test_a_resent_single_event_is_dropped_by_the_stream(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([event(1)], RECEIVED)
+    await publisher.publish([event(1)], RECEIVED)
+
+    assert await messages_in(js, stream) == 1
+
+
+async def test_a_resent_message_of_the_same_events_is_dropped_by_the_stream(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([event(1), event(2)], RECEIVED)
+    await publisher.publish([event(1), event(2)], RECEIVED)
+
+    assert await messages_in(js, stream) == 1
+
+
+async def test_publishing_on_a_closed_connection_is_unavailable(
+    publisher: EventPublisher, nc: NATS
+) -> None:
+    await nc.close()
+
+    with pytest.raises(Unavailable, match="the event stream is unreachable"):
+        await publisher.publish([event(1)], RECEIVED)
+
+
+async def test_flush_waits_for_events_whose_caller_gave_up(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    caller = asyncio.create_task(publisher.publish([event(1)], RECEIVED))
+    await asyncio.sleep(0)
+    caller.cancel()
+
+    await publisher.flush()
+
+    assert [e.event_id for e in await events_in(js, stream.name)] == ["e-1"]
