@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 
 def new_event_id() -> str:
@@ -14,4 +13,5 @@ def new_event_id() -> str:
     random = int.from_bytes(os.urandom(10))
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | random & ~(0xF << 76 | 0x3 << 62)
     value |= 0x7 << 76 | 0x2 << 62  # version 7, variant 0b10
-    return str(uuid.UUID(int=value))
+    text = f"{value:032x}"  # formatted by hand: uuid.UUID costs three times as much
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

@@ -8,6 +8,7 @@ identifier, path or label.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ class Limits:
 
 
 LIMITS = Limits()
+_EARLIEST_SECONDS = int(LIMITS.earliest_timestamp.timestamp())
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Printable ASCII without space: fits a NATS header (Nats-Msg-Id) and any log line.
@@ -47,42 +49,54 @@ _SITE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def validate_event(event: Event, received_at: datetime) -> Event:
-    """The event as it goes on the stream: checked, with event_id and timestamp filled in.
+    """Check the event and complete it in place for the stream: an event_id and a timestamp
+    where it has none. Returns the same event (copying it cost a tenth of ingestion).
 
     Raises InvalidArgument listing every violation found, not only the first.
     """
     violations: list[FieldViolation] = []
-    add = violations.append
-
     if event.event_id:
-        if len(event.event_id) > LIMITS.max_event_id_length:
-            add(_too_long("event_id", LIMITS.max_event_id_length))
-        elif not _EVENT_ID.fullmatch(event.event_id):
-            add(FieldViolation("event_id", "must be printable ASCII without spaces"))
-    violations += site_id_violations(event.site_id)
-    violations += event_type_violations(event.event_type)
-    if not event.path:
-        add(_required("path"))
-    elif not event.path.startswith("/"):
-        add(FieldViolation("path", "must start with '/'"))
-    else:
-        violations += _text_violations("path", event.path, LIMITS.max_path_length)
-    violations += _text_violations("user_id", event.user_id, LIMITS.max_user_id_length)
-    violations += _text_violations("referrer", event.referrer, LIMITS.max_referrer_length)
-    violations += _properties_violations(event)
-    if event.HasField("timestamp"):
+        violations += _event_id_violations(event.event_id)
+    if event.site_id not in _valid_site_ids:
+        violations += _remembered(site_id_violations(event.site_id), event.site_id, _valid_site_ids)
+    if event.event_type not in _valid_event_types:
+        violations += _remembered(
+            event_type_violations(event.event_type), event.event_type, _valid_event_types
+        )
+    violations += _path_violations(event.path)
+    if event.user_id:
+        violations += _text_violations("user_id", event.user_id, LIMITS.max_user_id_length)
+    if event.referrer:
+        violations += _text_violations("referrer", event.referrer, LIMITS.max_referrer_length)
+    if event.properties:
+        violations += _properties_violations(event)
+    has_timestamp = event.HasField("timestamp")
+    if has_timestamp:
         violations += _timestamp_violations(event.timestamp, received_at)
 
     if violations:
         raise InvalidArgument(violations)
+    if not event.event_id:
+        event.event_id = new_event_id()
+    if not has_timestamp:
+        event.timestamp.FromDatetime(received_at)
+    return event
 
-    normalized = Event()
-    normalized.CopyFrom(event)
-    if not normalized.event_id:
-        normalized.event_id = new_event_id()
-    if not normalized.HasField("timestamp"):
-        normalized.timestamp.FromDatetime(received_at)
-    return normalized
+
+# Site ids and event types that passed, so that the few a deployment sees are checked once.
+_valid_site_ids: set[str] = set()
+_valid_event_types: set[str] = set()
+_MAX_REMEMBERED = 10_000
+
+
+def _remembered(
+    violations: list[FieldViolation], value: str, valid: set[str]
+) -> list[FieldViolation]:
+    if not violations:
+        if len(valid) >= _MAX_REMEMBERED:
+            valid.clear()
+        valid.add(value)
+    return violations
 
 
 def site_id_violations(site_id: str, field: str = "site_id") -> list[FieldViolation]:
@@ -100,6 +114,22 @@ def site_id_violations(site_id: str, field: str = "site_id") -> list[FieldViolat
             )
         ]
     return []
+
+
+def _event_id_violations(event_id: str) -> list[FieldViolation]:
+    if len(event_id) > LIMITS.max_event_id_length:
+        return [_too_long("event_id", LIMITS.max_event_id_length)]
+    if not _EVENT_ID.fullmatch(event_id):
+        return [FieldViolation("event_id", "must be printable ASCII without spaces")]
+    return []
+
+
+def _path_violations(path: str) -> list[FieldViolation]:
+    if not path:
+        return [_required("path")]
+    if path[0] != "/":
+        return [FieldViolation("path", "must start with '/'")]
+    return _text_violations("path", path, LIMITS.max_path_length)
 
 
 def event_type_violations(event_type: str, field: str = "event_type") -> list[FieldViolation]:
@@ -151,17 +181,16 @@ def _properties_violations(event: Event) -> list[FieldViolation]:
 
 
 def _timestamp_violations(timestamp: Timestamp, received_at: datetime) -> list[FieldViolation]:
-    try:
-        when = timestamp.ToDatetime(tzinfo=UTC)
-    except ValueError:
+    seconds, nanos = timestamp.seconds, timestamp.nanos
+    if not 0 <= nanos < 1_000_000_000:
         return [FieldViolation("timestamp", "is not a valid time")]
-    if when < LIMITS.earliest_timestamp:
+    if seconds < _EARLIEST_SECONDS:
         return [
             FieldViolation(
                 "timestamp", f"must not be before {LIMITS.earliest_timestamp.isoformat()}"
             )
         ]
-    if when > received_at + LIMITS.max_clock_skew:
+    if (seconds, nanos) > _latest_allowed(received_at):
         minutes = int(LIMITS.max_clock_skew.total_seconds() // 60)
         return [
             FieldViolation(
@@ -169,6 +198,13 @@ def _timestamp_violations(timestamp: Timestamp, received_at: datetime) -> list[F
             )
         ]
     return []
+
+
+@functools.lru_cache(maxsize=8)
+def _latest_allowed(received_at: datetime) -> tuple[int, int]:
+    """The latest (seconds, nanos) a client's timestamp may hold; a batch shares one."""
+    latest = received_at + LIMITS.max_clock_skew
+    return int(latest.timestamp()), latest.microsecond * 1000
 
 
 def _required(field: str) -> FieldViolation:

@@ -24,3 +24,9 @@ def test_event_ids_are_unique() -> None:
     ids = {new_event_id() for _ in range(10_000)}
 
     assert len(ids) == 10_000
+
+
+def test_event_ids_are_written_in_the_canonical_lowercase_form() -> None:
+    event_id = new_event_id()
+
+    assert str(uuid.UUID(event_id)) == event_id

@@ -56,13 +56,14 @@ def test_an_event_without_timestamp_gets_the_receive_time() -> None:
     assert stored.timestamp.ToDatetime(tzinfo=UTC) == NOW
 
 
-def test_the_input_event_is_not_modified() -> None:
+def test_the_event_is_completed_in_place() -> None:
     event = valid_event()
 
-    validate_event(event, NOW)
+    completed = validate_event(event, NOW)
 
-    assert event.event_id == ""
-    assert not event.HasField("timestamp")
+    assert completed is event
+    assert event.event_id == completed.event_id != ""
+    assert event.timestamp.ToDatetime(tzinfo=UTC) == NOW
 
 
 def test_every_missing_required_field_is_named() -> None:
