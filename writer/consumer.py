@@ -13,6 +13,7 @@ long as they last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -101,11 +102,12 @@ class EventConsumer:
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
         self._stopping = asyncio.Event()
+        self._fetch_backoff = Backoff(maximum=5.0)
         # Set once the consumer is subscribed and the streams exist.
         self.ready = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Consume until `stopping` is set, then return after the batch in hand is stored."""
+        """Consume until `stopping` is set, then return after the batches in hand are stored."""
         self._stopping = stopping
         try:
             subscription = await self._retrying("subscribing", self._subscribe)
@@ -113,24 +115,66 @@ class EventConsumer:
             return
         logger.info("consuming %s as %s", self._stream.name, self._durable)
         self.ready.set()
-        backoff = Backoff(maximum=5.0)
+        # The next batch is fetched and decoded while the current one is stored: PostgreSQL
+        # and NATS each wait less for the other.
+        fetching = asyncio.create_task(self._fetch(subscription))
         try:
             while not stopping.is_set():
-                try:
-                    messages = await subscription.fetch(
-                        self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
-                    )
-                except TimeoutError:
-                    continue  # nothing to do
-                except nats.errors.Error as error:
-                    await self._pause(backoff, f"fetching failed ({error!r})")
-                    continue
-                backoff = Backoff(maximum=5.0)
-                await self._handle(messages)
+                batch = await fetching
+                fetching = asyncio.create_task(self._fetch(subscription))
+                await self._store_and_ack(batch)
+            # The batch being fetched is in flight too: store it rather than leave it held.
+            await self._store_and_ack(await fetching + await self._fetch_delivered(subscription))
         except _Stopping:
             logger.warning("stopping with a batch unstored; it will be redelivered")
+            await self._hand_back(fetching)
         finally:
             await subscription.unsubscribe()
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[_Decoded]:
+        """The next batch, decoded; empty if none came in time."""
+        try:
+            messages = await subscription.fetch(
+                self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            return []  # nothing to do
+        except nats.errors.Error as error:
+            await self._pause(self._fetch_backoff, f"fetching failed ({error!r})")
+            return []
+        self._fetch_backoff = Backoff(maximum=5.0)
+        batch = await self._decode(messages)
+        self._batch.observe(len(batch), sum(len(item.rows) for item in batch))
+        return batch
+
+    async def _fetch_delivered(
+        self, subscription: JetStreamContext.PullSubscription
+    ) -> list[_Decoded]:
+        """Messages the server delivered after a fetch had stopped waiting for them."""
+        messages: list[Msg] = []
+        with contextlib.suppress(TimeoutError, nats.errors.Error):
+            while subscription.pending_msgs:
+                messages += await subscription.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
+        return await self._decode(messages)
+
+    async def _decode(self, messages: Sequence[Msg]) -> list[_Decoded]:
+        """The messages' rows; poison is given back."""
+        decoded: list[_Decoded] = []
+        for message in messages:
+            try:
+                decoded.append(_Decoded(message, rows_of(message.data)))
+            except Poison as poison:
+                await self._give_back(message, poison.reason)
+        return decoded
+
+    async def _hand_back(self, fetching: asyncio.Task[list[_Decoded]]) -> None:
+        """Stopping unstored: a batch fetched meanwhile goes back for redelivery at once."""
+        try:
+            batch = await fetching
+        except _Stopping:
+            return
+        for item in batch:
+            await self._ignoring_nats_errors(item.message.nak())
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         await ensure_stream(self._js, self._stream)
@@ -146,16 +190,6 @@ class EventConsumer:
             ),
         )
         return await self._js.pull_subscribe_bind(self._durable, self._stream.name)
-
-    async def _handle(self, messages: Sequence[Msg]) -> None:
-        decoded: list[_Decoded] = []
-        for message in messages:
-            try:
-                decoded.append(_Decoded(message, rows_of(message.data)))
-            except Poison as poison:
-                await self._give_back(message, poison.reason)
-        self._batch.observe(len(decoded), sum(len(item.rows) for item in decoded))
-        await self._store_and_ack(decoded)
 
     async def _store_and_ack(self, batch: list[_Decoded]) -> None:
         """Store the batch and acknowledge it. When PostgreSQL refuses it, halve it until the

@@ -46,33 +46,46 @@ def rows_of(data: bytes) -> list[Row]:
         raise Poison(f"not an analytics.v1.EventBatch: {error}") from None
     if not batch.HasField("received_at"):
         raise Poison("received_at is not set")
-    received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos, "received_at")
+    received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos)
+    if received_at is None:
+        raise Poison("received_at is out of range")
     return [row_of(event, received_at, index) for index, event in enumerate(batch.events)]
 
 
 def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
-    missing = [
-        name for name in ("event_id", "site_id", "event_type", "path") if not getattr(event, name)
-    ]
-    if not event.HasField("timestamp"):
-        missing.append("timestamp")
-    if missing:
-        raise Poison(f"event {index} lacks {', '.join(missing)}")
+    if not (event.event_id and event.site_id and event.event_type and event.path) or (
+        not event.HasField("timestamp")
+    ):
+        raise Poison(f"event {index} lacks {', '.join(_missing(event))}")
+    occurred_at = _datetime(event.timestamp.seconds, event.timestamp.nanos)
+    if occurred_at is None:
+        raise Poison(f"event {index} timestamp is out of range")
+    properties = event.properties
     return Row(
         event.event_id,
         event.site_id,
         event.event_type,
         event.path,
         event.user_id or None,
-        _datetime(event.timestamp.seconds, event.timestamp.nanos, f"event {index} timestamp"),
+        occurred_at,
         event.referrer or None,
-        json.dumps(dict(event.properties), ensure_ascii=False, sort_keys=True),
+        json.dumps(dict(properties), ensure_ascii=False, sort_keys=True) if properties else "{}",
         received_at,
     )
 
 
-def _datetime(seconds: int, nanos: int, what: str) -> datetime:
+def _missing(event: Event) -> list[str]:
+    missing = [
+        name for name in ("event_id", "site_id", "event_type", "path") if not getattr(event, name)
+    ]
+    if not event.HasField("timestamp"):
+        missing.append("timestamp")
+    return missing
+
+
+def _datetime(seconds: int, nanos: int) -> datetime | None:
+    """The UTC time, or None when Python's datetime cannot hold it."""
     try:
         return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
     except (ValueError, OverflowError, OSError):
-        raise Poison(f"{what} is out of range") from None
+        return None
