@@ -51,7 +51,7 @@ class Settings:
     dead_letter_stream: str = "ANALYTICS_DEAD_LETTERS"
     dead_letter_subject: str = "analytics.dead_letters"
     writer_durable: str = "writer"
-    writer_batch_size: int = 1000
+    writer_batch_size: int = 2000
     # How long JetStream waits for the writer's ack before redelivering a message, e.g. after
     # the writer crashed with it in hand.
     writer_ack_wait: float = 30.0
