@@ -65,7 +65,7 @@ endef
 # `make bench`: the performance benchmark (bench/): starts the stack on embedded servers, runs
 # every figure and its reference, prints one table (also in bench/results/). About 10 minutes;
 # `make bench BENCH_ARGS=--quick` for a short development run. The raw ASGI reference's
-# uvloop, httptools and orjson go to their own directory, out of the services' reach.
+# orjson goes to its own directory, out of the services' reach. Needs wrk (apt-get install wrk).
 BENCH_REFERENCE := $(VENV)/bench-reference
 .PHONY: bench
 bench: $(STAMP)
