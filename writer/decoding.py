@@ -9,11 +9,13 @@ corrupt message gets wrong is left to PostgreSQL to refuse.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from analytics.v1.event_pb2 import Event, EventBatch
 from google.protobuf.message import DecodeError
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Poison(Exception):
@@ -84,8 +86,9 @@ def _missing(event: Event) -> list[str]:
 
 
 def _datetime(seconds: int, nanos: int) -> datetime | None:
-    """The UTC time, or None when Python's datetime cannot hold it."""
+    """The UTC time, or None when Python's datetime cannot hold it. (Adding to the epoch
+    costs a third of datetime.fromtimestamp, which was a sixth of the writer's CPU.)"""
     try:
-        return datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
-    except (ValueError, OverflowError, OSError):
+        return _EPOCH + timedelta(0, seconds, nanos // 1000)
+    except (ValueError, OverflowError):
         return None
