@@ -17,6 +17,11 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
         self, request: report_pb2.GetStatsRequest, context: Context
     ) -> report_pb2.Stats:
         query = StatsQuery.parse(
-            request.site_id, request.date, request.event_type, request.limit or None
+            request.site_id,
+            request.date,
+            request.event_type,
+            request.limit or None,
+            start_date=request.start_date,
+            end_date=request.end_date,
         )
         return await self._reader.get_stats(query)

@@ -10,39 +10,52 @@ import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
 from ingest_server.validation import event_type_violations, site_id_violations
-from report_server.queries import ALL_TIME_TOP_PATHS, ALL_TIME_TOTALS, DAY_TOP_PATHS, DAY_TOTALS
+from report_server.queries import ALL_TIME_TOP_PATHS, ALL_TIME_TOTALS, RANGE_TOP_PATHS, RANGE_TOTALS
 from stack.connections import POSTGRES_UNAVAILABLE
 from stack.errors import FieldViolation, InvalidArgument, Unavailable
 
 DEFAULT_EVENT_TYPE = "page_view"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
+# The longest range of days one query may cover: a year, leap day included. A range costs
+# time in proportion to its days (it merges one set of rows per day); all time has its own
+# aggregates and costs the same whatever the history.
+MAX_RANGE_DAYS = 366
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
+class DayRange:
+    """UTC calendar days from `start` to `end`, both included."""
+
+    start: Date
+    end: Date
+
+
+@dataclass(frozen=True)
 class StatsQuery:
     site_id: str
-    day: Date | None  # None: all time
+    days: DayRange | None  # None: all time
     event_type: str = DEFAULT_EVENT_TYPE
     limit: int = DEFAULT_LIMIT
 
     @classmethod
     def parse(
-        cls, site_id: str, date: str = "", event_type: str = "", limit: int | None = None
+        cls,
+        site_id: str,
+        date: str = "",
+        event_type: str = "",
+        limit: int | None = None,
+        *,
+        start_date: str = "",
+        end_date: str = "",
     ) -> StatsQuery:
         """Check a request's fields, applying defaults for the empty ones; raises
-        InvalidArgument naming every bad field."""
+        InvalidArgument naming every bad field. `date` is one day; `start_date` and `end_date`
+        a range; none of them, all time."""
         violations = site_id_violations(site_id)
-        day = None
-        if date:
-            try:
-                if not _DATE.fullmatch(date):
-                    raise ValueError
-                day = Date.fromisoformat(date)
-            except ValueError:
-                violations.append(FieldViolation("date", "must be a calendar date as YYYY-MM-DD"))
+        days = _days(date, start_date, end_date, violations)
         event_type = event_type or DEFAULT_EVENT_TYPE
         violations += event_type_violations(event_type)
         if limit is None:
@@ -51,7 +64,48 @@ class StatsQuery:
             violations.append(FieldViolation("limit", f"must be between 1 and {MAX_LIMIT}"))
         if violations:
             raise InvalidArgument(violations)
-        return cls(site_id, day, event_type, limit)
+        return cls(site_id, days, event_type, limit)
+
+
+def _days(
+    date: str, start_date: str, end_date: str, violations: list[FieldViolation]
+) -> DayRange | None:
+    """The days a request asks for (None: all time), adding what is wrong to `violations`."""
+    if date:
+        if start_date or end_date:
+            violations.append(
+                FieldViolation("date", "must not be given with start_date or end_date")
+            )
+            return None
+        day = _calendar_day("date", date, violations)
+        return None if day is None else DayRange(day, day)
+    if not start_date and not end_date:
+        return None
+    start = _calendar_day("start_date", start_date, violations) if start_date else None
+    end = _calendar_day("end_date", end_date, violations) if end_date else None
+    if not start_date:
+        violations.append(FieldViolation("start_date", "is required with end_date"))
+    if not end_date:
+        violations.append(FieldViolation("end_date", "is required with start_date"))
+    if start is None or end is None:
+        return None
+    if end < start:
+        violations.append(FieldViolation("end_date", "must not be before start_date"))
+    elif (end - start).days >= MAX_RANGE_DAYS:
+        violations.append(
+            FieldViolation("end_date", f"must be within {MAX_RANGE_DAYS} days of start_date")
+        )
+    return DayRange(start, end)
+
+
+def _calendar_day(field: str, text: str, violations: list[FieldViolation]) -> Date | None:
+    try:
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        return Date.fromisoformat(text)
+    except ValueError:
+        violations.append(FieldViolation(field, "must be a calendar date as YYYY-MM-DD"))
+        return None
 
 
 class StatsReader:
@@ -60,27 +114,29 @@ class StatsReader:
 
     async def get_stats(self, query: StatsQuery) -> Stats:
         """Raises Unavailable when PostgreSQL cannot be reached."""
+        site_id, event_type, days = query.site_id, query.event_type, query.days
         try:
             async with self._pool.acquire() as connection:
-                if query.day is None:
-                    totals = await connection.fetchrow(
-                        ALL_TIME_TOTALS, query.site_id, query.event_type
-                    )
+                if days is None:
+                    totals = await connection.fetchrow(ALL_TIME_TOTALS, site_id, event_type)
                     paths = await connection.fetch(
-                        ALL_TIME_TOP_PATHS, query.site_id, query.event_type, query.limit
+                        ALL_TIME_TOP_PATHS, site_id, event_type, query.limit
                     )
                 else:
                     totals = await connection.fetchrow(
-                        DAY_TOTALS, query.site_id, query.event_type, query.day
+                        RANGE_TOTALS, site_id, event_type, days.start, days.end
                     )
                     paths = await connection.fetch(
-                        DAY_TOP_PATHS, query.site_id, query.event_type, query.day, query.limit
+                        RANGE_TOP_PATHS, site_id, event_type, days.start, days.end, query.limit
                     )
         except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
+        start, end = (days.start.isoformat(), days.end.isoformat()) if days else ("", "")
         return Stats(
-            site_id=query.site_id,
-            date=query.day.isoformat() if query.day else "",
+            site_id=site_id,
+            date=start if start == end else "",
+            start_date=start,
+            end_date=end,
             total_views=totals["views"] if totals else 0,
             unique_users=totals["users"] if totals else 0,
             top_paths=[PathViews(path=row["path"], views=row["views"]) for row in paths],

@@ -24,6 +24,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+from analytics.v1.report_pb2 import Stats
+
 from ingest_server.ingestor import Ingestor, count_accepted
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from stack.errors import (
@@ -42,7 +44,7 @@ from stack.http_json import (
     stats_to_json,
 )
 
-STATS_PARAMETERS = ("site_id", "date", "event_type", "limit")
+STATS_PARAMETERS = ("site_id", "date", "start_date", "end_date", "event_type", "limit")
 PREFLIGHT_MAX_AGE = 86400  # seconds a browser may cache a preflight's answer
 
 # ASGI's three callables, as uvicorn calls an application.
@@ -255,8 +257,17 @@ class _StatsRoutes:
             params.get("date", ""),
             params.get("event_type", ""),
             int(limit) if limit is not None else None,
+            start_date=params.get("start_date", ""),
+            end_date=params.get("end_date", ""),
         )
-        return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
+        return Reply(HTTPStatus.OK, _stats_json(await self._reader.get_stats(stats_query)))
+
+
+def _stats_json(stats: Stats) -> dict[str, Any]:
+    """stats_to_json's body, with the days covered after `date` (null for all time)."""
+    body = stats_to_json(stats)
+    days = {"start_date": stats.start_date or None, "end_date": stats.end_date or None}
+    return {"site_id": body["site_id"], "date": body["date"], **days, **body}
 
 
 def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:

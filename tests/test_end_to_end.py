@@ -43,6 +43,8 @@ def expected_stats(events: list[dict[str, Any]], limit: int = 10) -> dict[str, A
     return {
         "site_id": "site-123",
         "date": DAY,
+        "start_date": DAY,
+        "end_date": DAY,
         "total_views": len(events),
         "unique_users": len({e["user_id"] for e in events if e.get("user_id")}),
         "top_paths": [{"path": p, "views": v} for p, v in ranked],
@@ -68,6 +70,8 @@ async def test_the_seed_curl_example_is_accepted_and_counted(
         {
             "site_id": "site-123",
             "date": DAY,
+            "start_date": DAY,
+            "end_date": DAY,
             "total_views": 1,
             "unique_users": 1,
             "top_paths": [{"path": "/home", "views": 1}],
@@ -100,6 +104,8 @@ async def test_events_through_both_doors_add_up_in_both_reports(
     assert stats == Stats(
         site_id="site-123",
         date=DAY,
+        start_date=DAY,
+        end_date=DAY,
         total_views=expected["total_views"],
         unique_users=expected["unique_users"],
         top_paths=[PathViews(**p) for p in expected["top_paths"]],
@@ -142,6 +148,8 @@ async def test_stats_count_only_the_requested_event_type(
         {
             "site_id": "site-123",
             "date": DAY,
+            "start_date": DAY,
+            "end_date": DAY,
             "total_views": 2,
             "unique_users": 2,
             "top_paths": [{"path": "/signup", "views": 2}],
@@ -160,6 +168,8 @@ async def test_an_event_belongs_to_the_utc_day_of_its_timestamp(
         {
             "site_id": "site-123",
             "date": "2025-11-15",
+            "start_date": "2025-11-15",
+            "end_date": "2025-11-15",
             "total_views": 1,
             "unique_users": 1,
             "top_paths": [{"path": "/late", "views": 1}],
@@ -183,6 +193,8 @@ async def test_all_time_stats_span_every_day(
     expected = {
         "site_id": "site-123",
         "date": None,
+        "start_date": None,
+        "end_date": None,
         "total_views": 3,
         "unique_users": 2,
         "top_paths": [{"path": "/a", "views": 2}, {"path": "/b", "views": 1}],
@@ -196,6 +208,8 @@ async def test_a_site_without_events_has_zero_stats(http: httpx.AsyncClient) -> 
     assert await http_stats(http, date=DAY) == {
         "site_id": "site-123",
         "date": DAY,
+        "start_date": DAY,
+        "end_date": DAY,
         "total_views": 0,
         "unique_users": 0,
         "top_paths": [],
@@ -226,6 +240,8 @@ async def test_a_resent_event_id_counts_once_whichever_door_it_uses(
         {
             "site_id": "site-123",
             "date": DAY,
+            "start_date": DAY,
+            "end_date": DAY,
             "total_views": 2,
             "unique_users": 1,
             "top_paths": [{"path": "/after", "views": 1}, {"path": "/once", "views": 1}],
@@ -266,7 +282,9 @@ async def test_one_process_serves_both_services_on_one_grpc_and_one_http_address
     reported = await http.get("/stats", params={"site_id": "site-123", "date": "1999-01-01"})
 
     assert accepted.event_id
-    assert stats == Stats(site_id="site-123", date="1999-01-01")
+    assert stats == Stats(
+        site_id="site-123", date="1999-01-01", start_date="1999-01-01", end_date="1999-01-01"
+    )
     assert posted.status_code == 202
     assert reported.status_code == 200
 
@@ -285,6 +303,8 @@ async def test_injection_shaped_values_are_stored_and_reported_verbatim(
         {
             "site_id": "site-123",
             "date": DAY,
+            "start_date": DAY,
+            "end_date": DAY,
             "total_views": 1,
             "unique_users": 1,
             "top_paths": [{"path": hostile, "views": 1}],

@@ -87,6 +87,8 @@ async def test_make_run_serves_the_seed_requests_and_keeps_data_across_restarts(
     expected = {
         "site_id": "site-123",
         "date": "2025-11-14",
+        "start_date": "2025-11-14",
+        "end_date": "2025-11-14",
         "total_views": 1,
         "unique_users": 1,
         "top_paths": [{"path": "/home", "views": 1}],

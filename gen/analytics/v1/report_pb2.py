@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\"S\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\"}\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x32O\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\"y\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x32O\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'analytics.v1.report_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSTATSREQUEST']._serialized_start=43
-  _globals['_GETSTATSREQUEST']._serialized_end=126
-  _globals['_STATS']._serialized_start=128
-  _globals['_STATS']._serialized_end=253
-  _globals['_PATHVIEWS']._serialized_start=255
-  _globals['_PATHVIEWS']._serialized_end=295
-  _globals['_REPORTSERVICE']._serialized_start=297
-  _globals['_REPORTSERVICE']._serialized_end=376
+  _globals['_GETSTATSREQUEST']._serialized_end=164
+  _globals['_STATS']._serialized_start=167
+  _globals['_STATS']._serialized_end=330
+  _globals['_PATHVIEWS']._serialized_start=332
+  _globals['_PATHVIEWS']._serialized_end=372
+  _globals['_REPORTSERVICE']._serialized_start=374
+  _globals['_REPORTSERVICE']._serialized_end=453
 # @@protoc_insertion_point(module_scope)

@@ -26,13 +26,22 @@ class GetStatsRequest(_message.Message):
     DATE_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     date: _builtins.str
-    """UTC calendar day as YYYY-MM-DD; empty for all time."""
+    """One UTC calendar day as YYYY-MM-DD: the same as start_date = end_date = date. Not together
+    with start_date or end_date. Empty, with start_date and end_date empty too: all time.
+    """
     event_type: _builtins.str
     """Which events to count; empty means "page_view"."""
     limit: _builtins.int
     """How many top paths to return, 1 to 1000; 0 means 10."""
+    start_date: _builtins.str
+    """A range of UTC calendar days as YYYY-MM-DD, both included, at most 366 days; give both or
+    neither.
+    """
+    end_date: _builtins.str
     def __init__(
         self,
         *,
@@ -40,10 +49,12 @@ class GetStatsRequest(_message.Message):
         date: _builtins.str = ...,
         event_type: _builtins.str = ...,
         limit: _builtins.int = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "event_type", b"event_type", "limit", b"limit", "site_id", b"site_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "end_date", b"end_date", "event_type", b"event_type", "limit", b"limit", "site_id", b"site_id", "start_date", b"start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -58,13 +69,20 @@ class Stats(_message.Message):
     TOTAL_VIEWS_FIELD_NUMBER: _builtins.int
     UNIQUE_USERS_FIELD_NUMBER: _builtins.int
     TOP_PATHS_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     date: _builtins.str
-    """As requested; empty for all time."""
+    """The day, when the summary covers exactly one day (asked as date, or as a range of one day);
+    empty otherwise.
+    """
     total_views: _builtins.int
     """Events of the requested type."""
     unique_users: _builtins.int
     """Distinct non-empty user_ids among those events."""
+    start_date: _builtins.str
+    """The days covered, both included (the requested date or range); both empty for all time."""
+    end_date: _builtins.str
     @_builtins.property
     def top_paths(self) -> _containers.RepeatedCompositeFieldContainer[Global___PathViews]:
         """By views descending, ties by path ascending (by code point)."""
@@ -77,10 +95,12 @@ class Stats(_message.Message):
         total_views: _builtins.int = ...,
         unique_users: _builtins.int = ...,
         top_paths: _abc.Iterable[Global___PathViews] | None = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "site_id", b"site_id", "top_paths", b"top_paths", "total_views", b"total_views", "unique_users", b"unique_users"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "end_date", b"end_date", "site_id", b"site_id", "start_date", b"start_date", "top_paths", b"top_paths", "total_views", b"total_views", "unique_users", b"unique_users"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

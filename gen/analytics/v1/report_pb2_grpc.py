@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ReportServiceStub:
-    """Summaries per site and day, read from the database.
+    """Summaries per site over a day, a range of days or all time, read from the database.
     """
 
     def __init__(self, channel):
@@ -43,7 +43,7 @@ class ReportServiceStub:
 
 
 class ReportServiceServicer:
-    """Summaries per site and day, read from the database.
+    """Summaries per site over a day, a range of days or all time, read from the database.
     """
 
     def GetStats(self, request, context):
@@ -69,7 +69,7 @@ def add_ReportServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReportService:
-    """Summaries per site and day, read from the database.
+    """Summaries per site over a day, a range of days or all time, read from the database.
     """
 
     @staticmethod

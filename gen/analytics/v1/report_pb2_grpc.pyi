@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReportServiceStub:
-    """Summaries per site and day, read from the database."""
+    """Summaries per site over a day, a range of days or all time, read from the database."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,13 +37,13 @@ class ReportServiceStub:
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
-    """Summaries per site and day, read from the database."""
+    """Summaries per site over a day, a range of days or all time, read from the database."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStats: _aio.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]  # type: ignore[assignment]
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Summaries per site and day, read from the database."""
+    """Summaries per site over a day, a range of days or all time, read from the database."""
 
     @_abc_1.abstractmethod
     def GetStats(

@@ -1,0 +1,216 @@
+"""StatsReader over events stored by the writer's own store: days, ranges and all time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import count
+
+import asyncpg
+import pytest
+from analytics.v1.event_pb2 import Event
+from analytics.v1.report_pb2 import PathViews, Stats
+
+from report_server.stats import StatsReader
+from tests.support.stats import site_stats
+from writer.decoding import row_of
+from writer.schema import migrate
+from writer.store import EventStore
+
+_event_ids = count()
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool) -> EventStore:
+    await migrate(pool)
+    return EventStore(pool)
+
+
+@pytest.fixture
+def reader(pool: asyncpg.Pool) -> StatsReader:
+    return StatsReader(pool)
+
+
+async def stored(
+    store: EventStore,
+    day: str,
+    *paths_and_users: tuple[str, str],
+    site_id: str = "site-1",
+    event_type: str = "page_view",
+) -> None:
+    """Store one event per (path, user_id) pair at noon UTC of `day`; "" is no user."""
+    rows = []
+    for path, user_id in paths_and_users:
+        event = Event(
+            event_id=f"e{next(_event_ids)}",
+            site_id=site_id,
+            event_type=event_type,
+            path=path,
+            user_id=user_id,
+        )
+        event.timestamp.FromDatetime(datetime.fromisoformat(f"{day}T12:00:00+00:00"))
+        rows.append(row_of(event, datetime.now(UTC)))
+    await store.store(rows)
+
+
+async def test_a_range_counts_the_events_of_its_days_both_included(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-13", ("/before", "u1"))
+    await stored(store, "2025-11-14", ("/a", "u1"), ("/b", "u2"))
+    await stored(store, "2025-11-15", ("/a", "u3"))
+    await stored(store, "2025-11-16", ("/after", "u4"))
+
+    assert await site_stats(
+        reader, "site-1", start_date="2025-11-14", end_date="2025-11-15"
+    ) == Stats(
+        site_id="site-1",
+        start_date="2025-11-14",
+        end_date="2025-11-15",
+        total_views=3,
+        unique_users=3,
+        top_paths=[PathViews(path="/a", views=2), PathViews(path="/b", views=1)],
+    )
+
+
+async def test_a_user_seen_on_several_days_of_a_range_counts_once(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-01", ("/a", "u1"), ("/a", "u2"))
+    await stored(store, "2025-11-15", ("/a", "u1"))
+    await stored(store, "2025-11-30", ("/a", "u1"), ("/a", "u3"))
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-01", end_date="2025-11-30")
+
+    assert (result.total_views, result.unique_users) == (5, 3)
+
+
+async def test_each_day_of_a_range_counts_its_own_users(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-14", ("/a", "u1"), ("/a", "u2"))
+    await stored(store, "2025-11-15", ("/a", "u1"))
+
+    first = await site_stats(reader, "site-1", date="2025-11-14")
+    second = await site_stats(reader, "site-1", date="2025-11-15")
+
+    assert (first.unique_users, second.unique_users) == (2, 1)
+
+
+async def test_anonymous_events_count_as_views_not_users(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-14", ("/a", ""), ("/a", "u1"))
+    await stored(store, "2025-11-15", ("/a", ""))
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-15")
+
+    assert (result.total_views, result.unique_users) == (3, 1)
+
+
+async def test_a_range_counts_only_its_site_and_event_type(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-14", ("/a", "u1"))
+    await stored(store, "2025-11-14", ("/a", "u2"), site_id="site-2")
+    await stored(store, "2025-11-15", ("/signup", "u3"), event_type="signup")
+    await stored(store, "2025-11-15", ("/signup", "u1"), ("/signup", "u3"), event_type="signup")
+
+    page_views = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-15")
+    signups = await site_stats(
+        reader, "site-1", event_type="signup", start_date="2025-11-14", end_date="2025-11-15"
+    )
+
+    assert (page_views.total_views, page_views.unique_users) == (1, 1)
+    assert (signups.total_views, signups.unique_users) == (3, 2)
+    assert signups.top_paths == [PathViews(path="/signup", views=3)]
+
+
+async def test_top_paths_of_a_range_add_up_each_paths_days_and_rank_ties_by_path(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-14", ("/c", ""), ("/b", ""), ("/b", ""), ("/z", ""))
+    await stored(store, "2025-11-15", ("/c", ""), ("/a", ""), ("/a", ""), ("/z", ""))
+
+    result = await site_stats(
+        reader, "site-1", start_date="2025-11-14", end_date="2025-11-15", limit=3
+    )
+
+    assert result.top_paths == [
+        PathViews(path="/a", views=2),
+        PathViews(path="/b", views=2),
+        PathViews(path="/c", views=2),
+    ]
+
+
+async def test_a_one_day_range_reports_that_date(store: EventStore, reader: StatsReader) -> None:
+    await stored(store, "2025-11-14", ("/a", "u1"))
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-14")
+
+    assert result == Stats(
+        site_id="site-1",
+        date="2025-11-14",
+        start_date="2025-11-14",
+        end_date="2025-11-14",
+        total_views=1,
+        unique_users=1,
+        top_paths=[PathViews(path="/a", views=1)],
+    )
+
+
+async def test_a_range_without_events_has_zero_stats(
+    reader: StatsReader, store: EventStore
+) -> None:
+    assert await site_stats(
+        reader, "site-1", start_date="2025-01-01", end_date="2025-12-31"
+    ) == Stats(site_id="site-1", start_date="2025-01-01", end_date="2025-12-31")
+
+
+async def test_all_time_counts_every_day_and_each_user_once(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2024-02-29", ("/a", "u1"), ("/b", "u2"))
+    await stored(store, "2025-11-14", ("/a", "u1"), ("/a", ""))
+    await stored(store, "2025-11-14", ("/a", "u9"), event_type="signup")
+
+    assert await site_stats(reader, "site-1") == Stats(
+        site_id="site-1",
+        total_views=4,
+        unique_users=2,
+        top_paths=[PathViews(path="/a", views=3), PathViews(path="/b", views=1)],
+    )
+
+
+async def test_storing_a_batch_again_changes_no_report(
+    store: EventStore, reader: StatsReader
+) -> None:
+    event = Event(
+        event_id="once", site_id="site-1", event_type="page_view", path="/a", user_id="u1"
+    )
+    event.timestamp.FromDatetime(datetime(2025, 11, 14, 1, tzinfo=UTC))
+    row = row_of(event, datetime.now(UTC))
+    await store.store([row])
+    before = (
+        await site_stats(reader, "site-1"),
+        await site_stats(reader, "site-1", date="2025-11-14"),
+    )
+
+    await store.store([row])
+
+    assert (
+        await site_stats(reader, "site-1"),
+        await site_stats(reader, "site-1", date="2025-11-14"),
+    ) == before
+    assert before[0].total_views == before[0].unique_users == 1
+
+
+async def test_the_range_of_one_site_ignores_the_same_user_id_on_another_site(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-14", ("/a", "u1"), site_id="site-2")
+    await stored(store, "2025-11-14", ("/a", "u2"), site_id="site-2")
+    await stored(store, "2025-11-15", ("/a", "u2"))
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-15")
+
+    assert (result.total_views, result.unique_users) == (1, 1)
