@@ -50,7 +50,10 @@ async def _vacuum_analyze(database_url: str) -> None:
     statistics for the planner and visibility maps for index-only scans."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("VACUUM (ANALYZE) daily_totals, daily_path_views, daily_users")
+        await connection.execute(
+            "VACUUM (ANALYZE) daily_totals, daily_path_views, daily_user_bitmaps, "
+            "all_time_path_views, all_time_user_bitmaps, site_users, site_user_counters"
+        )
         await connection.execute("ANALYZE events")
     finally:
         await connection.close()

@@ -1,57 +1,123 @@
 """The writer's SQL."""
 
 # Store a batch of events and count the newly stored ones into the aggregates, in one statement.
-# Events whose event_id is already stored are skipped (ON CONFLICT DO NOTHING); of copies within
-# the batch the first (in stream order) is kept. Only the rows
-# this statement inserted feed the aggregates, so a redelivered or resent event never counts
-# twice. Aggregate rows are written in key order so that concurrent writers lock them in the
-# same order. Returns the number of events newly stored.
+# Events whose event_id is already stored are skipped (ON CONFLICT DO NOTHING); so is a later
+# copy within the batch, the rows going in in array (stream) order: the first copy is kept.
+# Only the rows this statement inserted feed the aggregates, so a redelivered or resent event
+# never counts twice. Aggregate rows are written in key order so that concurrent writers lock
+# them in the same order. Returns the number of events newly stored.
+#
+# Users: a user_id the site has not had before gets the site's next number (site_users, from
+# the counter in site_user_counters); if a concurrent writer numbered it first, the upsert
+# keeps that number (its own is then never used, a harmless gap). The numbers set bits in the
+# (site, event type, day) and all-time bitmaps; a bitmap row is rewritten only when the batch
+# sets a bit it did not have, and daily_totals.users grows by the bits it did not have.
 STORE_EVENTS = """
-WITH incoming AS (
-    SELECT DISTINCT ON (event_id) *
-    FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
-    ) WITH ORDINALITY AS t(event_id, site_id, event_type, path, user_id,
-                           occurred_at, referrer, properties, received_at, position)
-    ORDER BY event_id, position
-),
-inserted AS (
+WITH inserted AS (
     INSERT INTO events (event_id, site_id, event_type, path, user_id,
                         occurred_at, referrer, properties, received_at)
     SELECT event_id, site_id, event_type, path, user_id,
            occurred_at, referrer, properties::jsonb, received_at
-    FROM incoming
+    FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
+    ) AS t(event_id, site_id, event_type, path, user_id,
+           occurred_at, referrer, properties, received_at)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING site_id, event_type, (occurred_at AT TIME ZONE 'UTC')::date AS day, path, user_id
 ),
-path_views AS (
-    INSERT INTO daily_path_views AS d (site_id, event_type, day, path, views)
-    SELECT site_id, event_type, day, path, count(*)
+path_counts AS (
+    SELECT site_id, event_type, day, path, count(*) AS views
     FROM inserted
     GROUP BY site_id, event_type, day, path
+),
+daily_paths AS (
+    INSERT INTO daily_path_views AS d (site_id, event_type, day, path, views)
+    SELECT site_id, event_type, day, path, views
+    FROM path_counts
     ORDER BY site_id, event_type, day, path
     ON CONFLICT (site_id, event_type, day, path)
     DO UPDATE SET views = d.views + excluded.views
 ),
-new_users AS (
-    INSERT INTO daily_users (site_id, event_type, day, user_id)
-    SELECT DISTINCT site_id, event_type, day, user_id
-    FROM inserted
-    WHERE user_id IS NOT NULL
-    ORDER BY site_id, event_type, day, user_id
-    ON CONFLICT DO NOTHING
-    RETURNING site_id, event_type, day
+all_time_paths AS (
+    INSERT INTO all_time_path_views AS a (site_id, event_type, path, views)
+    SELECT site_id, event_type, path, sum(views)
+    FROM path_counts
+    GROUP BY site_id, event_type, path
+    ORDER BY site_id, event_type, path
+    ON CONFLICT (site_id, event_type, path)
+    DO UPDATE SET views = a.views + excluded.views
+),
+batch_users AS (
+    SELECT site_id, user_id,
+           (SELECT user_no FROM site_users AS u
+            WHERE u.site_id = b.site_id AND u.user_id = b.user_id) AS user_no
+    FROM (SELECT DISTINCT site_id, user_id FROM inserted WHERE user_id IS NOT NULL) AS b
+),
+unnumbered AS (
+    SELECT site_id, user_id,
+           row_number() OVER (PARTITION BY site_id ORDER BY user_id) AS rank,
+           count(*) OVER (PARTITION BY site_id) AS site_count
+    FROM batch_users
+    WHERE user_no IS NULL
+),
+counters AS (
+    INSERT INTO site_user_counters AS c (site_id, users)
+    SELECT site_id, count(*) FROM unnumbered
+    GROUP BY site_id
+    ORDER BY site_id
+    ON CONFLICT (site_id) DO UPDATE SET users = c.users + excluded.users
+    RETURNING site_id, users
+),
+numbered AS (
+    INSERT INTO site_users AS u (site_id, user_id, user_no)
+    SELECT n.site_id, n.user_id, c.users - n.site_count + n.rank - 1
+    FROM unnumbered AS n JOIN counters AS c USING (site_id)
+    ORDER BY n.site_id, n.user_id
+    ON CONFLICT (site_id, user_id) DO UPDATE SET user_no = u.user_no
+    RETURNING site_id, user_id, user_no
+),
+user_numbers AS (
+    SELECT site_id, user_id, user_no FROM batch_users WHERE user_no IS NOT NULL
+    UNION ALL
+    SELECT site_id, user_id, user_no FROM numbered
+),
+new_bits AS (
+    SELECT i.site_id, i.event_type, i.day, user_chunk(n.user_no) AS chunk,
+           bitmap_of(user_bit(n.user_no), 1) AS bits
+    FROM inserted AS i JOIN user_numbers AS n USING (site_id, user_id)
+    GROUP BY 1, 2, 3, 4
+),
+daily_bitmaps AS (
+    INSERT INTO daily_user_bitmaps AS d (site_id, event_type, day, chunk, bits, added_users)
+    SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
+    FROM new_bits
+    ORDER BY site_id, event_type, day, chunk
+    ON CONFLICT (site_id, event_type, day, chunk)
+    DO UPDATE SET bits = d.bits | excluded.bits,
+                  added_users = bit_count(excluded.bits & ~d.bits)
+    WHERE d.bits | excluded.bits <> d.bits
+    RETURNING site_id, event_type, day, added_users
+),
+all_time_bitmaps AS (
+    INSERT INTO all_time_user_bitmaps AS a (site_id, event_type, chunk, bits)
+    SELECT site_id, event_type, chunk, bit_or(bits)
+    FROM new_bits
+    GROUP BY site_id, event_type, chunk
+    ORDER BY site_id, event_type, chunk
+    ON CONFLICT (site_id, event_type, chunk)
+    DO UPDATE SET bits = a.bits | excluded.bits
+    WHERE a.bits | excluded.bits <> a.bits
 ),
 totals AS (
     INSERT INTO daily_totals AS d (site_id, event_type, day, views, users)
     SELECT site_id, event_type, day, sum(views), sum(users)
     FROM (
-        SELECT site_id, event_type, day, count(*) AS views, 0 AS users
-        FROM inserted GROUP BY site_id, event_type, day
+        SELECT site_id, event_type, day, sum(views) AS views, 0 AS users
+        FROM path_counts GROUP BY site_id, event_type, day
         UNION ALL
-        SELECT site_id, event_type, day, 0, count(*)
-        FROM new_users GROUP BY site_id, event_type, day
+        SELECT site_id, event_type, day, 0, sum(added_users)
+        FROM daily_bitmaps GROUP BY site_id, event_type, day
     ) AS counts
     GROUP BY site_id, event_type, day
     ORDER BY site_id, event_type, day

@@ -48,13 +48,18 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(pool: asyncpg.Pool) -> list[Migration]:
-    """Apply the migrations this database lacks, all in one transaction; return them."""
+async def migrate(pool: asyncpg.Pool, up_to: int | None = None) -> list[Migration]:
+    """Apply the migrations this database lacks (those up to version `up_to`, if given), all in
+    one transaction; return them."""
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(LOCK_MIGRATIONS, MIGRATION_LOCK_KEY)
         await connection.execute(CREATE_MIGRATIONS_TABLE)
         applied = {row["version"] for row in await connection.fetch(SELECT_APPLIED_VERSIONS)}
-        pending = [m for m in migrations() if m.version not in applied]
+        pending = [
+            m
+            for m in migrations()
+            if m.version not in applied and (up_to is None or m.version <= up_to)
+        ]
         for migration in pending:
             logger.info("applying migration %04d_%s", migration.version, migration.name)
             await connection.execute(migration.sql)

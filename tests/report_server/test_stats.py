@@ -181,6 +181,22 @@ async def test_all_time_counts_every_day_and_each_user_once(
     )
 
 
+async def test_users_beyond_one_bitmap_chunk_are_counted_exactly(
+    store: EventStore, reader: StatsReader
+) -> None:
+    users = [f"user-{n}" for n in range(8192 + 100)]  # a chunk holds 8192 users
+    await stored(store, "2025-11-14", *[("/a", user) for user in users[:5000]])
+    await stored(store, "2025-11-15", *[("/a", user) for user in users[4000:]])
+
+    day = await site_stats(reader, "site-1", date="2025-11-15")
+    both = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-15")
+    all_time = await site_stats(reader, "site-1")
+
+    assert day.unique_users == len(users) - 4000
+    assert both.unique_users == all_time.unique_users == len(users)
+    assert both.total_views == all_time.total_views == len(users) + 1000
+
+
 async def test_storing_a_batch_again_changes_no_report(
     store: EventStore, reader: StatsReader
 ) -> None:

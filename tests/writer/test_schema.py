@@ -31,3 +31,10 @@ async def test_concurrent_starts_apply_each_migration_once(pool: asyncpg.Pool) -
     results = await asyncio.gather(migrate(pool), migrate(pool), migrate(pool))
 
     assert sorted(len(applied) for applied in results) == [0, 0, len(migrations())]
+
+
+async def test_migrating_up_to_a_version_applies_none_after_it(pool: asyncpg.Pool) -> None:
+    applied = await migrate(pool, up_to=1)
+
+    assert [m.version for m in applied] == [1]
+    assert [m.version for m in await migrate(pool)] == [m.version for m in migrations()][1:]

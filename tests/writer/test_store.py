@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -7,6 +9,7 @@ import pytest
 from analytics.v1.event_pb2 import Event
 
 from writer.decoding import Row, row_of
+from writer.queries import STORE_EVENTS
 from writer.schema import migrate
 from writer.store import EventStore
 
@@ -33,6 +36,11 @@ def received(
     )
     event.timestamp.FromDatetime(when)
     return row_of(event, RECEIVED)
+
+
+def columns_of(rows: Sequence[Row]) -> list[list[object]]:
+    """STORE_EVENTS's parameters: one array per column."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def totals(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
@@ -170,3 +178,89 @@ async def test_injection_shaped_values_are_stored_verbatim(
 
     row = await pool.fetchrow("SELECT path, user_id FROM events")
     assert tuple(row or ()) == (hostile, "' OR '1'='1")
+
+
+async def test_all_time_path_views_add_up_every_day(store: EventStore, pool: asyncpg.Pool) -> None:
+    await store.store([received("1", path="/a"), received("2", path="/b")])
+    await store.store(
+        [
+            received("3", path="/a", when=datetime(2024, 1, 1, tzinfo=UTC)),
+            received("4", path="/a", event_type="signup"),
+        ]
+    )
+
+    rows = await pool.fetch(
+        "SELECT site_id, event_type, path, views FROM all_time_path_views ORDER BY 1, 2, 3"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("site-1", "page_view", "/a", 2),
+        ("site-1", "page_view", "/b", 1),
+        ("site-1", "signup", "/a", 1),
+    ]
+
+
+async def user_numbers(pool: asyncpg.Pool) -> list[tuple[object, ...]]:
+    rows = await pool.fetch("SELECT site_id, user_id, user_no FROM site_users ORDER BY 1, 3")
+    return [tuple(row) for row in rows]
+
+
+async def test_each_site_numbers_its_users_from_zero_as_it_first_stores_them(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("1", user_id="b"), received("2", user_id="a")])
+    await store.store(
+        [
+            received("3", user_id="a", event_type="signup"),
+            received("4", user_id="c"),
+            received("5", user_id="a", site_id="site-2"),
+            received("6"),
+        ]
+    )
+
+    assert await user_numbers(pool) == [
+        ("site-1", "a", 0),
+        ("site-1", "b", 1),
+        ("site-1", "c", 2),
+        ("site-2", "a", 0),
+    ]
+
+
+async def test_a_days_user_bitmap_holds_each_of_its_users_once(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("1", user_id="a"), received("2", user_id="b")])
+    await store.store([received("3", user_id="a"), received("4", user_id="c", event_type="x")])
+
+    rows = await pool.fetch(
+        "SELECT event_type, day, chunk, position('1' IN bits::text) - 1 AS first,"
+        " bit_count(bits) AS users FROM daily_user_bitmaps ORDER BY 1"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("page_view", date(2025, 11, 14), 0, 0, 2),
+        ("x", date(2025, 11, 14), 0, 2, 1),
+    ]
+
+
+async def test_a_user_numbered_by_a_concurrent_writer_keeps_that_number(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """Two writers store a new user at once: the second, blocked until the first commits,
+    still sees the user as new; it takes the first one's number and counts the user once."""
+    first, second = (
+        [received(event_id, user_id="u1", path=path)]
+        for event_id, path in (("1", "/a"), ("2", "/b"))
+    )
+    async with pool.acquire() as one, pool.acquire() as other:
+        transaction = one.transaction()
+        await transaction.start()
+        await one.fetchval(STORE_EVENTS, *columns_of(first))
+        blocked = asyncio.create_task(other.fetchval(STORE_EVENTS, *columns_of(second)))
+        await asyncio.sleep(0.2)
+        assert not blocked.done()
+        await transaction.commit()
+        assert await blocked == 1
+
+    assert await user_numbers(pool) == [("site-1", "u1", 0)]
+    assert await pool.fetchval("SELECT users FROM site_user_counters") == 2  # 1 went unused
+    assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), 2, 1)]
+    assert await pool.fetchval("SELECT sum(bit_count(bits)) FROM daily_user_bitmaps") == 1
