@@ -1,6 +1,7 @@
 """The stats figures: stored histories of two sizes (by default 1M and 10M events), loaded
 through the writer's own store, and the latency of GetStats (grpc.aio client) and `GET /stats`
-(wrk, one connection) against a report server reading each.
+(wrk, one connection) against a report server reading each, for one day, a range of days and
+all time.
 
 The large history is the small one plus the rest: the small database, once loaded, is copied
 as the template of the large one (a file copy inside PostgreSQL), so the events common to both
@@ -13,7 +14,7 @@ import asyncio
 import statistics
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from urllib.parse import urlencode
 
 import asyncpg
@@ -30,6 +31,24 @@ from stack.config import Address
 WARMUP_CALLS = 5
 WARMUP_SECONDS = 1.0
 MAX_CALLS = 2000
+RANGE_DAYS = 30
+
+# What a stats request asks for: one day, a range of days (first, last), or all time (None).
+Days = date | tuple[date, date] | None
+
+
+def range_ending(last: date) -> tuple[date, date]:
+    """The RANGE_DAYS days ending on `last`."""
+    return last - timedelta(days=RANGE_DAYS - 1), last
+
+
+def request_fields(days: Days) -> dict[str, str]:
+    """The GetStatsRequest fields, and the `GET /stats` parameters, that ask for `days`."""
+    if days is None:
+        return {}
+    if isinstance(days, tuple):
+        return {"start_date": days[0].isoformat(), "end_date": days[1].isoformat()}
+    return {"date": days.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -117,13 +136,19 @@ async def _grpc_p50(target: Address, request: report_pb2.GetStatsRequest, second
     return statistics.median(latencies)
 
 
-def grpc_p50_ms(target: Address, site_id: str, day: date | None, seconds: float) -> float:
-    request = report_pb2.GetStatsRequest(site_id=site_id, date=day.isoformat() if day else "")
+def grpc_p50_ms(target: Address, site_id: str, days: Days, seconds: float) -> float:
+    fields = request_fields(days)
+    request = report_pb2.GetStatsRequest(
+        site_id=site_id,
+        date=fields.get("date", ""),
+        start_date=fields.get("start_date", ""),
+        end_date=fields.get("end_date", ""),
+    )
     return asyncio.run(_grpc_p50(target, request, seconds))
 
 
-def http_p50_ms(target: Address, site_id: str, day: date | None, seconds: float) -> float:
-    query = {"site_id": site_id} | ({"date": day.isoformat()} if day else {})
+def http_p50_ms(target: Address, site_id: str, days: Days, seconds: float) -> float:
+    query = {"site_id": site_id} | request_fields(days)
     url = f"http://{target}/stats?{urlencode(query)}"
     run_wrk(url, connections=1, threads=1, seconds=1)  # warm up
     result = run_wrk(url, connections=1, threads=1, seconds=seconds)
