@@ -17,7 +17,6 @@ PASS = "pass"
 FAIL = "FAIL"
 INFO = "info"
 REFERENCE = "reference"
-NOT_MEASURABLE = "not measurable yet"
 ERROR = "ERROR"
 
 
@@ -68,9 +67,6 @@ class Table:
     def error(self, figure: str, target: str, problem: str) -> None:
         self.add(Row(figure, f"error: {problem}", target, verdict=ERROR))
 
-    def not_measurable(self, figure: str, target: str, reason: str) -> None:
-        self.add(Row(figure, f"not measurable yet: {reason}", target, verdict=NOT_MEASURABLE))
-
     def render(self, header: Sequence[str]) -> str:
         lines = [*header, ""]
         lines.append("| figure | measured | target | ratio to reference | verdict |")
@@ -80,11 +76,7 @@ class Table:
             lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
         failed = sum(row.verdict in (FAIL, ERROR) for row in self.rows)
         passed = sum(row.verdict == PASS for row in self.rows)
-        missing = sum(row.verdict == NOT_MEASURABLE for row in self.rows)
-        lines += [
-            "",
-            f"Verdicts: {passed} pass, {failed} FAIL or ERROR, {missing} not measurable yet.",
-        ]
+        lines += ["", f"Verdicts: {passed} pass, {failed} FAIL or ERROR."]
         if self.runs:
             lines += ["", "Every run (the table shows the median):", ""]
             lines += [f"- {figure}: {', '.join(values)}" for figure, values in self.runs.items()]

@@ -105,9 +105,12 @@ def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def stats_to_json(stats: Stats) -> dict[str, Any]:
+    """The seeds' shape, with the days covered after `date` (nulls for all time)."""
     return {
         "site_id": stats.site_id,
         "date": stats.date or None,
+        "start_date": stats.start_date or None,
+        "end_date": stats.end_date or None,
         "total_views": stats.total_views,
         "unique_users": stats.unique_users,
         "top_paths": [{"path": p.path, "views": p.views} for p in stats.top_paths],

@@ -24,8 +24,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from analytics.v1.report_pb2 import Stats
-
 from ingest_server.ingestor import Ingestor, count_accepted
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from stack.errors import (
@@ -260,14 +258,7 @@ class _StatsRoutes:
             start_date=params.get("start_date", ""),
             end_date=params.get("end_date", ""),
         )
-        return Reply(HTTPStatus.OK, _stats_json(await self._reader.get_stats(stats_query)))
-
-
-def _stats_json(stats: Stats) -> dict[str, Any]:
-    """stats_to_json's body, with the days covered after `date` (null for all time)."""
-    body = stats_to_json(stats)
-    days = {"start_date": stats.start_date or None, "end_date": stats.end_date or None}
-    return {"site_id": body["site_id"], "date": body["date"], **days, **body}
+        return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
 
 
 def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:
