@@ -63,6 +63,8 @@ class EventPublisher:
         ResourceExhausted when the stream is full; either way some of the events may be
         stored, and a retry with the same event_ids is safe.
         """
+        if not events:
+            return
         if not self._acks.is_connected:
             raise Unavailable("the event stream is unreachable")
         stored = {self._add(event, received_at) for event in events}

@@ -120,3 +120,11 @@ async def test_flush_waits_for_events_whose_caller_gave_up(
     await publisher.flush()
 
     assert [e.event_id for e in await events_in(js, stream.name)] == ["e-1"]
+
+
+async def test_publishing_no_events_sends_nothing(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    await publisher.publish([], RECEIVED)
+
+    assert await messages_in(js, stream) == 0
