@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import uuid
+
+import pytest
 
 from ingest_server.event_ids import new_event_id
 
@@ -30,3 +34,47 @@ def test_event_ids_are_written_in_the_canonical_lowercase_form() -> None:
     event_id = new_event_id()
 
     assert str(uuid.UUID(event_id)) == event_id
+
+
+def _clock_ticking_every(ids: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """time.time_ns() moves on by one millisecond every `ids` calls, from 2096-10-02."""
+    calls = itertools.count()
+    first_millis = 4_000_000_000_000
+    monkeypatch.setattr(time, "time_ns", lambda: (first_millis + next(calls) // ids) * 1_000_000)
+
+
+def test_event_ids_sort_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clock_ticking_every(100, monkeypatch)
+
+    ids = [new_event_id() for _ in range(1_000)]
+
+    assert ids == sorted(ids)
+
+
+def test_more_event_ids_than_a_millisecond_counts_stay_unique(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clock_ticking_every(10_000, monkeypatch)
+
+    ids = [new_event_id() for _ in range(10_000)]
+
+    assert len(set(ids)) == 10_000
+    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {4_000_000_000_000}
+
+
+def test_a_forked_child_does_not_repeat_its_parents_event_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clock_ticking_every(10_000, monkeypatch)
+    new_event_id()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(write_end, new_event_id().encode())
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    childs_id = os.read(read_end, 100).decode()
+
+    assert childs_id != new_event_id()
