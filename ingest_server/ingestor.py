@@ -17,9 +17,12 @@ from ingest_server.validation import batch_size_violations, validate_event
 from stack.errors import FieldViolation, InvalidArgument
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one event of a batch: accepted with its id, or rejected with reasons."""
+    """What became of one event of a batch: accepted with its id, or rejected with reasons.
+
+    Not frozen: one is made per event, and a frozen dataclass cost two and a half times as much.
+    """
 
     index: int
     event_id: str = ""
