@@ -29,9 +29,10 @@ STREAM_LIMIT_REACHED = 10077
 # Messages awaiting their PubAck at once; more events wait for the next free slot, in bigger
 # messages. A few keep the stream busy while one is being written.
 MAX_IN_FLIGHT = 4
-# A message closes at MAX_MESSAGE_EVENTS events or at this many bytes of events, which keeps
-# the largest message (plus one largest valid event, ~170 KB) under NATS's default 1 MiB
-# max_payload.
+# A message closes at MAX_MESSAGE_EVENTS events; one that serializes to more than this many
+# bytes goes out in halves, and halves of halves, until each fits (or holds one event, at most
+# ~170 KB): every NATS message stays under the server's default 1 MiB max_payload. Measuring
+# the serialized message once costs less than measuring each event as it joins.
 MAX_MESSAGE_BYTES = 512 * 1024
 MAX_REMEMBERED_SUBJECTS = 10_000
 
@@ -90,16 +91,13 @@ class EventPublisher:
             if len(self._subjects) >= MAX_REMEMBERED_SUBJECTS:
                 self._subjects.clear()
             subject = self._subjects[event.site_id] = self._stream.subject_for(event.site_id)
-        size = event.ByteSize()
         message = self._open.get(subject)
-        if message is not None and (
-            len(message.events) >= MAX_MESSAGE_EVENTS or message.size + size > MAX_MESSAGE_BYTES
-        ):
+        if message is not None and len(message.events) >= MAX_MESSAGE_EVENTS:
             self._closed.append(self._open.pop(subject))
             message = None
         if message is None:
             message = self._open[subject] = _Message(subject, received_at)
-        message.add(event, size)
+        message.events.append(event)
         return message.stored
 
     def _schedule_flush(self) -> None:
@@ -123,13 +121,12 @@ class EventPublisher:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, message: _Message) -> None:
+        acks: list[asyncio.Future[None]] = []
         try:
             async with asyncio.timeout(self._timeout):
-                ack = await self._acks.publish(message.subject, message.payload(), message.msg_id())
-                try:
-                    await ack
-                finally:
-                    ack.cancel()
+                for payload, msg_id in message.parts():
+                    acks.append(await self._acks.publish(message.subject, payload, msg_id))
+                await asyncio.gather(*acks)
         except ServiceError as error:
             message.stored.set_exception(error)
         except TimeoutError:
@@ -139,6 +136,8 @@ class EventPublisher:
         else:
             message.stored.set_result(None)
         finally:
+            for ack in acks:
+                ack.cancel()
             self._in_flight -= 1
             self._schedule_flush()
 
@@ -150,25 +149,31 @@ class _Message:
         self.subject = subject
         self.received_at = received_at
         self.events: list[Event] = []
-        self.size = 0
         self.stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Callers that gave up (timed out, cancelled) leave no exception unretrieved.
         self.stored.add_done_callback(_retrieve)
 
-    def add(self, event: Event, size: int) -> None:
-        self.events.append(event)
-        self.size += size
+    def parts(self) -> list[tuple[bytes, str]]:
+        """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one, unless it
+        would exceed MAX_MESSAGE_BYTES."""
+        return _parts(self.events, self.received_at)
 
-    def payload(self) -> bytes:
-        batch = EventBatch(events=self.events)
-        batch.received_at.FromDatetime(self.received_at)
-        return batch.SerializeToString()
 
-    def msg_id(self) -> str:
-        if len(self.events) == 1:
-            return self.events[0].event_id
-        ids = "\n".join(event.event_id for event in self.events)
-        return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
+def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]]:
+    batch = EventBatch(events=events)
+    batch.received_at.FromDatetime(received_at)
+    payload = batch.SerializeToString()
+    if len(payload) <= MAX_MESSAGE_BYTES or len(events) == 1:
+        return [(payload, _msg_id(events))]
+    half = len(events) // 2
+    return _parts(events[:half], received_at) + _parts(events[half:], received_at)
+
+
+def _msg_id(events: list[Event]) -> str:
+    if len(events) == 1:
+        return events[0].event_id
+    ids = "\n".join(event.event_id for event in events)
+    return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

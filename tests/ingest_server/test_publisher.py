@@ -12,7 +12,7 @@ from analytics.v1.event_pb2 import Event, EventBatch
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from ingest_server.publisher import EventPublisher
+from ingest_server.publisher import MAX_MESSAGE_BYTES, EventPublisher
 from stack.config import Settings
 from stack.errors import Unavailable
 from stack.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
@@ -81,6 +81,21 @@ async def test_a_large_batch_is_split_into_messages_of_at_most_500_events(
     assert MAX_MESSAGE_EVENTS == 500
     assert await messages_in(js, stream) == 3
     assert len(await events_in(js, stream.name)) == 1001
+
+
+async def test_events_too_large_for_one_message_are_split_into_several(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    properties = {f"key-{n}": "v" * 1024 for n in range(32)}
+    large = [event(n) for n in range(20)]
+    for each in large:
+        each.properties.update(properties)
+
+    await publisher.publish(large, RECEIVED)
+
+    assert 20 * large[0].ByteSize() > MAX_MESSAGE_BYTES
+    assert await messages_in(js, stream) == 2
+    assert [e.event_id for e in await events_in(js, stream.name)] == [f"e-{n}" for n in range(20)]
 
 
 async def test_a_resent_single_event_is_dropped_by_the_stream(
