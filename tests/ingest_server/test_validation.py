@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from analytics.v1.event_pb2 import Event
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ingest_server.validation import validate_event
+from ingest_server.validation import _field_violations, validate_event
 from stack.errors import FieldViolation, InvalidArgument
 
 NOW = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
@@ -201,3 +203,54 @@ def test_all_violations_are_reported_together() -> None:
         FieldViolation("path", "must start with '/'"),
         FieldViolation("user_id", "must not contain control characters"),
     ]
+
+
+def test_an_explicit_zero_timestamp_is_refused_not_replaced() -> None:
+    event = valid_event()
+    event.timestamp.SetInParent()
+
+    assert violations_of(event) == [
+        FieldViolation("timestamp", "must not be before 2000-01-01T00:00:00+00:00")
+    ]
+
+
+# Values at the rules' edges. The text holds control characters, a zero-width joiner (not
+# printable to Python, yet allowed), spaces, slashes and letters.
+_edgy_text = st.text(alphabet="a/ .\u200d\x00\x1f\x7f\x9fé", max_size=6)
+_LATEST = int((NOW + timedelta(hours=1)).timestamp())
+_EDGE_VALUES: dict[str, st.SearchStrategy[object]] = {
+    "event_id": st.sampled_from(["e-1", "e 1", "e\x7f", "e" * 128, "e" * 129]),
+    "site_id": st.sampled_from(["", "-site", "a" * 128, "a" * 129]),
+    "event_type": st.sampled_from(["", " click", "x" * 100, "x" * 101]),
+    "path": st.sampled_from(["", "/", "home", "/" * 2048, "/" * 2049])
+    | _edgy_text.map("/{}".format),
+    "user_id": _edgy_text | st.sampled_from(["u" * 256, "u" * 257]),
+    "referrer": _edgy_text | st.sampled_from(["r" * 2048, "r" * 2049]),
+    "timestamp": st.tuples(
+        st.sampled_from([0, 946_684_799, 946_684_800, _LATEST - 1, _LATEST, _LATEST + 1]),
+        st.sampled_from([0, 1, 999_999_999, 1_000_000_000, -1]),
+    ),
+}
+
+
+@st.composite
+def _events_with_one_field_at_an_edge(draw: st.DrawFn) -> Event:
+    event = valid_event()
+    field = draw(st.sampled_from(sorted(_EDGE_VALUES)))
+    value = draw(_EDGE_VALUES[field])
+    if field == "timestamp":
+        assert isinstance(value, tuple)
+        event.timestamp.seconds, event.timestamp.nanos = value
+    else:
+        setattr(event, field, value)
+    return event
+
+
+@given(event=_events_with_one_field_at_an_edge())
+def test_an_event_is_accepted_exactly_when_no_rule_is_broken(event: Event) -> None:
+    broken = _field_violations(event, NOW)
+
+    if broken:
+        assert violations_of(event) == broken
+    else:
+        assert validate_event(event, NOW) is event
