@@ -29,10 +29,9 @@ STREAM_LIMIT_REACHED = 10077
 # Messages awaiting their PubAck at once; more events wait for the next free slot, in bigger
 # messages. A few keep the stream busy while one is being written.
 MAX_IN_FLIGHT = 4
-# A message closes at MAX_MESSAGE_EVENTS events; one that serializes to more than this many
-# bytes goes out in halves, and halves of halves, until each fits (or holds one event, at most
-# ~170 KB): every NATS message stays under the server's default 1 MiB max_payload. Measuring
-# the serialized message once costs less than measuring each event as it joins.
+# A message closes at MAX_MESSAGE_EVENTS events; one whose events serialize to more than this
+# many bytes goes out in several, each filled up to it (an event alone is at most ~170 KB), so
+# every NATS message stays under the server's default 1 MiB max_payload.
 MAX_MESSAGE_BYTES = 512 * 1024
 MAX_REMEMBERED_SUBJECTS = 10_000
 
@@ -154,19 +153,49 @@ class _Message:
         self.stored.add_done_callback(_retrieve)
 
     def parts(self) -> list[tuple[bytes, str]]:
-        """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one, unless it
-        would exceed MAX_MESSAGE_BYTES."""
+        """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
+        EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
         return _parts(self.events, self.received_at)
 
 
 def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]]:
-    batch = EventBatch(events=events)
-    batch.received_at.FromDatetime(received_at)
-    payload = batch.SerializeToString()
-    if len(payload) <= MAX_MESSAGE_BYTES or len(events) == 1:
-        return [(payload, _msg_id(events))]
-    half = len(events) // 2
-    return _parts(events[:half], received_at) + _parts(events[half:], received_at)
+    # The bytes of EventBatch{events, received_at}, written from each event's own serialization:
+    # building an EventBatch would copy every event into it first, twice the cost.
+    stamp = EventBatch()
+    stamp.received_at.FromDatetime(received_at)
+    received_at_field = stamp.SerializeToString()
+    parts: list[tuple[bytes, str]] = []
+    fields: list[bytes] = []
+    size = first = 0
+    for index, event in enumerate(events):
+        field = _events_field(event.SerializeToString())
+        if fields and size + len(field) > MAX_MESSAGE_BYTES:
+            parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:index])))
+            fields, size, first = [], 0, index
+        fields.append(field)
+        size += len(field)
+    parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:])))
+    return parts
+
+
+def _events_field(event: bytes) -> bytes:
+    """One element of EventBatch.events on the wire: tag (field 1, length-delimited), length."""
+    size = len(event)
+    if size < len(_EVENTS_FIELD_HEADERS):
+        return _EVENTS_FIELD_HEADERS[size] + event
+    return _events_field_header(size) + event
+
+
+def _events_field_header(size: int) -> bytes:
+    header = bytearray(b"\x0a")
+    while size > 0x7F:
+        header.append(size & 0x7F | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header)
+
+
+_EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
 
 
 def _msg_id(events: list[Event]) -> str:

@@ -73,6 +73,23 @@ async def test_a_message_carries_the_receive_time(
     assert EventBatch.FromString(stored.data or b"").received_at.ToDatetime(UTC) == RECEIVED
 
 
+async def test_a_message_is_one_serialized_event_batch(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    small = event(1)
+    small.properties["plan"] = "pro"
+    large = event(2)  # more than 16 KiB: a three-byte length on the wire
+    large.properties.update({f"key-{n}": "v" * 1024 for n in range(20)})
+
+    await publisher.publish([small, large], RECEIVED)
+
+    stored = await js.get_last_msg(stream.name, stream.subject_for("site-1"))
+    expected = EventBatch(events=[small, large])
+    expected.received_at.FromDatetime(RECEIVED)
+    assert large.ByteSize() > 16 * 1024
+    assert EventBatch.FromString(stored.data or b"") == expected
+
+
 async def test_a_large_batch_is_split_into_messages_of_at_most_500_events(
     publisher: EventPublisher, js: JetStreamContext, stream: EventStream
 ) -> None:
