@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from analytics.v1 import ingest_pb2, ingest_pb2_grpc
@@ -9,13 +10,22 @@ from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from ingest_server.ingestor import Ingestor, Outcome, count_accepted
+from ingest_server.validation import batch_size_violations
 from stack.errors import FieldViolation, InvalidArgument
-from stack.grpc_errors import Context, translate_errors
+from stack.grpc_errors import Context, translate_errors, translate_stream_errors
 
 # IngestStream publishes events in chunks of this many as they arrive, and details at most
 # this many rejections in its answer (counting them all).
 STREAM_CHUNK_EVENTS = 500
 MAX_DETAILED_REJECTIONS = 1000
+# Requests of one IngestBatchStream being stored or answered at once; the stream is read no
+# further until the oldest is answered, which holds back the client through gRPC's flow
+# control.
+STREAM_BATCHES_IN_FLIGHT = 8
+
+# What IngestBatchStream answers a request with, in order: its outcomes once stored, the error
+# that ends the stream, or None after the last request.
+_Answer = asyncio.Task[list[Outcome]] | InvalidArgument | None
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -40,13 +50,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestBatch(
         self, request: ingest_pb2.IngestBatchRequest, context: Context
     ) -> ingest_pb2.IngestBatchResponse:
-        outcomes = await self._ingestor.ingest_batch(request.events)
-        accepted = count_accepted(outcomes)
-        response = ingest_pb2.IngestBatchResponse(
-            accepted_count=accepted, rejected_count=len(outcomes) - accepted
-        )
-        _add_results(response.results, outcomes)
-        return response
+        return _batch_response(await self._ingestor.ingest_batch(request.events))
 
     @translate_errors
     async def IngestStream(
@@ -77,6 +81,65 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         response = ingest_pb2.IngestStreamResponse(accepted_count=accepted, rejected_count=rejected)
         _add_results(response.rejected, details)
         return response
+
+    @translate_stream_errors
+    async def IngestBatchStream(
+        self,
+        requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
+        context: Context,
+    ) -> AsyncIterator[ingest_pb2.IngestBatchResponse]:
+        answers: asyncio.Queue[_Answer] = asyncio.Queue()
+        in_flight = asyncio.Semaphore(STREAM_BATCHES_IN_FLIGHT)
+        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight))
+        try:
+            while (answer := await answers.get()) is not None:
+                if isinstance(answer, InvalidArgument):
+                    raise answer
+                yield _batch_response(await answer)
+                in_flight.release()
+            await reader  # its error, if reading the requests failed
+        finally:
+            reader.cancel()
+            while not answers.empty():
+                if isinstance(unanswered := answers.get_nowait(), asyncio.Task):
+                    unanswered.cancel()
+                    unanswered.add_done_callback(_retrieve)
+
+    async def _start_batches(
+        self,
+        requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
+        answers: asyncio.Queue[_Answer],
+        in_flight: asyncio.Semaphore,
+    ) -> None:
+        """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once. A
+        bad request is answered with its error, and nothing after it is read or stored."""
+        try:
+            async for request in requests:
+                await in_flight.acquire()
+                if isinstance(request, InvalidArgument):
+                    answers.put_nowait(request)
+                    return
+                if violations := batch_size_violations(len(request.events)):
+                    answers.put_nowait(InvalidArgument(violations))
+                    return
+                answers.put_nowait(asyncio.create_task(self._ingestor.ingest_batch(request.events)))
+        finally:
+            answers.put_nowait(None)
+
+
+def _batch_response(outcomes: list[Outcome]) -> ingest_pb2.IngestBatchResponse:
+    accepted = count_accepted(outcomes)
+    response = ingest_pb2.IngestBatchResponse(
+        accepted_count=accepted, rejected_count=len(outcomes) - accepted
+    )
+    _add_results(response.results, outcomes)
+    return response
+
+
+def _retrieve(task: asyncio.Task[list[Outcome]]) -> None:
+    """Nobody awaits an unanswered request's task: its error is not worth a log line."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _add_results(

@@ -5,7 +5,7 @@ google.rpc.RetryInfo when a retry may succeed."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -70,6 +70,23 @@ def translate_errors(
             if isinstance(request, InvalidArgument):  # undecodable: see stack.grpc_services
                 raise request
             return await method(self, request, context)
+        except ServiceError as error:
+            await abort(context, error)
+
+    return wrapper
+
+
+def translate_stream_errors(
+    method: Callable[[S, R, Context], AsyncIterator[T]],
+) -> Callable[[S, R, Context], AsyncIterator[T]]:
+    """translate_errors for a method that answers with a stream: what it yielded before the
+    error reaches the client, then the mapped status ends the stream."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, requests: R, context: Context) -> AsyncIterator[T]:
+        try:
+            async for response in method(self, requests, context):
+                yield response
         except ServiceError as error:
             await abort(context, error)
 

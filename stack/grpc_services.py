@@ -24,18 +24,17 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
     """Serve `service` with the methods of the same name on `servicer`."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
-        if method.server_streaming:
+        make_handler = _HANDLER_MAKERS.get((method.client_streaming, method.server_streaming))
+        if make_handler is None:
             raise NotImplementedError(f"{method.full_name}: server streaming is not supported")
-        make_handler = (
-            grpc.stream_unary_rpc_method_handler
-            if method.client_streaming
-            else grpc.unary_unary_rpc_method_handler
-        )
+        # A client stream of single messages rejects a bad one on its own, by the message's
+        # name ("event"); any other bad request is the request as a whole.
+        one_by_one = method.client_streaming and not method.server_streaming
         handlers[method.name] = make_handler(
             getattr(servicer, method.name),
             request_deserializer=tolerant_decoder(
                 method.input_type,
-                field=method.input_type.name.lower() if method.client_streaming else "request",
+                field=method.input_type.name.lower() if one_by_one else "request",
             ),
             response_serializer=message_factory.GetMessageClass(
                 method.output_type
@@ -45,6 +44,14 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
     server.add_registered_method_handlers(service.full_name, handlers)
+
+
+# By (client_streaming, server_streaming).
+_HANDLER_MAKERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
 
 
 def tolerant_decoder(

@@ -3,7 +3,7 @@ database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -11,7 +11,12 @@ import grpc
 import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
-from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest, IngestStreamResponse
+from analytics.v1.ingest_pb2 import (
+    IngestBatchRequest,
+    IngestBatchResponse,
+    IngestRequest,
+    IngestStreamResponse,
+)
 from analytics.v1.report_pb2 import GetStatsRequest
 from nats.js import JetStreamContext
 
@@ -364,3 +369,60 @@ async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
     ]
     assert summary.rejected[0].index == 1
     assert await events_in_stream(js, stream) == 2
+
+
+async def accepted_counts_until_failure(
+    answers: AsyncIterable[IngestBatchResponse],
+) -> tuple[list[int], grpc.aio.AioRpcError]:
+    """The accepted_count of each answer of a batch stream, and the error that ended it."""
+    counts: list[int] = []
+    try:
+        async for answer in answers:
+            counts.append(answer.accepted_count)
+    except grpc.aio.AioRpcError as error:
+        return counts, error
+    raise AssertionError("the stream ended without an error")
+
+
+async def test_an_oversized_batch_ends_a_batch_stream_after_the_batches_before_it(
+    rpc: GrpcClients, js: JetStreamContext, stream: EventStream
+) -> None:
+    async def requests() -> AsyncIterator[IngestBatchRequest]:
+        for size in (2, 1001, 3):
+            yield IngestBatchRequest(events=[GOOD_EVENT] * size)
+
+    answered, error = await accepted_counts_until_failure(rpc.ingest.IngestBatchStream(requests()))
+
+    assert answered == [2]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == [("events", "at most 1000 events per batch")]
+    assert await events_in_stream(js, stream) == 2
+
+
+async def test_an_undecodable_request_ends_a_batch_stream_after_the_batches_before_it(
+    api: ApiServer, js: JetStreamContext, stream: EventStream
+) -> None:
+    good = IngestBatchRequest(events=[GOOD_EVENT]).SerializeToString()
+
+    async def requests() -> AsyncIterator[bytes]:
+        # The middle one: IngestBatchRequest{events: [Event{site_id: b"\xff"}]}.
+        for request in (good, b"\x0a\x03\x12\x01\xff", good):
+            yield request
+
+    async with grpc.aio.insecure_channel(str(api.grpc)) as channel:
+        batch_stream: grpc.aio.StreamStreamMultiCallable[bytes, IngestBatchResponse]
+        batch_stream = channel.stream_stream(
+            "/analytics.v1.IngestService/IngestBatchStream",
+            response_deserializer=IngestBatchResponse.FromString,
+        )
+        answered, error = await accepted_counts_until_failure(batch_stream(requests()))
+
+    assert answered == [1]
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error) == [
+        (
+            "request",
+            "is not a valid analytics.v1.IngestBatchRequest message: String field had bad UTF-8",
+        )
+    ]
+    assert await events_in_stream(js, stream) == 1

@@ -310,3 +310,26 @@ async def test_injection_shaped_values_are_stored_and_reported_verbatim(
             "top_paths": [{"path": hostile, "views": 1}],
         },
     )
+
+
+async def test_a_stream_of_batches_is_answered_batch_by_batch_in_order(
+    rpc: GrpcClients, http: httpx.AsyncClient, writer: RunningWriter
+) -> None:
+    batches = [[page_view(f"/p{b}-{i % 3}", f"u{i % 5}") for i in range(200)] for b in range(3)]
+    batches[1][7]["path"] = "no-slash"
+
+    async def requests() -> AsyncIterator[IngestBatchRequest]:
+        for batch in batches:
+            yield IngestBatchRequest(events=[as_proto(event) for event in batch])
+
+    answers = [answer async for answer in rpc.ingest.IngestBatchStream(requests())]
+
+    assert [(a.accepted_count, a.rejected_count) for a in answers] == [(200, 0), (199, 1), (200, 0)]
+    assert [
+        (r.index, [(v.field, v.description) for v in r.violations])
+        for r in answers[1].results
+        if r.violations
+    ] == [(7, [("path", "must start with '/'")])]
+    assert [r.index for r in answers[2].results] == list(range(200))
+    valid = [e for b in batches for e in b if e["path"] != "no-slash"]
+    await eventually(lambda: http_stats(http, date=DAY), expected_stats(valid))

@@ -52,6 +52,11 @@ class IngestServiceStub:
                 request_serializer=analytics_dot_v1_dot_event__pb2.Event.SerializeToString,
                 response_deserializer=analytics_dot_v1_dot_ingest__pb2.IngestStreamResponse.FromString,
                 _registered_method=True)
+        self.IngestBatchStream = channel.stream_stream(
+                '/analytics.v1.IngestService/IngestBatchStream',
+                request_serializer=analytics_dot_v1_dot_ingest__pb2.IngestBatchRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_ingest__pb2.IngestBatchResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -82,6 +87,18 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestBatchStream(self, request_iterator, context):
+        """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
+        order, as soon as its accepted events are stored, while later requests are being stored,
+        so a client keeps the stream busy without waiting and learns early what became of each
+        event. An undecodable or oversized request ends the stream with INVALID_ARGUMENT after
+        the requests before it are answered; an unanswered request may or may not be stored
+        (resending its events with their event_ids is safe).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +116,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.IngestStream,
                     request_deserializer=analytics_dot_v1_dot_event__pb2.Event.FromString,
                     response_serializer=analytics_dot_v1_dot_ingest__pb2.IngestStreamResponse.SerializeToString,
+            ),
+            'IngestBatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestBatchStream,
+                    request_deserializer=analytics_dot_v1_dot_ingest__pb2.IngestBatchRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_ingest__pb2.IngestBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +206,33 @@ class IngestService:
             '/analytics.v1.IngestService/IngestStream',
             analytics_dot_v1_dot_event__pb2.Event.SerializeToString,
             analytics_dot_v1_dot_ingest__pb2.IngestStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestBatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/analytics.v1.IngestService/IngestBatchStream',
+            analytics_dot_v1_dot_ingest__pb2.IngestBatchRequest.SerializeToString,
+            analytics_dot_v1_dot_ingest__pb2.IngestBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

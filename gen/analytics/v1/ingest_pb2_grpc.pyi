@@ -46,6 +46,14 @@ class IngestServiceStub:
     """Any number of events, for high-volume backends. Answers once the client closes the stream
     and every accepted event is stored.
     """
+    IngestBatchStream: _grpc.StreamStreamMultiCallable[_ingest_pb2.IngestBatchRequest, _ingest_pb2.IngestBatchResponse]
+    """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
+    order, as soon as its accepted events are stored, while later requests are being stored,
+    so a client keeps the stream busy without waiting and learns early what became of each
+    event. An undecodable or oversized request ends the stream with INVALID_ARGUMENT after
+    the requests before it are answered; an unanswered request may or may not be stored
+    (resending its events with their event_ids is safe).
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -63,6 +71,14 @@ class IngestServiceAsyncStub(IngestServiceStub):
     IngestStream: _aio.StreamUnaryMultiCallable[_event_pb2.Event, _ingest_pb2.IngestStreamResponse]  # type: ignore[assignment]
     """Any number of events, for high-volume backends. Answers once the client closes the stream
     and every accepted event is stored.
+    """
+    IngestBatchStream: _aio.StreamStreamMultiCallable[_ingest_pb2.IngestBatchRequest, _ingest_pb2.IngestBatchResponse]  # type: ignore[assignment]
+    """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
+    order, as soon as its accepted events are stored, while later requests are being stored,
+    so a client keeps the stream busy without waiting and learns early what became of each
+    event. An undecodable or oversized request ends the stream with INVALID_ARGUMENT after
+    the requests before it are answered; an unanswered request may or may not be stored
+    (resending its events with their event_ids is safe).
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -96,6 +112,20 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ingest_pb2.IngestStreamResponse, _abc.Awaitable[_ingest_pb2.IngestStreamResponse]]:
         """Any number of events, for high-volume backends. Answers once the client closes the stream
         and every accepted event is stored.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestBatchStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingest_pb2.IngestBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingest_pb2.IngestBatchResponse], _abc.AsyncIterator[_ingest_pb2.IngestBatchResponse]]:
+        """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
+        order, as soon as its accepted events are stored, while later requests are being stored,
+        so a client keeps the stream busy without waiting and learns early what became of each
+        event. An undecodable or oversized request ends the stream with INVALID_ARGUMENT after
+        the requests before it are answered; an unanswered request may or may not be stored
+        (resending its events with their event_ids is safe).
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
