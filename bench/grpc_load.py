@@ -9,6 +9,9 @@ every event sent is a new event.
     batch   IngestBatch calls of BATCH events, CONCURRENCY in flight, for --seconds
     stream  IngestStream calls of STREAM_EVENTS events each (the server publishes them in
             chunks of 500), CONCURRENCY in flight, for --seconds
+    batchstream
+            CONCURRENCY IngestBatchStream calls, each sending BATCH-event batches for
+            --seconds (the server stores up to 8 of a stream's batches at once)
     total   exactly --events events through IngestBatch, as fast as it goes (to fill the
             stream for the writer figure)
 """
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 import grpc
@@ -31,6 +35,7 @@ STREAM_EVENTS = 5000
 TEMPLATES = 32
 INGEST_BATCH = "/analytics.v1.IngestService/IngestBatch"
 INGEST_STREAM = "/analytics.v1.IngestService/IngestStream"
+INGEST_BATCH_STREAM = "/analytics.v1.IngestService/IngestBatchStream"
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
 
@@ -94,7 +99,34 @@ async def run_timed(
             answer = await batch_call(batches[index % len(batches)])
             return answer.accepted_count, answer.rejected_count
 
+        batch_stream_call: grpc.aio.StreamStreamMultiCallable[
+            bytes, ingest_pb2.IngestBatchResponse
+        ] = channel.stream_stream(
+            INGEST_BATCH_STREAM, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
+        )
+
+        async def stream_of_batches(number: int) -> None:
+            """One IngestBatchStream call sending batches until the window closes."""
+
+            async def requests() -> AsyncIterator[bytes]:
+                index = number
+                while time.perf_counter() < window_end:
+                    yield batches[index % len(batches)]
+                    index += concurrency
+
+            try:
+                async for answer in batch_stream_call(requests()):
+                    if window_start <= time.perf_counter() < window_end:
+                        report.accepted += answer.accepted_count
+                        report.rejected += answer.rejected_count
+            except grpc.aio.AioRpcError as error:
+                report.errors += 1
+                report.first_error = report.first_error or f"{error.code()}: {error.details()}"
+
         async def worker(number: int) -> None:
+            if mode == "batchstream":
+                await stream_of_batches(number)
+                return
             index = number
             while time.perf_counter() < window_end:
                 try:
@@ -151,7 +183,7 @@ async def run_total(target: str, events: int, concurrency: int, seed: int) -> Lo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("target", help="host:port of the IngestService")
-    parser.add_argument("mode", choices=("batch", "stream", "total"))
+    parser.add_argument("mode", choices=("batch", "stream", "batchstream", "total"))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=4)
