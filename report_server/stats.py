@@ -10,7 +10,14 @@ import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
 from ingest_server.validation import event_type_violations, site_id_violations
-from report_server.queries import ALL_TIME_TOP_PATHS, ALL_TIME_TOTALS, RANGE_TOP_PATHS, RANGE_TOTALS
+from report_server.queries import (
+    ALL_TIME_TOP_PATHS,
+    ALL_TIME_TOTALS,
+    DAY_TOP_PATHS,
+    DAY_TOTALS,
+    RANGE_TOP_PATHS,
+    RANGE_TOTALS,
+)
 from stack.connections import POSTGRES_UNAVAILABLE
 from stack.errors import FieldViolation, InvalidArgument, Unavailable
 
@@ -114,23 +121,14 @@ class StatsReader:
 
     async def get_stats(self, query: StatsQuery) -> Stats:
         """Raises Unavailable when PostgreSQL cannot be reached."""
-        site_id, event_type, days = query.site_id, query.event_type, query.days
+        totals_of, paths_of = _statements(query)
         try:
             async with self._pool.acquire() as connection:
-                if days is None:
-                    totals = await connection.fetchrow(ALL_TIME_TOTALS, site_id, event_type)
-                    paths = await connection.fetch(
-                        ALL_TIME_TOP_PATHS, site_id, event_type, query.limit
-                    )
-                else:
-                    totals = await connection.fetchrow(
-                        RANGE_TOTALS, site_id, event_type, days.start, days.end
-                    )
-                    paths = await connection.fetch(
-                        RANGE_TOP_PATHS, site_id, event_type, days.start, days.end, query.limit
-                    )
+                totals = await connection.fetchrow(totals_of.sql, *totals_of.args)
+                paths = await connection.fetch(paths_of.sql, *paths_of.args)
         except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
+        site_id, days = query.site_id, query.days
         start, end = (days.start.isoformat(), days.end.isoformat()) if days else ("", "")
         return Stats(
             site_id=site_id,
@@ -141,3 +139,29 @@ class StatsReader:
             unique_users=totals["users"] if totals else 0,
             top_paths=[PathViews(path=row["path"], views=row["views"]) for row in paths],
         )
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    args: tuple[object, ...]
+
+
+def _statements(query: StatsQuery) -> tuple[Statement, Statement]:
+    """The totals and top-paths statements that answer `query`. All time and a single day
+    each read aggregates of their own, cheaper than a range's merge of its days' rows."""
+    site, kind, days, limit = query.site_id, query.event_type, query.days, query.limit
+    if days is None:
+        return (
+            Statement(ALL_TIME_TOTALS, (site, kind)),
+            Statement(ALL_TIME_TOP_PATHS, (site, kind, limit)),
+        )
+    if days.start == days.end:
+        return (
+            Statement(DAY_TOTALS, (site, kind, days.start)),
+            Statement(DAY_TOP_PATHS, (site, kind, days.start, limit)),
+        )
+    return (
+        Statement(RANGE_TOTALS, (site, kind, days.start, days.end)),
+        Statement(RANGE_TOP_PATHS, (site, kind, days.start, days.end, limit)),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from itertools import count
 
 import asyncpg
@@ -10,6 +10,7 @@ import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import PathViews
 
+from report_server.queries import RANGE_TOP_PATHS, RANGE_TOTALS
 from report_server.stats import StatsReader
 from tests.support.stats import site_stats, summary
 from writer.decoding import row_of
@@ -214,3 +215,74 @@ async def test_the_range_of_one_site_ignores_the_same_user_id_on_another_site(
     result = await site_stats(reader, "site-1", start_date="2025-11-14", end_date="2025-11-15")
 
     assert (result.total_views, result.unique_users) == (1, 1)
+
+
+# One day reads its daily_totals row and its daily_path_views rows directly, not the range
+# merge of bitmaps: these pin its answers, and that they agree with the merge.
+
+
+async def test_one_day_counts_its_views_users_and_top_paths_exactly(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-13", ("/a", "u9"))
+    await stored(store, "2025-11-14", ("/b", "u1"), ("/a", "u2"), ("/a", ""), ("/c", "u1"))
+    await stored(store, "2025-11-14", ("/b", "u3"), ("/a", "u1"), ("/d", "u2"))
+    await stored(store, "2025-11-14", ("/a", "u4"), site_id="site-2")
+    await stored(store, "2025-11-14", ("/a", "u5"), event_type="signup")
+    await stored(store, "2025-11-15", ("/a", "u6"))
+
+    result = await site_stats(reader, "site-1", date="2025-11-14", limit=3)
+
+    assert result == summary(
+        "site-1",
+        7,
+        3,
+        ("/a", 3),
+        ("/b", 2),
+        ("/c", 1),
+        date="2025-11-14",
+        start_date="2025-11-14",
+        end_date="2025-11-14",
+    )
+
+
+async def test_one_day_counts_a_user_of_several_batches_once(
+    store: EventStore, reader: StatsReader
+) -> None:
+    users = [f"user-{n}" for n in range(8192 + 100)]  # beyond one bitmap chunk
+    await stored(store, "2025-11-14", *[("/a", user) for user in users[:5000]])
+    await stored(store, "2025-11-14", *[("/b", user) for user in users[4000:]])
+    await stored(store, "2025-11-14", ("/c", users[0]), ("/c", users[-1]))
+
+    result = await site_stats(reader, "site-1", date="2025-11-14")
+
+    assert (result.total_views, result.unique_users) == (len(users) + 1002, len(users))
+
+
+async def test_one_day_without_events_has_zero_stats(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2025-11-13", ("/a", "u1"))
+
+    assert await site_stats(reader, "site-1", date="2025-11-14") == summary(
+        "site-1", 0, 0, date="2025-11-14", start_date="2025-11-14", end_date="2025-11-14"
+    )
+
+
+async def test_one_day_agrees_with_the_merge_of_its_bitmaps(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool
+) -> None:
+    await stored(store, "2025-11-14", ("/a", "u1"), ("/a", "u2"), ("/b", ""))
+    await stored(store, "2025-11-14", ("/a", "u2"), ("/c", "u3"), ("/c", "u1"))
+    await stored(store, "2025-11-14", ("/a", "u7"), event_type="signup")
+
+    result = await site_stats(reader, "site-1", date="2025-11-14")
+    day = date(2025, 11, 14)
+    merged = await pool.fetchrow(RANGE_TOTALS, "site-1", "page_view", day, day)
+    merged_paths = await pool.fetch(RANGE_TOP_PATHS, "site-1", "page_view", day, day, 10)
+
+    assert merged is not None
+    assert (result.total_views, result.unique_users) == (merged["views"], merged["users"]) == (6, 3)
+    assert [(p.path, p.views) for p in result.top_paths] == [
+        (row["path"], row["views"]) for row in merged_paths
+    ]
