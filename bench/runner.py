@@ -54,8 +54,8 @@ from bench.stats_load import (
     Datasets,
     Days,
     build_datasets,
-    grpc_p50_ms,
-    http_p50_ms,
+    grpc_p50s_ms,
+    http_p50s_ms,
     range_ending,
 )
 from bench.writer_load import (
@@ -495,31 +495,47 @@ def _load_phase(ctx: Context) -> None:
 
 
 def _stats_phase(ctx: Context) -> None:
+    """Both histories are measured side by side, one report server each: GetStats calls
+    alternate between the two servers call by call, `GET /stats` wrk runs second by second.
+    The shared machine's load changes over seconds; measured this way it falls on both
+    histories alike instead of on whichever was measured second."""
     assert ctx.datasets is not None
     plan = ctx.plan
     shape = DatasetShape()
     site = shape.traffic.busiest_site
     asked: list[Days] = [shape.report_day, range_ending(shape.last_day), None]
     days_of = dict(zip(STATS_KINDS, asked, strict=True))
+    sizes = ("small", "large")
+    urls = (ctx.datasets.small_url, ctx.datasets.large_url)
     # p50s[(door, kind, size)] = one value per run
     p50s: dict[tuple[str, str, str], list[float]] = {}
-    for size, url in (("small", ctx.datasets.small_url), ("large", ctx.datasets.large_url)):
-        report = ctx.cluster.start_api("report", "report_server", url, plan.service_env)
-        try:
-            for _ in range(plan.runs):
-                for kind, days in days_of.items():
-                    p50s.setdefault(("GetStats", kind, size), []).append(
-                        grpc_p50_ms(report.grpc, site, days, plan.stats_seconds)
-                    )
-                    p50s.setdefault(("GET /stats", kind, size), []).append(
-                        http_p50_ms(report.http, site, days, plan.stats_seconds)
-                    )
-        finally:
-            ctx.stop(report.process)
-        ctx.say(
-            f"stats on {size} history: "
-            + ", ".join(f"{d} {k}: {v[-1]:.1f} ms" for (d, k, s), v in p50s.items() if s == size)
+    reports: list[ApiService] = []
+    try:
+        for url in urls:
+            reports.append(ctx.cluster.start_api("report", "report_server", url, plan.service_env))
+        doors = (
+            ("GetStats", grpc_p50s_ms, [report.grpc for report in reports]),
+            ("GET /stats", http_p50s_ms, [report.http for report in reports]),
         )
+        for run in range(plan.runs):
+            for kind, days in days_of.items():
+                for door, measure, targets in doors:
+                    measured = measure(targets, site, days, plan.stats_seconds)
+                    for size, p50 in zip(sizes, measured, strict=True):
+                        p50s.setdefault((door, kind, size), []).append(p50)
+            ctx.say(
+                f"stats, run {run + 1}, "
+                f"{count_label(plan.stats_small)}/{count_label(plan.stats_large)}: "
+                + ", ".join(
+                    f"{door} {kind} {p50s[(door, kind, 'small')][-1]:.1f}"
+                    f"/{p50s[(door, kind, 'large')][-1]:.1f} ms"
+                    for door in DOORS
+                    for kind in STATS_KINDS
+                )
+            )
+    finally:
+        for report in reports:
+            ctx.stop(report.process)
     for door in DOORS:
         for kind in STATS_KINDS:
             figure = _stats_figure(ctx, door, kind)

@@ -11,8 +11,10 @@ are stored once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import urlencode
@@ -119,24 +121,39 @@ def build_datasets(
     return Datasets(url_of["stats_small"], url_of["stats_large"], small, large, (first, rest))
 
 
-async def _grpc_p50(target: Address, request: report_pb2.GetStatsRequest, seconds: float) -> float:
-    async with grpc.aio.insecure_channel(str(target)) as channel:
-        stub = report_pb2_grpc.ReportServiceStub(channel)
+async def _grpc_p50s(
+    targets: Sequence[Address], request: report_pb2.GetStatsRequest, seconds: float
+) -> list[float]:
+    """The p50 of `request` against each target, the calls alternating between the targets
+    one by one, so that whatever else the machine does falls on all of them alike."""
+    async with contextlib.AsyncExitStack() as channels:
+        stubs = [
+            report_pb2_grpc.ReportServiceStub(
+                await channels.enter_async_context(grpc.aio.insecure_channel(str(target)))
+            )
+            for target in targets
+        ]
         warm_until = time.perf_counter() + WARMUP_SECONDS
         for _ in range(WARMUP_CALLS):
-            await stub.GetStats(request)
+            for stub in stubs:
+                await stub.GetStats(request)
             if time.perf_counter() > warm_until:
                 break
-        latencies: list[float] = []
+        latencies: list[list[float]] = [[] for _ in stubs]
         deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline and len(latencies) < MAX_CALLS:
-            started = time.perf_counter()
-            await stub.GetStats(request)
-            latencies.append((time.perf_counter() - started) * 1000)
-    return statistics.median(latencies)
+        while time.perf_counter() < deadline and len(latencies[0]) < MAX_CALLS:
+            for stub, measured in zip(stubs, latencies, strict=True):
+                started = time.perf_counter()
+                await stub.GetStats(request)
+                measured.append((time.perf_counter() - started) * 1000)
+    return [statistics.median(measured) for measured in latencies]
 
 
-def grpc_p50_ms(target: Address, site_id: str, days: Days, seconds: float) -> float:
+def grpc_p50s_ms(
+    targets: Sequence[Address], site_id: str, days: Days, seconds: float
+) -> list[float]:
+    """GetStats p50 against each of `targets` (report servers of different histories), measured
+    together: see _grpc_p50s."""
     fields = request_fields(days)
     request = report_pb2.GetStatsRequest(
         site_id=site_id,
@@ -144,13 +161,29 @@ def grpc_p50_ms(target: Address, site_id: str, days: Days, seconds: float) -> fl
         start_date=fields.get("start_date", ""),
         end_date=fields.get("end_date", ""),
     )
-    return asyncio.run(_grpc_p50(target, request, seconds))
+    return asyncio.run(_grpc_p50s(targets, request, seconds))
 
 
-def http_p50_ms(target: Address, site_id: str, days: Days, seconds: float) -> float:
+def http_p50s_ms(
+    targets: Sequence[Address], site_id: str, days: Days, seconds: float
+) -> list[float]:
+    """`GET /stats` p50 against each of `targets`, measured together: one-second wrk runs (one
+    connection) alternate between the targets, in swapped order every round, and each
+    target's figure is the median of its runs' p50s. A burst of other work on the machine
+    then lands in one run of one target, not in a whole target's measurement."""
     query = {"site_id": site_id} | request_fields(days)
-    url = f"http://{target}/stats?{urlencode(query)}"
-    run_wrk(url, connections=1, threads=1, seconds=1)  # warm up
+    urls = [f"http://{target}/stats?{urlencode(query)}" for target in targets]
+    for url in urls:
+        _wrk_p50_ms(url, 1)  # warm up
+    p50s: list[list[float]] = [[] for _ in urls]
+    for round_ in range(max(1, round(seconds))):
+        order = list(zip(urls, p50s, strict=True))
+        for url, measured in order if round_ % 2 == 0 else reversed(order):
+            measured.append(_wrk_p50_ms(url, 1))
+    return [statistics.median(measured) for measured in p50s]
+
+
+def _wrk_p50_ms(url: str, seconds: float) -> float:
     result = run_wrk(url, connections=1, threads=1, seconds=seconds)
     if result.bad_responses or result.socket_errors:
         raise BenchError(f"GET {url}: {result.bad_responses} bad answers")
