@@ -6,7 +6,7 @@ from stack.serve import main_for
 
 
 def main() -> None:
-    main_for("analytics-ingest", ingest=True, report=False)
+    main_for("analytics-ingest", "ingest_server", ingest=True, report=False)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from stack.serve import main_for
 
 
 def main() -> None:
-    main_for("analytics-report", ingest=False, report=True)
+    main_for("analytics-report", "report_server", ingest=False, report=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ class Settings:
     database_url: str | None = None
     grpc_listen: Address = Address("127.0.0.1", 50051)
     http_listen: Address = Address("127.0.0.1", 8000)
+    # Processes serving the gRPC and HTTP ports (stack.workers), for more than one core.
+    api_processes: int = 1
+    # Bind the ports with SO_REUSEPORT, so that several processes serve them; set for the
+    # processes API_PROCESSES starts, or for processes started side by side by hand.
+    share_ports: bool = False
     stream_name: str = "ANALYTICS_EVENTS"
     subject_prefix: str = "analytics.events"
     # The stream holds the writer's backlog; at either limit ingestion answers 429 /
@@ -72,6 +77,8 @@ class Settings:
             database_url=env.optional("DATABASE_URL"),
             grpc_listen=env.address("GRPC_LISTEN", default.grpc_listen),
             http_listen=env.address("HTTP_LISTEN", default.http_listen),
+            api_processes=env.integer("API_PROCESSES", default.api_processes, low=1, high=64),
+            share_ports=env.flag("SHARE_PORTS", default.share_ports),
             stream_name=env.token("STREAM_NAME", default.stream_name),
             subject_prefix=env.subject("SUBJECT_PREFIX", default.subject_prefix),
             stream_max_bytes=env.integer(
@@ -186,6 +193,14 @@ class _Env:
         if raw is None:
             return default
         return tuple(w for w in raw.replace(",", " ").split() if w)
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() not in ("0", "1", "true", "false"):
+            raise ConfigError(name, f"expected 1, 0, true or false, got {raw!r}")
+        return raw.lower() in ("1", "true")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         raw = (self.optional(name) or default).upper()

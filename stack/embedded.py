@@ -58,6 +58,10 @@ class ChildProcess:
         self._log: IO[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    @property
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 

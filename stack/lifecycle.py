@@ -34,15 +34,20 @@ class Lifecycle:
 
 def run_service(name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]]) -> None:
     """The body of a service's console script."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        print(f"{name}: configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
+    settings = settings_or_exit(name)
     configure_logging(settings.log_level)
     # uvloop: the services spend most of their CPU in the event loop and its sockets.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_run(name, main, settings))
+
+
+def settings_or_exit(name: str) -> Settings:
+    """The settings from the environment; a bad one ends the process with status 2."""
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def configure_logging(level: str) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from report_server.servicer import ReportServicer
 from stack.config import Address, Settings
 from stack.grpc_services import add_servicer
 from stack.http_shim import ASGIApp, create_app
-from stack.lifecycle import Lifecycle, run_service, until_stopping
+from stack.lifecycle import (
+    Lifecycle,
+    configure_logging,
+    run_service,
+    settings_or_exit,
+    until_stopping,
+)
+from stack.workers import run_workers
 
 GRACE_SECONDS = 5.0
 # A 1000-event batch of typical events is well under 1 MiB.
@@ -57,7 +65,8 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
 
         grpc_server = grpc.aio.server(
             options=[
-                ("grpc.so_reuseport", 0),  # a second server must not share the port unnoticed
+                # Unless asked, a second server must not share the port unnoticed.
+                ("grpc.so_reuseport", int(settings.share_ports)),
                 ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
             ]
         )
@@ -83,6 +92,7 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
                 cors_allow_origins=settings.cors_allow_origins,
             ),
             settings.http_listen,
+            share_port=settings.share_ports,
         )
         try:
             http_port = await http.start()
@@ -103,7 +113,7 @@ async def serving(settings: Settings, *, ingest: bool, report: bool) -> AsyncIte
         )
 
 
-def _listening_socket(listen: Address) -> socket.socket:
+def _listening_socket(listen: Address, *, share_port: bool) -> socket.socket:
     """A TCP socket for uvicorn. Made with proto=IPPROTO_TCP, as asyncio's own are: asyncio
     sets TCP_NODELAY only on connections of such sockets, and without it a keep-alive client
     waits ~40 ms for every response (Nagle's algorithm meeting delayed ACKs)."""
@@ -111,6 +121,8 @@ def _listening_socket(listen: Address) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((listen.host, listen.port))
         sock.listen(2048)
     except OSError:
@@ -126,8 +138,8 @@ class _UvicornServer(uvicorn.Server):
 
 
 class _HttpServer:
-    def __init__(self, app: ASGIApp, listen: Address) -> None:
-        self._socket = _listening_socket(listen)
+    def __init__(self, app: ASGIApp, listen: Address, *, share_port: bool) -> None:
+        self._socket = _listening_socket(listen, share_port=share_port)
         self._server = _UvicornServer(
             uvicorn.Config(
                 app,
@@ -164,8 +176,13 @@ class _HttpServer:
         self._socket.close()
 
 
-def main_for(name: str, *, ingest: bool, report: bool) -> None:
-    """The body of `analytics-ingest`, `analytics-report` and `make run`'s API process."""
+def main_for(name: str, module: str, *, ingest: bool, report: bool) -> None:
+    """The body of `analytics-ingest`, `analytics-report` and `make run`'s API process
+    (`python -m <module>`), in one process or, with API_PROCESSES, several."""
+    settings = settings_or_exit(name)
+    if settings.api_processes > 1:
+        configure_logging(settings.log_level)
+        sys.exit(run_workers(name, module, settings))
 
     async def serve(settings: Settings, life: Lifecycle) -> None:
         async with serving(settings, ingest=ingest, report=report) as server:
@@ -177,7 +194,7 @@ def main_for(name: str, *, ingest: bool, report: bool) -> None:
 
 
 def main() -> None:
-    main_for("analytics-api", ingest=True, report=True)
+    main_for("analytics-api", "stack.serve", ingest=True, report=True)
 
 
 if __name__ == "__main__":

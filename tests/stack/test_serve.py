@@ -50,7 +50,7 @@ async def test_http_connections_are_accepted_with_tcp_nodelay(settings: Settings
 
         return Probe()
 
-    listening = _listening_socket(Address("127.0.0.1", 0))
+    listening = _listening_socket(Address("127.0.0.1", 0), share_port=False)
     server = await asyncio.get_running_loop().create_server(connected, sock=listening)
     async with server:
         _, writer = await asyncio.open_connection(*listening.getsockname())

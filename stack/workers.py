@@ -1,0 +1,88 @@
+"""Several processes serving the same gRPC and HTTP ports, for when one process's core is the
+limit: each binds the ports with SO_REUSEPORT and the kernel spreads new connections over them.
+They share nothing else; events stay exactly-once because every process publishes to the same
+stream with the same idempotency.
+
+The parent reserves the ports first (bound with SO_REUSEPORT, never listening, so the kernel
+gives it no connection; port 0 becomes a real port every worker then uses), starts the workers
+as `python -m <module>` with API_PROCESSES=1 and SHARE_PORTS=1, and then only watches them:
+SIGTERM or SIGINT is passed on to each (each stops gracefully), and a worker that exits on its
+own stops the others, the parent then exiting with status 1 so that whatever supervises the
+service restarts all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from types import FrameType
+
+from stack.config import Address, Settings
+from stack.embedded import ChildProcess
+
+POLL_SECONDS = 0.2
+
+logger = logging.getLogger(__name__)
+
+
+def run_workers(name: str, module: str, settings: Settings) -> int:
+    """Serve with `settings.api_processes` workers until a signal; the exit status."""
+    grpc_port = _reserve(settings.grpc_listen)
+    http_port = _reserve(settings.http_listen)
+    grpc_listen = Address(settings.grpc_listen.host, grpc_port.getsockname()[1])
+    http_listen = Address(settings.http_listen.host, http_port.getsockname()[1])
+    env = {
+        **os.environ,
+        "API_PROCESSES": "1",
+        "SHARE_PORTS": "1",
+        "GRPC_LISTEN": str(grpc_listen),
+        "HTTP_LISTEN": str(http_listen),
+    }
+    stop = threading.Event()
+
+    def on_signal(received: int, frame: FrameType | None) -> None:
+        logger.info("%s: %s received, stopping the workers", name, signal.Signals(received).name)
+        stop.set()
+
+    for received in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(received, on_signal)
+    workers = [
+        ChildProcess(f"{name} worker {number}", signal.SIGTERM)
+        for number in range(1, settings.api_processes + 1)
+    ]
+    try:
+        for worker in workers:
+            worker.spawn([sys.executable, "-m", module], env=env)
+        logger.info(
+            "%s: %d processes on gRPC %s, HTTP http://%s",
+            name,
+            len(workers),
+            grpc_listen,
+            http_listen,
+        )
+        while not stop.wait(POLL_SECONDS):
+            if dead := [worker for worker in workers if not worker.running]:
+                logger.error("%s exited on its own; stopping the others", dead[0].name)
+                return 1
+        return max(status or 0 for status in (worker.stop() for worker in workers))
+    finally:
+        for worker in workers:
+            worker.stop()
+        grpc_port.close()
+        http_port.close()
+
+
+def _reserve(address: Address) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
