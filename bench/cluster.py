@@ -130,7 +130,9 @@ class Process:
 
     def stop(self) -> None:
         if self._popen.poll() is None:
-            self._memory.record(self.name, peak_rss_mb(self._popen.pid))
+            # With API_PROCESSES, the workers are its children: the largest of them counts.
+            for pid in process_tree(self._popen.pid):
+                self._memory.record(self.name, peak_rss_mb(pid))
             self._popen.send_signal(signal.SIGTERM)
             try:
                 self._popen.wait(STOP_TIMEOUT_SECONDS)
@@ -247,7 +249,13 @@ class Cluster:
         return groups
 
     def _pids_of(self, name: str) -> list[int]:
-        return [process.pid for process in self._processes if process.name == name]
+        """The service's process and its children (its workers, with API_PROCESSES)."""
+        return [
+            pid
+            for process in self._processes
+            if process.name == name
+            for pid in process_tree(process.pid)
+        ]
 
     def _nats_pids(self) -> list[int]:
         pid = find_process(str(self.nats.root / "jetstream"))

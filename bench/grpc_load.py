@@ -6,7 +6,8 @@ Requests are serialized once up front (a few distinct batches, cycled) so the cl
 its time on the wire, not on building protobufs; the server assigns every event a new id, so
 every event sent is a new event.
 
-    batch   IngestBatch calls of BATCH events, CONCURRENCY in flight, for --seconds
+    batch   IngestBatch calls of BATCH events, CONCURRENCY in flight (one per connection),
+            for --seconds
     stream  IngestStream calls of STREAM_EVENTS events each (the server publishes them in
             chunks of 500), CONCURRENCY in flight, for --seconds
     batchstream
@@ -37,6 +38,8 @@ INGEST_BATCH = "/analytics.v1.IngestService/IngestBatch"
 INGEST_STREAM = "/analytics.v1.IngestService/IngestStream"
 INGEST_BATCH_STREAM = "/analytics.v1.IngestService/IngestBatchStream"
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+# Channels to one target share a connection unless each has its own subchannel pool.
+OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 @dataclass
@@ -50,6 +53,10 @@ class LoadReport:
     @property
     def rate(self) -> float:
         return self.accepted / self.seconds if self.seconds else 0.0
+
+    def failed(self, error: grpc.aio.AioRpcError) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or f"{error.code()}: {error.details()}"
 
 
 def _batches(seed: int) -> list[bytes]:
@@ -70,79 +77,91 @@ def _streams(seed: int) -> list[list[bytes]]:
     ]
 
 
-async def run_timed(
-    target: str, mode: str, *, seconds: float, warmup: float, concurrency: int, seed: int
-) -> LoadReport:
-    """Count the events of the calls that complete within [warmup, warmup + seconds)."""
-    report = LoadReport()
-    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
-        batch_call: grpc.aio.UnaryUnaryMultiCallable[bytes, ingest_pb2.IngestBatchResponse] = (
-            channel.unary_unary(
-                INGEST_BATCH, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
-            )
+class _Calls:
+    """The three ingest calls on one channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        response = ingest_pb2.IngestBatchResponse.FromString
+        self.batch: grpc.aio.UnaryUnaryMultiCallable[bytes, ingest_pb2.IngestBatchResponse] = (
+            channel.unary_unary(INGEST_BATCH, response_deserializer=response)
         )
-        stream_call: grpc.aio.StreamUnaryMultiCallable[bytes, ingest_pb2.IngestStreamResponse] = (
+        self.stream: grpc.aio.StreamUnaryMultiCallable[bytes, ingest_pb2.IngestStreamResponse] = (
             channel.stream_unary(
                 INGEST_STREAM, response_deserializer=ingest_pb2.IngestStreamResponse.FromString
             )
         )
-        batches = _batches(seed)
-        streams = _streams(seed) if mode == "stream" else []
-        begin = time.perf_counter()
-        window_start = begin + warmup
-        window_end = window_start + seconds
-
-        async def one_call(index: int) -> tuple[int, int]:
-            if mode == "stream":
-                streamed = await stream_call(iter(streams[index % len(streams)]))
-                return streamed.accepted_count, streamed.rejected_count
-            answer = await batch_call(batches[index % len(batches)])
-            return answer.accepted_count, answer.rejected_count
-
-        batch_stream_call: grpc.aio.StreamStreamMultiCallable[
+        self.batch_stream: grpc.aio.StreamStreamMultiCallable[
             bytes, ingest_pb2.IngestBatchResponse
-        ] = channel.stream_stream(
-            INGEST_BATCH_STREAM, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
-        )
+        ] = channel.stream_stream(INGEST_BATCH_STREAM, response_deserializer=response)
 
-        async def stream_of_batches(number: int) -> None:
-            """One IngestBatchStream call sending batches until the window closes."""
 
-            async def requests() -> AsyncIterator[bytes]:
-                index = number
-                while time.perf_counter() < window_end:
-                    yield batches[index % len(batches)]
-                    index += concurrency
+async def run_timed(
+    target: str, mode: str, *, seconds: float, warmup: float, concurrency: int, seed: int
+) -> LoadReport:
+    """Count the events of the calls that complete within [warmup, warmup + seconds).
 
-            try:
-                async for answer in batch_stream_call(requests()):
-                    if window_start <= time.perf_counter() < window_end:
-                        report.accepted += answer.accepted_count
-                        report.rejected += answer.rejected_count
-            except grpc.aio.AioRpcError as error:
-                report.errors += 1
-                report.first_error = report.first_error or f"{error.code()}: {error.details()}"
+    Each of the `concurrency` workers has a channel, and so a connection, of its own, as
+    separate clients would: with API_PROCESSES the server's processes share the connections.
+    """
+    report = LoadReport()
+    channels = [
+        grpc.aio.insecure_channel(target, options=[*CHANNEL_OPTIONS, OWN_CONNECTION])
+        for _ in range(concurrency)
+    ]
+    batches = _batches(seed)
+    streams = _streams(seed) if mode == "stream" else []
+    begin = time.perf_counter()
+    window_start = begin + warmup
+    window_end = window_start + seconds
 
-        async def worker(number: int) -> None:
-            if mode == "batchstream":
-                await stream_of_batches(number)
-                return
+    async def one_call(calls: _Calls, index: int) -> tuple[int, int]:
+        if mode == "stream":
+            streamed = await calls.stream(iter(streams[index % len(streams)]))
+            return streamed.accepted_count, streamed.rejected_count
+        answer = await calls.batch(batches[index % len(batches)])
+        return answer.accepted_count, answer.rejected_count
+
+    async def stream_of_batches(calls: _Calls, number: int) -> None:
+        """One IngestBatchStream call sending batches until the window closes."""
+
+        async def requests() -> AsyncIterator[bytes]:
             index = number
             while time.perf_counter() < window_end:
-                try:
-                    accepted, rejected = await one_call(index)
-                except grpc.aio.AioRpcError as error:
-                    report.errors += 1
-                    report.first_error = report.first_error or f"{error.code()}: {error.details()}"
-                    await asyncio.sleep(0.01)
-                    continue
-                finally:
-                    index += concurrency
-                if window_start <= time.perf_counter() < window_end:
-                    report.accepted += accepted
-                    report.rejected += rejected
+                yield batches[index % len(batches)]
+                index += concurrency
 
+        try:
+            async for answer in calls.batch_stream(requests()):
+                if window_start <= time.perf_counter() < window_end:
+                    report.accepted += answer.accepted_count
+                    report.rejected += answer.rejected_count
+        except grpc.aio.AioRpcError as error:
+            report.failed(error)
+
+    async def worker(number: int) -> None:
+        calls = _Calls(channels[number])
+        if mode == "batchstream":
+            await stream_of_batches(calls, number)
+            return
+        index = number
+        while time.perf_counter() < window_end:
+            try:
+                accepted, rejected = await one_call(calls, index)
+            except grpc.aio.AioRpcError as error:
+                report.failed(error)
+                await asyncio.sleep(0.01)
+                continue
+            finally:
+                index += concurrency
+            if window_start <= time.perf_counter() < window_end:
+                report.accepted += accepted
+                report.rejected += rejected
+
+    try:
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    finally:
+        for channel in channels:
+            await channel.close()
     report.seconds = seconds
     return report
 
@@ -169,8 +188,7 @@ async def run_total(target: str, events: int, concurrency: int, seed: int) -> Lo
                 try:
                     answer = await batch_call(batches[index % len(batches)])
                 except grpc.aio.AioRpcError as error:
-                    report.errors += 1
-                    report.first_error = report.first_error or f"{error.code()}: {error.details()}"
+                    report.failed(error)
                     continue
                 report.accepted += answer.accepted_count
                 report.rejected += answer.rejected_count
