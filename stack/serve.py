@@ -26,6 +26,7 @@ from report_server.servicer import ReportServicer
 from stack.config import Address, Settings
 from stack.grpc_services import add_servicer
 from stack.http_shim import ASGIApp, create_app
+from stack.http_writes import OneWriteHttpToolsProtocol
 from stack.lifecycle import (
     Lifecycle,
     configure_logging,
@@ -143,6 +144,7 @@ class _HttpServer:
         self._server = _UvicornServer(
             uvicorn.Config(
                 app,
+                http=OneWriteHttpToolsProtocol,
                 lifespan="off",
                 log_config=None,
                 access_log=False,
