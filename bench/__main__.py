@@ -46,6 +46,11 @@ def main() -> None:
     parser.add_argument("--writer-events", type=int, metavar="N", help="events per writer run")
     parser.add_argument("--seconds", type=float, help="length of each HTTP and gRPC run")
     parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        help="API_PROCESSES of the ingest server (default 2: one per core of this machine)",
+    )
+    parser.add_argument(
         "--load-workers", type=int, help="processes loading the stats history (default 2)"
     )
     parser.add_argument(
@@ -77,6 +82,7 @@ def main() -> None:
         "http_seconds": args.seconds,
         "grpc_seconds": args.seconds,
         "load_workers": args.load_workers,
+        "ingest_processes": args.ingest_processes,
         "service_env": dict(args.service_env) or None,
         "reference_path": args.reference_path.resolve() if args.reference_path else None,
         "strict": args.strict or None,

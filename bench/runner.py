@@ -104,6 +104,8 @@ class Plan:
     load_batch: int = 10_000
     phases: tuple[str, ...] = ("http", "grpc", "writer", "stats")
     service_env: dict[str, str] = field(default_factory=dict)
+    # API_PROCESSES of the ingest server: one process's core is what limits ingestion.
+    ingest_processes: int = 2
     reference_path: Path = ROOT / ".venv" / "bench-reference"
     quick: bool = False
     # Exit with 1 when a figure misses its target (otherwise only errors fail the command).
@@ -609,6 +611,7 @@ def _header(
     )
     mode = "quick (development: short runs, small histories)" if plan.quick else "full"
     env = " ".join(f"{k}={v}" for k, v in plan.service_env.items()) or "defaults"
+    env += f"; the ingest server with API_PROCESSES={plan.ingest_processes} unless set"
     return [
         f"# Benchmark, {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -652,7 +655,10 @@ def run(plan: Plan) -> int:
             finally:
                 cluster.stop(writer)
             ctx.ingest = cluster.start_api(
-                "ingest", "ingest_server", ctx.database_url("analytics"), plan.service_env
+                "ingest",
+                "ingest_server",
+                ctx.database_url("analytics"),
+                {"API_PROCESSES": str(plan.ingest_processes), **plan.service_env},
             )
             say(f"ingest server up: gRPC {ctx.ingest.grpc}, HTTP {ctx.ingest.http}")
 
