@@ -57,6 +57,8 @@ class Settings:
     dead_letter_subject: str = "analytics.dead_letters"
     writer_durable: str = "writer"
     writer_batch_size: int = 2000
+    # Batches the writer stores at once, each in a transaction of its own.
+    writer_concurrency: int = 2
     # How long JetStream waits for the writer's ack before redelivering a message, e.g. after
     # the writer crashed with it in hand.
     writer_ack_wait: float = 30.0
@@ -93,6 +95,9 @@ class Settings:
             writer_durable=env.token("WRITER_DURABLE", default.writer_durable),
             writer_batch_size=env.integer(
                 "WRITER_BATCH_SIZE", default.writer_batch_size, low=1, high=100_000
+            ),
+            writer_concurrency=env.integer(
+                "WRITER_CONCURRENCY", default.writer_concurrency, low=1, high=16
             ),
             writer_ack_wait=env.seconds("WRITER_ACK_WAIT", default.writer_ack_wait),
             writer_max_deliveries=env.integer(

@@ -17,7 +17,7 @@ from nats.js import JetStreamContext
 
 from stack.config import Settings
 from stack.serve import ApiServer, serving
-from stack.stream import EventStream
+from stack.stream import EventStream, ensure_stream
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.env import ServiceStarter
 from tests.support.jetstream import events_in
@@ -161,4 +161,24 @@ async def test_two_writers_sharing_the_consumer_store_each_event_once(
             )
         await eventually(lambda: stored_count(db), total)
 
+    assert await aggregates(db) == expected_aggregates(range(total))
+
+
+async def test_batches_stored_at_once_count_the_events_they_share_once(
+    small_batches: Settings, db: asyncpg.Connection, js: JetStreamContext, stream: EventStream
+) -> None:
+    # The writer stores several batches in concurrent transactions; messages with events in
+    # common (a client resending part of a batch) may be stored at the same time.
+    total = 2000
+    await ensure_stream(js, stream)
+    for start in range(0, total, 50):  # each message shares half its events with the next
+        batch = EventBatch(events=[event(n) for n in range(start, min(total, start + 100))])
+        batch.received_at.FromDatetime(DAY)
+        await js.publish(stream.subject_for("site-1"), batch.SerializeToString())
+
+    async with running_writer(replace(small_batches, writer_concurrency=4)):
+        await eventually(lambda: stored_count(db), total)
+
+    consumer = await js.consumer_info(stream.name, small_batches.writer_durable)
+    assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
     assert await aggregates(db) == expected_aggregates(range(total))

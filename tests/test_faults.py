@@ -15,8 +15,9 @@ import asyncpg
 import grpc
 import httpx
 import pytest
-from analytics.v1.event_pb2 import Event
+from analytics.v1.event_pb2 import Event, EventBatch
 from analytics.v1.ingest_pb2 import IngestRequest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from nats.js import JetStreamContext
 
@@ -24,6 +25,7 @@ from stack.config import Settings
 from stack.embedded import EmbeddedNats, EmbeddedPostgres
 from stack.grpc_errors import STATUS_DETAILS_KEY
 from stack.serve import ApiServer, serving
+from stack.stream import EventStream
 from tests.support.clients import grpc_clients
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
@@ -240,3 +242,40 @@ async def _path_views(server: EmbeddedPostgres) -> dict[str, Any]:
         return {row["path"]: row["views"] for row in rows}
     finally:
         await connection.close()
+
+
+async def test_a_writer_stopped_while_postgres_is_down_leaves_its_batches_to_the_next_writer(
+    settings: Settings,
+    own_postgres: EmbeddedPostgres,
+    js: JetStreamContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = replace(
+        settings, database_url=own_postgres.url(), writer_batch_size=20, writer_concurrency=3
+    )
+    stream = EventStream.from_settings(settings)
+    total = 400
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+    async with running_writer(settings):
+        own_postgres.stop()
+        for number in range(0, total, 10):
+            batch = EventBatch(events=[stored_event(f"e{n}") for n in range(number, number + 10)])
+            batch.received_at.GetCurrentTime()
+            await js.publish(stream.subject_for("site-1"), batch.SerializeToString())
+        await eventually(lambda: _retrying(caplog), True, within=10)
+    # Stopped with batches unstored: they are handed back, or redelivered after the ack wait.
+    own_postgres.start()
+    async with running_writer(settings):
+        await eventually(lambda: _count(own_postgres), total, within=30)
+
+    assert await _path_views(own_postgres) == {"/home": total}
+
+
+def stored_event(event_id: str) -> Event:
+    return Event(
+        event_id=event_id,
+        site_id="site-1",
+        event_type="page_view",
+        path="/home",
+        timestamp=Timestamp(seconds=1_763_114_400),
+    )

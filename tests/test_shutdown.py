@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import asyncpg
 import httpx
+import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest
 from nats.js import JetStreamContext
@@ -35,7 +36,9 @@ async def stored_ids(db: asyncpg.Connection) -> set[str]:
     return {row["event_id"] for row in await db.fetch("SELECT event_id FROM events")}
 
 
-async def test_a_writer_stopped_by_sigterm_stores_and_acknowledges_its_batch_first(
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_writer_stopped_by_sigterm_stores_and_acknowledges_its_batches_first(
+    concurrency: int,
     settings: Settings,
     api: ApiServer,
     services: ServiceStarter,
@@ -49,7 +52,7 @@ async def test_a_writer_stopped_by_sigterm_stores_and_acknowledges_its_batch_fir
             await rpc.ingest.IngestBatch(
                 IngestBatchRequest(events=[event(n) for n in range(start, start + 1000)])
             )
-    writer = services("writer", settings)
+    writer = services("writer", replace(settings, writer_concurrency=concurrency))
     await eventually(lambda: _some_stored(db), True)
 
     status = writer.stop()  # SIGTERM, then wait

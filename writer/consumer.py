@@ -89,6 +89,7 @@ class EventConsumer:
         *,
         durable: str,
         batch_size: int,
+        concurrency: int,
         ack_wait: float,
         max_deliveries: int,
     ) -> None:
@@ -99,6 +100,7 @@ class EventConsumer:
         self._durable = durable
         self._batch_size = batch_size
         self._batch = BatchSize(batch_size)
+        self._concurrency = concurrency
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
         self._stopping = asyncio.Event()
@@ -110,16 +112,30 @@ class EventConsumer:
         """Consume until `stopping` is set, then return after the batches in hand are stored."""
         self._stopping = stopping
         try:
-            subscription = await self._retrying("subscribing", self._subscribe)
+            await self._retrying("subscribing", self._subscribe)
         except _Stopping:
             return
-        logger.info("consuming %s as %s", self._stream.name, self._durable)
+        logger.info(
+            "consuming %s as %s, %d batches at a time",
+            self._stream.name,
+            self._durable,
+            self._concurrency,
+        )
         self.ready.set()
+        # Each loop stores its batches in a transaction of its own, so one's rows are sent and
+        # inserted while another's commit is flushed: the writer and PostgreSQL wait less.
+        async with asyncio.TaskGroup() as loops:
+            for _ in range(self._concurrency):
+                loops.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        """Fetch, store and acknowledge batches, on a subscription of this loop's own."""
+        subscription = await self._js.pull_subscribe_bind(self._durable, self._stream.name)
         # The next batch is fetched and decoded while the current one is stored: PostgreSQL
         # and NATS each wait less for the other.
         fetching = asyncio.create_task(self._fetch(subscription))
         try:
-            while not stopping.is_set():
+            while not self._stopping.is_set():
                 batch = await fetching
                 fetching = asyncio.create_task(self._fetch(subscription))
                 await self._store_and_ack(batch)
@@ -176,7 +192,7 @@ class EventConsumer:
         for item in batch:
             await self._ignoring_nats_errors(item.message.nak())
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self) -> None:
         await ensure_stream(self._js, self._stream)
         await self._dead_letters.ensure_stream()
         await self._js.add_consumer(
@@ -185,11 +201,11 @@ class EventConsumer:
                 durable_name=self._durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=self._ack_wait,
-                max_ack_pending=max(10_000, 4 * self._batch_size),
+                # Each loop holds up to two batches: the one it stores and the next.
+                max_ack_pending=max(10_000, 2 * self._concurrency * self._batch_size),
                 filter_subject=self._stream.subjects,
             ),
         )
-        return await self._js.pull_subscribe_bind(self._durable, self._stream.name)
 
     async def _store_and_ack(self, batch: list[_Decoded]) -> None:
         """Store the batch and acknowledge it. When PostgreSQL refuses it, halve it until the

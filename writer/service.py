@@ -32,7 +32,7 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
     async with AsyncExitStack() as resources:
         nc = await connect_nats(settings, "analytics-writer")
         resources.push_async_callback(close_nats, nc)
-        pool = await create_pool(settings, max_size=4)
+        pool = await create_pool(settings, max_size=max(4, settings.writer_concurrency))
         resources.push_async_callback(pool.close)
         await migrate(pool)
 
@@ -44,6 +44,7 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
             DeadLetters(js, DeadLetterStream.from_settings(settings)),
             durable=settings.writer_durable,
             batch_size=settings.writer_batch_size,
+            concurrency=settings.writer_concurrency,
             ack_wait=settings.writer_ack_wait,
             max_deliveries=settings.writer_max_deliveries,
         )

@@ -28,6 +28,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "STREAM_REPLICAS": str(settings.stream_replicas),
         "WRITER_DURABLE": settings.writer_durable,
         "WRITER_BATCH_SIZE": str(settings.writer_batch_size),
+        "WRITER_CONCURRENCY": str(settings.writer_concurrency),
         "WRITER_ACK_WAIT": str(settings.writer_ack_wait),
         "WRITER_MAX_DELIVERIES": str(settings.writer_max_deliveries),
         "DEAD_LETTER_STREAM": settings.dead_letter_stream,

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from analytics.v1.event_pb2 import Event
 
+from tests.support.waiting import eventually
 from writer.decoding import Row, row_of
 from writer.queries import STORE_EVENTS
 from writer.schema import migrate
@@ -264,3 +265,34 @@ async def test_a_user_numbered_by_a_concurrent_writer_keeps_that_number(
     assert await pool.fetchval("SELECT users FROM site_user_counters") == 2  # 1 went unused
     assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), 2, 1)]
     assert await pool.fetchval("SELECT sum(bit_count(bits)) FROM daily_user_bitmaps") == 1
+
+
+async def waiting_for_a_lock(pool: asyncpg.Pool, backend: int) -> bool:
+    wait: str | None = await pool.fetchval(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", backend
+    )
+    return wait == "Lock"
+
+
+@pytest.mark.parametrize(("first_commits", "second_stores"), [(True, 1), (False, 2)])
+async def test_an_event_a_concurrent_store_holds_is_stored_by_whichever_commits(
+    store: EventStore, pool: asyncpg.Pool, first_commits: bool, second_stores: int
+) -> None:
+    """The writer stores batches in concurrent transactions, and a redelivered event may be in
+    two of them: the second waits for the first, and stores and counts the event only if the
+    first rolled back."""
+    first = [received("a", user_id="u1"), received("b", user_id="u2")]
+    second = [received("b", user_id="u2"), received("c", user_id="u3")]
+    async with pool.acquire() as one, pool.acquire() as other:
+        transaction = one.transaction()
+        await transaction.start()
+        await one.fetchval(STORE_EVENTS, *columns_of(first))
+        blocked = asyncio.create_task(other.fetchval(STORE_EVENTS, *columns_of(second)))
+        await eventually(lambda: waiting_for_a_lock(pool, other.get_server_pid()), True)
+        await (transaction.commit() if first_commits else transaction.rollback())
+        assert await blocked == second_stores
+
+    stored = 3 if first_commits else 2
+    assert await pool.fetchval("SELECT count(*) FROM events") == stored
+    assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), stored, stored)]
+    assert await path_views(pool) == [(date(2025, 11, 14), "/home", stored)]
