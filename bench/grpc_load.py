@@ -6,13 +6,14 @@ Requests are serialized once up front (a few distinct batches, cycled) so the cl
 its time on the wire, not on building protobufs; the server assigns every event a new id, so
 every event sent is a new event.
 
-    batch   IngestBatch calls of BATCH events, CONCURRENCY in flight (one per connection),
-            for --seconds
+    batch   IngestBatch calls of BATCH events, CONCURRENCY in flight over CONNECTIONS
+            connections in turn, for --seconds
     stream  IngestStream calls of STREAM_EVENTS events each (the server publishes them in
             chunks of 500), CONCURRENCY in flight, for --seconds
     batchstream
-            CONCURRENCY IngestBatchStream calls, each sending BATCH-event batches for
-            --seconds (the server stores up to 8 of a stream's batches at once)
+            CONNECTIONS IngestBatchStream calls, one per connection, each sending
+            BATCH-event batches for --seconds (the server stores up to 8 of a stream's
+            batches at once)
     total   exactly --events events through IngestBatch, as fast as it goes (to fill the
             stream for the writer figure)
 """
@@ -40,6 +41,7 @@ INGEST_BATCH_STREAM = "/analytics.v1.IngestService/IngestBatchStream"
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 # Channels to one target share a connection unless each has its own subchannel pool.
 OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
+CONNECTIONS = 8
 
 
 @dataclass
@@ -100,14 +102,16 @@ async def run_timed(
 ) -> LoadReport:
     """Count the events of the calls that complete within [warmup, warmup + seconds).
 
-    Each of the `concurrency` workers has a channel, and so a connection, of its own, as
-    separate clients would: with API_PROCESSES the server's processes share the connections.
+    The calls go over CONNECTIONS channels, each a connection of its own, in turn, as from
+    several clients: with API_PROCESSES the kernel assigns each connection to one of the
+    server's processes, and a few connections could leave one process most of the work.
     """
     report = LoadReport()
     channels = [
         grpc.aio.insecure_channel(target, options=[*CHANNEL_OPTIONS, OWN_CONNECTION])
-        for _ in range(concurrency)
+        for _ in range(CONNECTIONS)
     ]
+    connections = [_Calls(channel) for channel in channels]
     batches = _batches(seed)
     streams = _streams(seed) if mode == "stream" else []
     begin = time.perf_counter()
@@ -121,17 +125,17 @@ async def run_timed(
         answer = await calls.batch(batches[index % len(batches)])
         return answer.accepted_count, answer.rejected_count
 
-    async def stream_of_batches(calls: _Calls, number: int) -> None:
+    async def stream_of_batches(number: int) -> None:
         """One IngestBatchStream call sending batches until the window closes."""
 
         async def requests() -> AsyncIterator[bytes]:
             index = number
             while time.perf_counter() < window_end:
                 yield batches[index % len(batches)]
-                index += concurrency
+                index += CONNECTIONS
 
         try:
-            async for answer in calls.batch_stream(requests()):
+            async for answer in connections[number].batch_stream(requests()):
                 if window_start <= time.perf_counter() < window_end:
                     report.accepted += answer.accepted_count
                     report.rejected += answer.rejected_count
@@ -139,14 +143,10 @@ async def run_timed(
             report.failed(error)
 
     async def worker(number: int) -> None:
-        calls = _Calls(channels[number])
-        if mode == "batchstream":
-            await stream_of_batches(calls, number)
-            return
         index = number
         while time.perf_counter() < window_end:
             try:
-                accepted, rejected = await one_call(calls, index)
+                accepted, rejected = await one_call(connections[index % CONNECTIONS], index)
             except grpc.aio.AioRpcError as error:
                 report.failed(error)
                 await asyncio.sleep(0.01)
@@ -158,7 +158,10 @@ async def run_timed(
                 report.rejected += rejected
 
     try:
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        if mode == "batchstream":
+            await asyncio.gather(*(stream_of_batches(n) for n in range(CONNECTIONS)))
+        else:
+            await asyncio.gather(*(worker(n) for n in range(concurrency)))
     finally:
         for channel in channels:
             await channel.close()

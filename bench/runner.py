@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.cluster import ROOT, ApiService, BenchError, Cluster, Process
 from bench.cpu import measuring
 from bench.dataset import DatasetShape, EventFactory, recent_window
-from bench.grpc_load import BATCH, STREAM_EVENTS, LoadReport
+from bench.grpc_load import BATCH, CONNECTIONS, STREAM_EVENTS, LoadReport
 from bench.http_load import WrkResult, run_wrk, write_post_script
 from bench.report import (
     ERROR,
@@ -312,8 +312,8 @@ GRPC_FIGURES = {
         f"{GRPC_CONCURRENCY} streams in flight"
     ),
     "batchstream": (
-        f"gRPC IngestBatchStream, {BATCH}-event batches, {GRPC_CONCURRENCY} streams "
-        "(8 batches in flight each)"
+        f"gRPC IngestBatchStream, {BATCH}-event batches, {CONNECTIONS} streams "
+        "(up to 8 batches in flight each)"
     ),
 }
 GRPC_MODES = tuple(GRPC_FIGURES)
@@ -620,7 +620,8 @@ def _header(
         f"- machine: {os.cpu_count()} CPUs ({cpu}), shared with the load generators; "
         f"load average at the end {os.getloadavg()[0]:.1f}",
         f"- load generators: wrk ({HTTP_CONNECTIONS} connections, {WRK_THREADS} threads, "
-        f"{plan.http_seconds:g} s runs); grpc.aio client ({GRPC_CONCURRENCY} calls in flight, "
+        f"{plan.http_seconds:g} s runs); grpc.aio client ({GRPC_CONCURRENCY} calls in flight "
+        f"over {CONNECTIONS} connections, "
         f"{plan.grpc_seconds:g} s runs); service settings: {env}",
         "- PostgreSQL: embedded, durable (fsync, synchronous_commit, full_page_writes on); "
         "NATS: embedded, JetStream file storage",
