@@ -65,10 +65,11 @@ def validate_event(event: Event, received_at: datetime) -> Event:
     timestamp = event.timestamp
     seconds = timestamp.seconds
     has_timestamp = seconds != 0 or event.HasField("timestamp")
-    # Most events are plainly valid: one cheap test says so, and only the others go through
-    # the checks that say what is wrong. Each field is read once (reads are what validation
-    # costs); printable text holds no control character; a timestamp a second short of the
-    # latest allowed needs no comparison of nanoseconds.
+    # Most events are plainly valid: one cheap test says so (their properties are checked on
+    # their own), and only the others go through the checks that say what is wrong. Each
+    # field is read once (reads are what validation costs); printable text holds no control
+    # character; a timestamp a second short of the latest allowed needs no comparison of
+    # nanoseconds.
     if (
         site_id in _valid_site_ids
         and event_type in _valid_event_types
@@ -86,11 +87,10 @@ def validate_event(event: Event, received_at: datetime) -> Event:
             )
         )
     ):
-        violations = []
+        properties = event.properties
+        violations = _properties_violations(properties) if properties else []
     else:
-        violations = _field_violations(event, received_at)
-    if properties := event.properties:
-        violations += _properties_violations(properties)
+        violations = _violations(event, received_at)
     if violations:
         raise InvalidArgument(violations)
     if not event_id:
@@ -100,8 +100,8 @@ def validate_event(event: Event, received_at: datetime) -> Event:
     return event
 
 
-def _field_violations(event: Event, received_at: datetime) -> list[FieldViolation]:
-    """Every violation of the event's fields but its properties."""
+def _violations(event: Event, received_at: datetime) -> list[FieldViolation]:
+    """Every violation found, listed in the order clients have always seen them."""
     violations: list[FieldViolation] = []
     if event.event_id:
         violations += _event_id_violations(event.event_id)
@@ -116,6 +116,8 @@ def _field_violations(event: Event, received_at: datetime) -> list[FieldViolatio
         violations += _text_violations("user_id", event.user_id, LIMITS.max_user_id_length)
     if event.referrer:
         violations += _text_violations("referrer", event.referrer, LIMITS.max_referrer_length)
+    if event.properties:
+        violations += _properties_violations(event.properties)
     if event.HasField("timestamp"):
         violations += _timestamp_violations(event.timestamp, received_at)
     return violations
