@@ -91,14 +91,22 @@ class ChildProcess:
 
     def stop(self) -> int | None:
         """Stop it (if running) and return its exit status (None if it never started)."""
+        self.ask_to_stop()
+        return self.wait_stopped()
+
+    def ask_to_stop(self) -> None:
+        """Send the stop signal, once, if it is running; `wait_stopped` then waits for it."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(self._stop_signal)
+
+    def wait_stopped(self) -> int | None:
+        """Its exit status, after STOP_TIMEOUT_SECONDS at most (then SIGKILL)."""
         if self._popen is None:
             return None
-        if self._popen.poll() is None:
-            self._popen.send_signal(self._stop_signal)
-            try:
-                self._popen.wait(STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
+        try:
+            self._popen.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
         return self._reap()
 
     def kill(self) -> None:

@@ -6,9 +6,9 @@ stream with the same idempotency.
 The parent reserves the ports first (bound with SO_REUSEPORT, never listening, so the kernel
 gives it no connection; port 0 becomes a real port every worker then uses), starts the workers
 as `python -m <module>` with API_PROCESSES=1 and SHARE_PORTS=1, and then only watches them:
-SIGTERM or SIGINT is passed on to each (each stops gracefully), and a worker that exits on its
-own stops the others, the parent then exiting with status 1 so that whatever supervises the
-service restarts all of it.
+SIGTERM or SIGINT is passed on to each (each stops gracefully; the parent exits 0 unless one
+had to be killed), and a worker that exits on its own stops the others, the parent then
+exiting with status 1 so that whatever supervises the service restarts all of it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,17 @@ logger = logging.getLogger(__name__)
 
 def run_workers(name: str, module: str, settings: Settings) -> int:
     """Serve with `settings.api_processes` workers until a signal; the exit status."""
-    grpc_port = _reserve(settings.grpc_listen)
-    http_port = _reserve(settings.http_listen)
+    try:
+        grpc_port = _reserve(settings.grpc_listen)
+    except OSError as error:
+        logger.error("%s: cannot listen on %s: %s", name, settings.grpc_listen, error)
+        return 1
+    try:
+        http_port = _reserve(settings.http_listen)
+    except OSError as error:
+        grpc_port.close()
+        logger.error("%s: cannot listen on %s: %s", name, settings.http_listen, error)
+        return 1
     grpc_listen = Address(settings.grpc_listen.host, grpc_port.getsockname()[1])
     http_listen = Address(settings.http_listen.host, http_port.getsockname()[1])
     env = {
@@ -68,20 +77,34 @@ def run_workers(name: str, module: str, settings: Settings) -> int:
             if dead := [worker for worker in workers if not worker.running]:
                 logger.error("%s exited on its own; stopping the others", dead[0].name)
                 return 1
-        return max(status or 0 for status in (worker.stop() for worker in workers))
+        # A worker still starting may end by the signal itself or with an error; only one that
+        # had to be killed (SIGKILL after STOP_TIMEOUT_SECONDS) failed to stop.
+        return 1 if -signal.SIGKILL in _stop_all(workers) else 0
     finally:
-        for worker in workers:
-            worker.stop()
+        _stop_all(workers)
         grpc_port.close()
         http_port.close()
 
 
+def _stop_all(workers: list[ChildProcess]) -> list[int | None]:
+    """Signal every worker, then wait for each: they stop together, not one after another."""
+    for worker in workers:
+        worker.ask_to_stop()
+    return [worker.wait_stopped() for worker in workers]
+
+
 def _reserve(address: Address) -> socket.socket:
+    """The port, held for the workers. Bound first without SO_REUSEPORT, so that a port some
+    other server (another instance of ours included) already serves is refused, not shared."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((address.host, address.port))
+        port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        sock.bind((address.host, address.port))
+        sock.bind((address.host, port))
     except OSError:
         sock.close()
         raise

@@ -118,3 +118,19 @@ async def test_a_worker_that_dies_takes_the_others_down(
 
     assert ingest.stop() == 1
     assert not alive(second)
+
+
+async def test_a_second_instance_on_the_same_ports_is_refused(
+    ingest: ChildProcess, api_settings: Settings
+) -> None:
+    await eventually(lambda: serving(f"http://{api_settings.http_listen}/event"), True)
+    second = ChildProcess("a second analytics-ingest", signal.SIGTERM)
+    second.spawn(
+        [sys.executable, "-m", "ingest_server"],
+        env={**settings_env(api_settings), "API_PROCESSES": str(WORKERS)},
+    )
+
+    await eventually(lambda: asyncio.sleep(0, second.running), False)
+
+    assert second.stop() == 1
+    assert ingest.running
