@@ -130,7 +130,13 @@ class EventConsumer:
 
     async def _consume(self) -> None:
         """Fetch, store and acknowledge batches, on a subscription of this loop's own."""
-        subscription = await self._js.pull_subscribe_bind(self._durable, self._stream.name)
+        try:
+            subscription = await self._retrying(
+                "subscribing",
+                lambda: self._js.pull_subscribe_bind(self._durable, self._stream.name),
+            )
+        except _Stopping:
+            return
         # The next batch is fetched and decoded while the current one is stored: PostgreSQL
         # and NATS each wait less for the other.
         fetching = asyncio.create_task(self._fetch(subscription))
@@ -145,7 +151,8 @@ class EventConsumer:
             logger.warning("stopping with a batch unstored; it will be redelivered")
             await self._hand_back(fetching)
         finally:
-            await subscription.unsubscribe()
+            # A connection already closing need not be told; the others' loops go on.
+            await self._ignoring_nats_errors(subscription.unsubscribe())
 
     async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[_Decoded]:
         """The next batch, decoded; empty if none came in time."""
