@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
@@ -91,6 +92,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         answers: asyncio.Queue[_Answer] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_BATCHES_IN_FLIGHT)
         reader = asyncio.create_task(self._start_batches(requests, answers, in_flight))
+        reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
                 if isinstance(answer, InvalidArgument):
@@ -136,8 +138,9 @@ def _batch_response(outcomes: list[Outcome]) -> ingest_pb2.IngestBatchResponse:
     return response
 
 
-def _retrieve(task: asyncio.Task[list[Outcome]]) -> None:
-    """Nobody awaits an unanswered request's task: its error is not worth a log line."""
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A task nobody awaits (an unanswered request's, or the reader's once the stream has
+    failed otherwise): its error is not worth a log line."""
     if not task.cancelled():
         task.exception()
 

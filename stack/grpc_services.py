@@ -26,7 +26,9 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
     for method in service.methods:
         make_handler = _HANDLER_MAKERS.get((method.client_streaming, method.server_streaming))
         if make_handler is None:
-            raise NotImplementedError(f"{method.full_name}: server streaming is not supported")
+            raise NotImplementedError(
+                f"{method.full_name}: a stream answering a single request is not supported"
+            )
         # A client stream of single messages rejects a bad one on its own, by the message's
         # name ("event"); any other bad request is the request as a whole.
         one_by_one = method.client_streaming and not method.server_streaming
