@@ -91,9 +91,10 @@ class IngestServiceServicer:
         """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
         order, as soon as its accepted events are stored, while later requests are being stored,
         so a client keeps the stream busy without waiting and learns early what became of each
-        event. An undecodable or oversized request ends the stream with INVALID_ARGUMENT after
-        the requests before it are answered; an unanswered request may or may not be stored
-        (resending its events with their event_ids is safe).
+        event. An undecodable request, or one of more than 1000 events, ends the stream with
+        INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
+        stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
+        stored: resending it is safe for events that carry their own event_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
