@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -95,6 +96,48 @@ async def test_several_processes_share_the_ports_and_accept_events(
     assert batch.accepted_count == 10
     assert len(await events_in(js, stream.name)) == 50
     assert len(workers_of(ingest.pid)) == WORKERS
+
+
+def sockets_on(port: int, state: str) -> set[int]:
+    """Inodes of the IPv4 TCP sockets on local `port` in `state` (/proc/net/tcp's hex code)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def sockets_of(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+LISTEN, ESTABLISHED = "0A", "01"
+
+
+async def test_connections_are_spread_over_the_workers(
+    ingest: ChildProcess, api_settings: Settings
+) -> None:
+    port = api_settings.http_listen.port
+    await eventually(lambda: asyncio.sleep(0, len(sockets_on(port, LISTEN))), WORKERS)
+    clients = [httpx.AsyncClient() for _ in range(16)]
+    try:
+        for client in clients:
+            await client.options(f"http://{api_settings.http_listen}/event")
+        held = sockets_on(port, ESTABLISHED)
+        by_worker = [len(held & sockets_of(pid)) for pid in workers_of(ingest.pid)]
+    finally:
+        for client in clients:
+            await client.aclose()
+
+    assert sum(by_worker) == 16
+    assert all(by_worker)
 
 
 async def test_sigterm_stops_every_process(ingest: ChildProcess, api_settings: Settings) -> None:
