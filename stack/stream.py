@@ -26,6 +26,9 @@ from stack.backoff import Backoff
 from stack.config import Settings
 
 STREAM_NAME_IN_USE = 10058
+# "No suitable peers for placement": a cluster that has fewer servers up than the replicas
+# asked for, as while it starts or restarts. Waiting helps.
+NO_PEERS_FOR_PLACEMENT = 10005
 MAX_MESSAGE_EVENTS = 500
 DUPLICATE_WINDOW_SECONDS = 120.0
 
@@ -108,17 +111,20 @@ async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterSt
                 if error.err_code != STREAM_NAME_IN_USE:
                     raise
                 await js.update_stream(config)
-        except BadRequestError:
-            raise  # our configuration is wrong: waiting will not help
+        except BadRequestError as error:
+            if error.err_code != NO_PEERS_FOR_PLACEMENT:
+                raise  # our configuration is wrong: waiting will not help
+            problem = error.description
         except (nats.errors.Error, TimeoutError) as error:
-            delay = backoff.next_delay()
-            logger.warning(
-                "JetStream cannot set up stream %s yet (%r); retrying in %.1fs",
-                config.name,
-                error,
-                delay,
-            )
-            await asyncio.sleep(delay)
+            problem = repr(error)
         else:
             break
+        delay = backoff.next_delay()
+        logger.warning(
+            "JetStream cannot set up stream %s yet (%s); retrying in %.1fs",
+            config.name,
+            problem,
+            delay,
+        )
+        await asyncio.sleep(delay)
     logger.debug("stream %s ready on %s", config.name, config.subjects)

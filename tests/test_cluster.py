@@ -1,5 +1,6 @@
 """A three-node NATS cluster with the stream on three replicas: killing the stream's leader
-while events flow loses and doubles nothing that was accepted."""
+while events flow loses and doubles nothing that was accepted, and a cluster still starting is
+waited for."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from analytics.v1.ingest_pb2 import IngestBatchRequest
 from stack.config import Settings
 from stack.embedded import ClusterMembership, EmbeddedNats, free_port
 from stack.serve import serving
+from stack.stream import EventStream, ensure_stream
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
@@ -28,12 +30,11 @@ BATCHES = 60
 BATCH_EVENTS = 100
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
+def cluster_nodes(root: Path) -> list[EmbeddedNats]:
     route_ports = [free_port() for _ in range(3)]
-    nodes = [
+    return [
         EmbeddedNats(
-            tmp_path / f"n{i}",
+            root / f"n{i}",
             ClusterMembership(
                 server_name=f"n{i}",
                 cluster_name="analytics",
@@ -43,10 +44,31 @@ def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
         )
         for i, port in enumerate(route_ports)
     ]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
+    nodes = cluster_nodes(tmp_path)
     with contextlib.ExitStack() as running:
         for node in nodes:
             running.enter_context(node)
         yield nodes
+
+
+async def test_a_replicated_stream_waits_for_enough_servers_of_a_starting_cluster(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second, third = cluster_nodes(tmp_path)
+    stream = EventStream.from_settings(replace(settings, stream_replicas=3))
+    with first, second:
+        async with jetstream(first.url) as js:
+            creating = asyncio.create_task(ensure_stream(js, stream))
+            await eventually(lambda: asyncio.sleep(0, "peers for placement" in caplog.text), True)
+            with third:
+                await asyncio.wait_for(creating, 60)
+                info = await js.stream_info(stream.name)
+
+    assert info.config.num_replicas == 3
 
 
 def event(number: int) -> Event:
