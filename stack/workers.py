@@ -31,19 +31,20 @@ logger = logging.getLogger(__name__)
 
 def run_workers(name: str, module: str, settings: Settings) -> int:
     """Serve with `settings.api_processes` workers until a signal; the exit status."""
-    try:
-        grpc_port = _reserve(settings.grpc_listen)
-    except OSError as error:
-        logger.error("%s: cannot listen on %s: %s", name, settings.grpc_listen, error)
-        return 1
-    try:
-        http_port = _reserve(settings.http_listen)
-    except OSError as error:
-        grpc_port.close()
-        logger.error("%s: cannot listen on %s: %s", name, settings.http_listen, error)
-        return 1
-    grpc_listen = Address(settings.grpc_listen.host, grpc_port.getsockname()[1])
-    http_listen = Address(settings.http_listen.host, http_port.getsockname()[1])
+    wanted = (settings.grpc_listen, settings.http_listen)
+    reserved: list[socket.socket] = []
+    for address in wanted:
+        try:
+            reserved.append(_reserve(address))
+        except OSError as error:
+            for sock in reserved:
+                sock.close()
+            logger.error("%s: cannot listen on %s: %s", name, address, error)
+            return 1
+    grpc_listen, http_listen = (
+        Address(address.host, sock.getsockname()[1])
+        for address, sock in zip(wanted, reserved, strict=True)
+    )
     env = {
         **os.environ,
         "API_PROCESSES": "1",
@@ -82,8 +83,8 @@ def run_workers(name: str, module: str, settings: Settings) -> int:
         return 1 if -signal.SIGKILL in _stop_all(workers) else 0
     finally:
         _stop_all(workers)
-        grpc_port.close()
-        http_port.close()
+        for sock in reserved:
+            sock.close()
 
 
 def _stop_all(workers: list[ChildProcess]) -> list[int | None]:
