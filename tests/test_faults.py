@@ -207,7 +207,7 @@ async def test_ingestion_keeps_accepting_while_postgres_is_down_and_the_writer_c
         producing = asyncio.create_task(produce(http, done))
         await eventually(lambda: _stored(own_postgres), True, within=10)
         own_postgres.stop()
-        await eventually(lambda: _retrying(caplog), True, within=10)
+        await eventually(lambda: _retrying(caplog), True, within=30)
         await asyncio.sleep(1.0)  # keep accepting while PostgreSQL is down
         own_postgres.start()
         done.set()
@@ -262,7 +262,7 @@ async def test_a_writer_stopped_while_postgres_is_down_leaves_its_batches_to_the
             batch = EventBatch(events=[stored_event(f"e{n}") for n in range(number, number + 10)])
             batch.received_at.GetCurrentTime()
             await js.publish(stream.subject_for("site-1"), batch.SerializeToString())
-        await eventually(lambda: _retrying(caplog), True, within=10)
+        await eventually(lambda: _retrying(caplog), True, within=30)
     # Stopped with batches unstored: they are handed back, or redelivered after the ack wait.
     own_postgres.start()
     async with running_writer(settings):
