@@ -6,12 +6,13 @@ their wire formats to `Event`s and the results back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from analytics.v1.event_pb2 import Event
 
+from ingest_server.event_ids import new_event_ids
 from ingest_server.publisher import EventPublisher
 from ingest_server.validation import batch_size_violations, validate_event
 from stack.errors import FieldViolation, InvalidArgument
@@ -19,10 +20,7 @@ from stack.errors import FieldViolation, InvalidArgument
 
 @dataclass(slots=True)
 class Outcome:
-    """What became of one event of a batch: accepted with its id, or rejected with reasons.
-
-    Not frozen: one is made per event, and a frozen dataclass cost two and a half times as much.
-    """
+    """What became of one event of a batch: accepted with its id, or rejected with reasons."""
 
     index: int
     event_id: str = ""
@@ -33,8 +31,33 @@ class Outcome:
         return not self.violations
 
 
-def count_accepted(outcomes: Iterable[Outcome]) -> int:
-    return sum(outcome.accepted for outcome in outcomes)
+@dataclass(slots=True)
+class BatchOutcome:
+    """What became of each event of a batch, by position: the ids of the accepted ones ("" for
+    the rejected) and the reasons of the rejected ones. Two lists rather than an Outcome per
+    event, which cost a twentieth of IngestBatch's CPU; `outcomes()` makes those for callers
+    that report event by event."""
+
+    event_ids: list[str]
+    rejections: dict[int, tuple[FieldViolation, ...]]  # by position in the batch
+    first_index: int = 0  # the index the first event is reported under
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejections)
+
+    @property
+    def accepted_count(self) -> int:
+        return len(self.event_ids) - len(self.rejections)
+
+    def outcomes(self) -> Iterator[Outcome]:
+        rejections = self.rejections
+        for position, event_id in enumerate(self.event_ids):
+            yield Outcome(self.first_index + position, event_id, rejections.get(position, ()))
+
+    def rejected(self) -> Iterator[Outcome]:
+        for position, violations in sorted(self.rejections.items()):
+            yield Outcome(self.first_index + position, violations=violations)
 
 
 def _now() -> datetime:
@@ -55,7 +78,7 @@ class Ingestor:
 
     async def ingest_batch(
         self, items: Sequence[Event | InvalidArgument], first_index: int = 0
-    ) -> list[Outcome]:
+    ) -> BatchOutcome:
         """Store the valid events of a batch and report on each item, in order.
 
         An item may arrive already refused (an InvalidArgument from the caller's decoding, such
@@ -65,18 +88,21 @@ class Ingestor:
         if violations := batch_size_violations(len(items)):
             raise InvalidArgument(violations)
         received_at = self._clock()
-        outcomes: list[Outcome] = []
+        new_ids = iter(new_event_ids(len(items)))
+        event_ids: list[str] = []
+        rejections: dict[int, tuple[FieldViolation, ...]] = {}
         accepted: list[Event] = []
-        for index, item in enumerate(items, start=first_index):
+        for item in items:
             try:
                 if isinstance(item, InvalidArgument):
                     raise item
-                event = validate_event(item, received_at)
+                event = validate_event(item, received_at, new_ids)
             except InvalidArgument as error:
-                outcomes.append(Outcome(index, violations=error.violations))
+                rejections[len(event_ids)] = error.violations
+                event_ids.append("")
             else:
                 accepted.append(event)
-                outcomes.append(Outcome(index, event_id=event.event_id))
+                event_ids.append(event.event_id)
         if accepted:
             await self._publisher.publish(accepted, received_at)
-        return outcomes
+        return BatchOutcome(event_ids, rejections, first_index)

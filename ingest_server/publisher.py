@@ -165,28 +165,24 @@ def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
     parts: list[tuple[bytes, str]] = []
-    fields: list[bytes] = []
+    fields: list[bytes] = []  # each event's field header, then its bytes
     size = first = 0
+    headers = _EVENTS_FIELD_HEADERS
     for index, event in enumerate(events):
-        field = _events_field(event.SerializeToString())
-        if fields and size + len(field) > MAX_MESSAGE_BYTES:
+        data = event.SerializeToString()
+        header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
+        if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
             parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:index])))
             fields, size, first = [], 0, index
-        fields.append(field)
-        size += len(field)
+        fields += (header, data)
+        size += len(header) + len(data)
     parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:])))
     return parts
 
 
-def _events_field(event: bytes) -> bytes:
-    """One element of EventBatch.events on the wire: tag (field 1, length-delimited), length."""
-    size = len(event)
-    if size < len(_EVENTS_FIELD_HEADERS):
-        return _EVENTS_FIELD_HEADERS[size] + event
-    return _events_field_header(size) + event
-
-
 def _events_field_header(size: int) -> bytes:
+    """The start of one element of EventBatch.events on the wire: tag (field 1,
+    length-delimited), then the length."""
     header = bytearray(b"\x0a")
     while size > 0x7F:
         header.append(size & 0x7F | 0x80)

@@ -10,7 +10,7 @@ from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from ingest_server.ingestor import Ingestor, Outcome, count_accepted
+from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
 from ingest_server.validation import batch_size_violations
 from stack.errors import FieldViolation, InvalidArgument
 from stack.grpc_errors import Context, translate_errors, translate_stream_errors
@@ -26,7 +26,7 @@ STREAM_BATCHES_IN_FLIGHT = 8
 
 # What IngestBatchStream answers a request with, in order: its outcomes once stored, the error
 # that ends the stream, or None after the last request.
-_Answer = asyncio.Task[list[Outcome]] | InvalidArgument | None
+_Answer = asyncio.Task[BatchOutcome] | InvalidArgument | None
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -64,11 +64,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
         async def flush() -> None:
             nonlocal accepted, rejected
-            outcomes = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
-            newly_accepted = count_accepted(outcomes)
-            accepted += newly_accepted
-            rejected += len(outcomes) - newly_accepted
-            details.extend(outcome for outcome in outcomes if not outcome.accepted)
+            outcome = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
+            accepted += outcome.accepted_count
+            rejected += outcome.rejected_count
+            details.extend(outcome.rejected())
             del details[MAX_DETAILED_REJECTIONS:]
             chunk.clear()
 
@@ -129,12 +128,16 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             answers.put_nowait(None)
 
 
-def _batch_response(outcomes: list[Outcome]) -> ingest_pb2.IngestBatchResponse:
-    accepted = count_accepted(outcomes)
+def _batch_response(outcome: BatchOutcome) -> ingest_pb2.IngestBatchResponse:
     response = ingest_pb2.IngestBatchResponse(
-        accepted_count=accepted, rejected_count=len(outcomes) - accepted
+        accepted_count=outcome.accepted_count, rejected_count=outcome.rejected_count
     )
-    _add_results(response.results, outcomes)
+    if outcome.rejections:
+        _add_results(response.results, outcome.outcomes())
+    else:
+        add = response.results.add
+        for index, event_id in enumerate(outcome.event_ids, start=outcome.first_index):
+            add(index=index, event_id=event_id)
     return response
 
 

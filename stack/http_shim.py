@@ -24,7 +24,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ingest_server.ingestor import Ingestor, count_accepted
+from ingest_server.ingestor import Ingestor
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from stack.errors import (
     FieldViolation,
@@ -195,14 +195,13 @@ class _IngestRoutes:
 
     async def post_events(self, request: Request) -> Reply:
         items = events_from_json(await self._json_body(request))
-        outcomes = await self._ingestor.ingest_batch(items)
-        accepted = count_accepted(outcomes)
+        outcome = await self._ingestor.ingest_batch(items)
         return Reply(
             HTTPStatus.OK,
             {
-                "accepted": accepted,
-                "rejected": len(outcomes) - accepted,
-                "results": [outcome_to_json(outcome) for outcome in outcomes],
+                "accepted": outcome.accepted_count,
+                "rejected": outcome.rejected_count,
+                "results": [outcome_to_json(each) for each in outcome.outcomes()],
             },
         )
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ingest_server.event_ids import new_event_id
+from ingest_server.event_ids import new_event_id, new_event_ids
 
 
 def test_event_ids_are_rfc_9562_version_7_uuids() -> None:
@@ -57,6 +57,39 @@ def test_more_event_ids_than_a_millisecond_counts_stay_unique(
     _clock_ticking_every(10_000, monkeypatch)
 
     ids = [new_event_id() for _ in range(10_000)]
+
+    assert len(set(ids)) == 10_000
+    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {4_000_000_000_000}
+
+
+def test_event_ids_made_at_once_sort_after_and_before_those_made_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clock_ticking_every(3, monkeypatch)
+
+    ids = [new_event_id(), *new_event_ids(1_000), new_event_id()]
+
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 1_002
+
+
+def test_event_ids_made_at_once_are_version_7_uuids_of_one_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clock_ticking_every(1, monkeypatch)
+
+    ids = [uuid.UUID(event_id) for event_id in new_event_ids(3)]
+
+    assert {(parsed.version, parsed.variant) for parsed in ids} == {(7, uuid.RFC_4122)}
+    assert {parsed.int >> 80 for parsed in ids} == {4_000_000_000_000}
+
+
+def test_more_event_ids_at_once_than_a_millisecond_counts_stay_unique(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clock_ticking_every(1_000, monkeypatch)
+
+    ids = new_event_ids(10_000)
 
     assert len(set(ids)) == 10_000
     assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {4_000_000_000_000}

@@ -234,6 +234,12 @@ _EDGE_VALUES: dict[str, st.SearchStrategy[object]] = {
     | _edgy_text.map("/{}".format),
     "user_id": _edgy_text | st.sampled_from(["u" * 256, "u" * 257]),
     "referrer": _edgy_text | st.sampled_from(["r" * 2048, "r" * 2049]),
+    "properties": st.dictionaries(
+        _edgy_text | st.sampled_from(["k" * 64, "k" * 65]),
+        _edgy_text | st.sampled_from(["v" * 1024, "v" * 1025]),
+        max_size=3,
+    )
+    | st.sampled_from([{f"k{i}": "v" for i in range(n)} for n in (32, 33)]),
     "timestamp": st.tuples(
         st.sampled_from([0, 946_684_799, 946_684_800, _LATEST - 1, _LATEST, _LATEST + 1]),
         st.sampled_from([0, 1, 999_999_999, 1_000_000_000, -1]),
@@ -249,6 +255,10 @@ def _events_with_one_field_at_an_edge(draw: st.DrawFn) -> Event:
     if field == "timestamp":
         assert isinstance(value, tuple)
         event.timestamp.seconds, event.timestamp.nanos = value
+    elif field == "properties":
+        assert isinstance(value, dict)
+        event.properties.clear()
+        event.properties.update(value)
     else:
         setattr(event, field, value)
     return event
