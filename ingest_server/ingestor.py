@@ -34,9 +34,8 @@ class Outcome:
 @dataclass(slots=True)
 class BatchOutcome:
     """What became of each event of a batch, by position: the ids of the accepted ones ("" for
-    the rejected) and the reasons of the rejected ones. Two lists rather than an Outcome per
-    event, which cost a twentieth of IngestBatch's CPU; `outcomes()` makes those for callers
-    that report event by event."""
+    the rejected) and the reasons of the rejected ones. An Outcome per event cost a twentieth
+    of IngestBatch's CPU; `outcomes()` makes them for callers that report event by event."""
 
     event_ids: list[str]
     rejections: dict[int, tuple[FieldViolation, ...]]  # by position in the batch
