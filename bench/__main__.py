@@ -51,6 +51,9 @@ def main() -> None:
         help="API_PROCESSES of the ingest server (default 2: one per core of this machine)",
     )
     parser.add_argument(
+        "--grpc-calls", type=int, metavar="N", help="IngestBatch calls in flight (default 16)"
+    )
+    parser.add_argument(
         "--load-workers", type=int, help="processes loading the stats history (default 2)"
     )
     parser.add_argument(
@@ -83,6 +86,7 @@ def main() -> None:
         "grpc_seconds": args.seconds,
         "load_workers": args.load_workers,
         "ingest_processes": args.ingest_processes,
+        "grpc_calls": args.grpc_calls,
         "service_env": dict(args.service_env) or None,
         "reference_path": args.reference_path.resolve() if args.reference_path else None,
         "strict": args.strict or None,
