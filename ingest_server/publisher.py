@@ -67,7 +67,18 @@ class EventPublisher:
             return
         if not self._acks.is_connected:
             raise Unavailable("the event stream is unreachable")
-        stored = {self._add(event, received_at) for event in events}
+        # Each event joins the open message of its site's subject (the loop is inlined: a method
+        # call per event was a tenth of this function).
+        subjects, open_messages = self._subjects, self._open
+        stored: set[asyncio.Future[None]] = set()
+        for event in events:
+            site_id = event.site_id
+            subject = subjects.get(site_id) or self._remember_subject(site_id)
+            message = open_messages.get(subject)
+            if message is None or len(message.events) >= MAX_MESSAGE_EVENTS:
+                message = self._open_message(subject, received_at)
+            message.events.append(event)
+            stored.add(message.stored)
         self._schedule_flush()
         # asyncio.wait leaves the futures alone when this caller gives up: others share them.
         _, pending = await asyncio.wait(stored, timeout=self._timeout)
@@ -84,20 +95,18 @@ class EventPublisher:
             else:
                 await asyncio.sleep(0)
 
-    def _add(self, event: Event, received_at: datetime) -> asyncio.Future[None]:
-        subject = self._subjects.get(event.site_id)
-        if subject is None:
-            if len(self._subjects) >= MAX_REMEMBERED_SUBJECTS:
-                self._subjects.clear()
-            subject = self._subjects[event.site_id] = self._stream.subject_for(event.site_id)
-        message = self._open.get(subject)
-        if message is not None and len(message.events) >= MAX_MESSAGE_EVENTS:
-            self._closed.append(self._open.pop(subject))
-            message = None
-        if message is None:
-            message = self._open[subject] = _Message(subject, received_at)
-        message.events.append(event)
-        return message.stored
+    def _remember_subject(self, site_id: str) -> str:
+        if len(self._subjects) >= MAX_REMEMBERED_SUBJECTS:
+            self._subjects.clear()
+        subject = self._subjects[site_id] = self._stream.subject_for(site_id)
+        return subject
+
+    def _open_message(self, subject: str, received_at: datetime) -> _Message:
+        """A new message for the subject's events, closing the full one it replaces."""
+        if (full := self._open.pop(subject, None)) is not None:
+            self._closed.append(full)
+        message = self._open[subject] = _Message(subject, received_at)
+        return message
 
     def _schedule_flush(self) -> None:
         """Send at the end of this turn of the event loop, so that every caller of this turn
