@@ -58,9 +58,10 @@ def new_event_id() -> str:
 
 
 def new_event_ids(count: int) -> list[str]:
-    """`count` new event ids, in the order `new_event_id` would make them one by one. A batch
-    takes its ids at once: one at a time cost four times as much, and a batch being validated
-    spans several milliseconds, each drawing new random bits."""
+    """`count` new event ids, all of the current millisecond in counter order (unless they
+    overflow its counter, like `new_event_id`). A batch takes its ids at once: one at a time
+    cost four times as much, and a batch being validated spans several milliseconds, each
+    drawing new random bits."""
     tick = _tick
     millis = time.time_ns() // 1_000_000
     ids: list[str] = []

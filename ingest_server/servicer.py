@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ MAX_DETAILED_REJECTIONS = 1000
 # control.
 STREAM_BATCHES_IN_FLIGHT = 8
 
-# What IngestBatchStream answers a request with, in order: its outcomes once stored, the error
+# What IngestBatchStream answers a request with, in order: its BatchOutcome once stored, the error
 # that ends the stream, or None after the last request.
 _Answer = asyncio.Task[BatchOutcome] | InvalidArgument | None
 
@@ -67,8 +68,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             outcome = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
             accepted += outcome.accepted_count
             rejected += outcome.rejected_count
-            details.extend(outcome.rejected())
-            del details[MAX_DETAILED_REJECTIONS:]
+            details.extend(
+                itertools.islice(outcome.rejected(), MAX_DETAILED_REJECTIONS - len(details))
+            )
             chunk.clear()
 
         async for event in request_iterator:

@@ -36,11 +36,21 @@ def test_event_ids_are_written_in_the_canonical_lowercase_form() -> None:
     assert str(uuid.UUID(event_id)) == event_id
 
 
-def _clock_ticking_every(ids: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """time.time_ns() moves on by one millisecond every `ids` calls, from 2096-10-02."""
+def _counter(event_id: str) -> int:
+    """The 12 bits counting the ids of one millisecond (rand_a)."""
+    return uuid.UUID(event_id).int >> 64 & 0xFFF
+
+
+_FIRST_MILLIS = itertools.count(4_000_000_000_000, 1_000_000)
+
+
+def _clock_ticking_every(ids: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """time.time_ns() moves on by one millisecond every `ids` calls, from a millisecond in
+    2096 that no other test used (so that no ids of it were made before); returns that."""
     calls = itertools.count()
-    first_millis = 4_000_000_000_000
+    first_millis = next(_FIRST_MILLIS)
     monkeypatch.setattr(time, "time_ns", lambda: (first_millis + next(calls) // ids) * 1_000_000)
+    return first_millis
 
 
 def test_event_ids_sort_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,12 +64,12 @@ def test_event_ids_sort_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPa
 def test_more_event_ids_than_a_millisecond_counts_stay_unique(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clock_ticking_every(10_000, monkeypatch)
+    first_millis = _clock_ticking_every(10_000, monkeypatch)
 
     ids = [new_event_id() for _ in range(10_000)]
 
     assert len(set(ids)) == 10_000
-    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {4_000_000_000_000}
+    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {first_millis}
 
 
 def test_event_ids_made_at_once_sort_after_and_before_those_made_one_by_one(
@@ -70,29 +80,30 @@ def test_event_ids_made_at_once_sort_after_and_before_those_made_one_by_one(
     ids = [new_event_id(), *new_event_ids(1_000), new_event_id()]
 
     assert ids == sorted(ids)
-    assert len(set(ids)) == 1_002
+    assert [_counter(event_id) for event_id in ids] == list(range(1_002))
 
 
 def test_event_ids_made_at_once_are_version_7_uuids_of_one_millisecond(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clock_ticking_every(1, monkeypatch)
+    first_millis = _clock_ticking_every(1, monkeypatch)
 
     ids = [uuid.UUID(event_id) for event_id in new_event_ids(3)]
 
     assert {(parsed.version, parsed.variant) for parsed in ids} == {(7, uuid.RFC_4122)}
-    assert {parsed.int >> 80 for parsed in ids} == {4_000_000_000_000}
+    assert {parsed.int >> 80 for parsed in ids} == {first_millis}
 
 
 def test_more_event_ids_at_once_than_a_millisecond_counts_stay_unique(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clock_ticking_every(1_000, monkeypatch)
+    first_millis = _clock_ticking_every(1_000, monkeypatch)
 
     ids = new_event_ids(10_000)
 
     assert len(set(ids)) == 10_000
-    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {4_000_000_000_000}
+    assert [_counter(event_id) for event_id in ids] == [*range(4096), *range(4096), *range(1808)]
+    assert {uuid.UUID(event_id).int >> 80 for event_id in ids} == {first_millis}
 
 
 def test_a_forked_child_does_not_repeat_its_parents_event_ids(

@@ -23,7 +23,7 @@ def test_a_batch_outcome_reports_every_event_under_its_index_from_the_first() ->
 
 
 def test_a_batch_outcome_lists_its_rejected_events_in_order() -> None:
-    outcome = BatchOutcome(["", "e-2", ""], {2: MISSING_PATH, 0: MISSING_PATH}, first_index=10)
+    outcome = BatchOutcome(["", "e-2", ""], {0: MISSING_PATH, 2: MISSING_PATH}, first_index=10)
 
     assert list(outcome.rejected()) == [
         Outcome(10, violations=MISSING_PATH),
