@@ -1,20 +1,25 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import PathViews, Stats
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest_server.ingestor import Outcome
 from stack.errors import FieldViolation, InvalidArgument, PayloadTooLarge
 from stack.http_json import (
+    _checked_event,
     error_to_json,
     event_from_json,
     events_from_json,
     outcome_to_json,
     parse_body,
+    rfc3339_instant,
     stats_to_json,
 )
 
@@ -260,3 +265,70 @@ def test_other_errors_have_a_code_and_a_message() -> None:
         "error": "payload_too_large",
         "message": "too big",
     }
+
+
+def _instant_by_datetime(text: str) -> tuple[int, int]:
+    """What datetime and protobuf make of an RFC 3339 text: the oracle for rfc3339_instant."""
+    parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    timestamp = Timestamp()
+    timestamp.FromDatetime(parsed)
+    return timestamp.seconds, timestamp.nanos
+
+
+_OFFSETS = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@given(
+    moment=st.datetimes(timezones=_OFFSETS),
+    digits=st.integers(min_value=0, max_value=9),
+    zulu=st.sampled_from(["Z", "z", None]),
+    separator=st.sampled_from("Tt "),
+)
+def test_a_timestamp_is_the_instant_datetime_and_protobuf_give_it(
+    moment: datetime, digits: int, zulu: str | None, separator: str
+) -> None:
+    if zulu is not None:
+        moment = moment.replace(tzinfo=UTC)
+    m = moment
+    fraction = f".{m.microsecond:06d}777"[: digits + 1] if digits else ""
+    offset = zulu or f"{m:%z}"[:3] + ":" + f"{m:%z}"[3:]
+    text = f"{m.year:04d}-{m:%m-%d}{separator}{m:%H:%M:%S}{fraction}{offset}"
+    try:
+        expected = _instant_by_datetime(text.replace(separator, "T", 1))
+    except (ValueError, OverflowError):  # no instant: the offset moves it out of years 1-9999
+        with pytest.raises(ValueError, match="no instant"):
+            rfc3339_instant(text)
+    else:
+        assert rfc3339_instant(text) == expected
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+_FIELD_NAMES = st.sampled_from(
+    ["event_id", "site_id", "event_type", "path", "user_id", "referrer", "timestamp"]
+)
+
+
+@given(
+    fields=st.dictionaries(
+        _FIELD_NAMES, st.text() | st.sampled_from(["2025-11-14T10:00:00Z"]) | _JSON_VALUES
+    ),
+    properties=st.none() | st.dictionaries(st.text(), st.text() | _JSON_VALUES) | _JSON_VALUES,
+)
+def test_an_object_decodes_as_the_field_by_field_checks_decode_it(
+    fields: dict[str, Any], properties: Any
+) -> None:
+    value = {**fields, "properties": properties}
+
+    def decoded(decode: Any) -> Event | list[FieldViolation]:
+        try:
+            return decode(value)  # type: ignore[no-any-return]
+        except InvalidArgument as error:
+            return list(error.violations)
+
+    assert decoded(event_from_json) == decoded(_checked_event)
