@@ -49,6 +49,7 @@ class EventPublisher:
         self._in_flight = 0
         self._flush_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()  # made in the loop it publishes from
 
     async def start(self) -> None:
         await self._acks.start()
@@ -59,9 +60,9 @@ class EventPublisher:
         A message holding one event carries that event's id as `Nats-Msg-Id`, a message of
         several a digest of their ids, so JetStream drops a resend of the same message within
         its duplicate window; the writer's idempotent insert absorbs every other resend.
-        Raises Unavailable when NATS is unreachable or JetStream does not confirm in time,
-        ResourceExhausted when the stream is full; either way some of the events may be
-        stored, and a retry with the same event_ids is safe.
+        Raises Unavailable when NATS is unreachable or JetStream does not confirm within the
+        timeout, ResourceExhausted when the stream is full; either way some of the events may
+        be stored, and a retry with the same event_ids is safe.
         """
         if not events:
             return
@@ -70,7 +71,7 @@ class EventPublisher:
         # Each event joins the open message of its site's subject (the loop is inlined: a method
         # call per event was a tenth of this function).
         subjects, open_messages = self._subjects, self._open
-        stored: set[asyncio.Future[None]] = set()
+        caller = _Caller(self._loop.create_future())
         for event in events:
             site_id = event.site_id
             subject = subjects.get(site_id) or self._remember_subject(site_id)
@@ -78,14 +79,13 @@ class EventPublisher:
             if message is None or len(message.events) >= MAX_MESSAGE_EVENTS:
                 message = self._open_message(subject, received_at)
             message.events.append(event)
-            stored.add(message.stored)
+            if not message.callers or message.callers[-1] is not caller:
+                message.callers.append(caller)
+                caller.messages += 1
         self._schedule_flush()
-        # asyncio.wait leaves the futures alone when this caller gives up: others share them.
-        _, pending = await asyncio.wait(stored, timeout=self._timeout)
-        if pending:
-            raise Unavailable("the event stream did not confirm the events in time")
-        for future in stored:
-            future.result()
+        # The caller's own future: giving up (a cancelled call) leaves the messages alone, and
+        # every message is answered by its deadline, so no timer per caller is needed.
+        await caller.stored
 
     async def flush(self) -> None:
         """Wait until every event handed to `publish` so far has been answered by JetStream."""
@@ -105,7 +105,8 @@ class EventPublisher:
         """A new message for the subject's events, closing the full one it replaces."""
         if (full := self._open.pop(subject, None)) is not None:
             self._closed.append(full)
-        message = self._open[subject] = _Message(subject, received_at)
+        deadline = self._loop.time() + self._timeout
+        message = self._open[subject] = _Message(subject, received_at, deadline)
         return message
 
     def _schedule_flush(self) -> None:
@@ -113,7 +114,7 @@ class EventPublisher:
         joins the same messages, unless all slots are taken: then when one frees up."""
         if not self._flush_scheduled and self._in_flight < MAX_IN_FLIGHT:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -129,42 +130,71 @@ class EventPublisher:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, message: _Message) -> None:
+        """Publish the message and answer its callers, by its deadline whatever happens: one
+        still waiting for a slot at its deadline fails unsent (slots free up by their
+        messages' deadlines, which are earlier)."""
+        error: ServiceError | None = Unavailable(
+            "the event stream did not confirm the events in time"
+        )
         acks: list[asyncio.Future[None]] = []
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(message.deadline):
                 for payload, msg_id in message.parts():
                     acks.append(await self._acks.publish(message.subject, payload, msg_id))
-                await asyncio.gather(*acks)
-        except ServiceError as error:
-            message.stored.set_exception(error)
+                for ack in acks:
+                    await ack
+            error = None
+        except ServiceError as refused:
+            error = refused
         except TimeoutError:
-            message.stored.set_exception(
-                Unavailable("the event stream did not confirm the events in time")
-            )
-        else:
-            message.stored.set_result(None)
+            pass
         finally:
             for ack in acks:
                 ack.cancel()
             self._in_flight -= 1
             self._schedule_flush()
+            message.answer(error)
+
+
+class _Caller:
+    """One call of `publish`: stored once every message holding its events is, failed with the
+    first of their errors."""
+
+    __slots__ = ("messages", "stored")
+
+    def __init__(self, stored: asyncio.Future[None]) -> None:
+        self.stored = stored
+        self.messages = 0  # not yet answered
+
+    def answer(self, error: ServiceError | None) -> None:
+        if self.stored.done():  # failed by another message, or the caller gave up
+            return
+        if error is not None:
+            self.stored.set_exception(error)
+            return
+        self.messages -= 1
+        if not self.messages:
+            self.stored.set_result(None)
 
 
 class _Message:
-    """Events of one subject travelling together, and the future their callers await."""
+    """Events of one subject travelling together, and the callers waiting for them."""
 
-    def __init__(self, subject: str, received_at: datetime) -> None:
+    def __init__(self, subject: str, received_at: datetime, deadline: float) -> None:
         self.subject = subject
         self.received_at = received_at
+        self.deadline = deadline  # loop time by which the callers are answered
         self.events: list[Event] = []
-        self.stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Callers that gave up (timed out, cancelled) leave no exception unretrieved.
-        self.stored.add_done_callback(_retrieve)
+        self.callers: list[_Caller] = []
 
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
         EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
         return _parts(self.events, self.received_at)
+
+    def answer(self, error: ServiceError | None) -> None:
+        for caller in self.callers:
+            caller.answer(error)
 
 
 def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]]:
@@ -208,11 +238,6 @@ def _msg_id(events: list[Event]) -> str:
         return events[0].event_id
     ids = "\n".join(event.event_id for event in events)
     return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class _AckedPublisher:

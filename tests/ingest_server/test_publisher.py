@@ -160,3 +160,31 @@ async def test_publishing_no_events_sends_nothing(
     await publisher.publish([], RECEIVED)
 
     assert await messages_in(js, stream) == 0
+
+
+async def test_a_caller_that_gives_up_leaves_the_others_of_its_message_waiting(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    leaving = asyncio.create_task(publisher.publish([event(1)], RECEIVED))
+    staying = asyncio.create_task(publisher.publish([event(2)], RECEIVED))
+    await asyncio.sleep(0)
+    leaving.cancel()
+
+    await staying
+
+    assert [e.event_id for e in await events_in(js, stream.name)] == ["e-1", "e-2"]
+    assert await messages_in(js, stream) == 1
+
+
+async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) -> None:
+    silent = EventStream("NO_SUCH_STREAM", "test.silent")  # no stream: nothing acknowledges
+    await nc.subscribe(silent.subjects)  # a listener that never answers, so no 503 either
+    publisher = EventPublisher(nc, silent, timeout=0.2)
+    await publisher.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    with pytest.raises(Unavailable, match="did not confirm the events in time"):
+        await publisher.publish([event(1)], RECEIVED)
+
+    assert 0.2 <= loop.time() - started < 5.0
