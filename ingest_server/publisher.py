@@ -76,7 +76,7 @@ class EventPublisher:
             site_id = event.site_id
             subject = subjects.get(site_id) or self._remember_subject(site_id)
             message = open_messages.get(subject)
-            if message is None or len(message.events) >= MAX_MESSAGE_EVENTS:
+            if message is None or len(message.events) >= MAX_MESSAGE_EVENTS or message.answered:
                 message = self._open_message(subject, received_at)
             message.events.append(event)
             if not message.callers or message.callers[-1] is not caller:
@@ -105,8 +105,8 @@ class EventPublisher:
         """A new message for the subject's events, closing the full one it replaces."""
         if (full := self._open.pop(subject, None)) is not None:
             self._closed.append(full)
-        deadline = self._loop.time() + self._timeout
-        message = self._open[subject] = _Message(subject, received_at, deadline)
+        message = self._open[subject] = _Message(subject, received_at)
+        message.expiry = self._loop.call_at(self._loop.time() + self._timeout, message.expire)
         return message
 
     def _schedule_flush(self) -> None:
@@ -124,36 +124,41 @@ class EventPublisher:
                     return
                 self._closed.extend(self._open.values())
                 self._open.clear()
+            message = self._closed.popleft()
+            if message.answered:
+                continue  # its deadline passed while it waited for a slot: not sent
             self._in_flight += 1
-            task = asyncio.create_task(self._send(self._closed.popleft()))
+            task = asyncio.create_task(self._send(message))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        # A done callback, not a `finally`: a task cancelled before it ran frees its slot too.
+        self._sending.discard(task)
+        self._in_flight -= 1
+        self._schedule_flush()
 
     async def _send(self, message: _Message) -> None:
-        """Publish the message and answer its callers, by its deadline whatever happens: one
-        still waiting for a slot at its deadline fails unsent (slots free up by their
-        messages' deadlines, which are earlier)."""
-        error: ServiceError | None = Unavailable(
-            "the event stream did not confirm the events in time"
-        )
+        """Publish the message, wait for its PubAcks until its deadline, answer its callers.
+        The wait is bounded by `asyncio.wait`, not by cancellation: nats-py's publish swallows
+        a cancellation that arrives while it flushes a full buffer."""
         acks: list[asyncio.Future[None]] = []
         try:
-            async with asyncio.timeout_at(message.deadline):
+            async with asyncio.timeout_at(message.expiry.when()):
                 for payload, msg_id in message.parts():
                     acks.append(await self._acks.publish(message.subject, payload, msg_id))
-                for ack in acks:
-                    await ack
-            error = None
+            remaining = message.expiry.when() - self._loop.time()
+            if acks and remaining > 0:
+                await asyncio.wait(acks, timeout=remaining)
+            if all(ack.done() for ack in acks):  # otherwise the expiry answers the callers
+                message.answer(next(filter(None, map(_refusal, acks)), None))
         except ServiceError as refused:
-            error = refused
+            message.answer(refused)
         except TimeoutError:
-            pass
+            pass  # the expiry answers the callers
         finally:
             for ack in acks:
                 ack.cancel()
-            self._in_flight -= 1
-            self._schedule_flush()
-            message.answer(error)
 
 
 class _Caller:
@@ -178,14 +183,16 @@ class _Caller:
 
 
 class _Message:
-    """Events of one subject travelling together, and the callers waiting for them."""
+    """Events of one subject travelling together, and the callers waiting for them, who are
+    answered by the message's expiry (PUBLISH_TIMEOUT after it opened) whatever happens."""
 
-    def __init__(self, subject: str, received_at: datetime, deadline: float) -> None:
+    def __init__(self, subject: str, received_at: datetime) -> None:
         self.subject = subject
         self.received_at = received_at
-        self.deadline = deadline  # loop time by which the callers are answered
         self.events: list[Event] = []
         self.callers: list[_Caller] = []
+        self.answered = False
+        self.expiry: asyncio.TimerHandle  # set by the publisher at once
 
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
@@ -193,8 +200,23 @@ class _Message:
         return _parts(self.events, self.received_at)
 
     def answer(self, error: ServiceError | None) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        self.expiry.cancel()
         for caller in self.callers:
             caller.answer(error)
+
+    def expire(self) -> None:
+        self.answer(Unavailable("the event stream did not confirm the events in time"))
+
+
+def _refusal(ack: asyncio.Future[None]) -> ServiceError | None:
+    """What JetStream answered a message that it did not store (see _pub_ack_error)."""
+    error = ack.exception()
+    if error is None or isinstance(error, ServiceError):
+        return error
+    raise error
 
 
 def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]]:

@@ -176,11 +176,18 @@ async def test_a_caller_that_gives_up_leaves_the_others_of_its_message_waiting(
     assert await messages_in(js, stream) == 1
 
 
-async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) -> None:
-    silent = EventStream("NO_SUCH_STREAM", "test.silent")  # no stream: nothing acknowledges
-    await nc.subscribe(silent.subjects)  # a listener that never answers, so no 503 either
-    publisher = EventPublisher(nc, silent, timeout=0.2)
+async def silent_publisher(nc: NATS, timeout: float) -> EventPublisher:
+    """A publisher whose messages nothing stores or refuses: no stream takes their subjects,
+    and a listener that never answers keeps NATS from answering 503 for it."""
+    silent = EventStream("NO_SUCH_STREAM", f"test.silent.{nc.new_inbox()[7:]}")
+    await nc.subscribe(silent.subjects)
+    publisher = EventPublisher(nc, silent, timeout=timeout)
     await publisher.start()
+    return publisher
+
+
+async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) -> None:
+    publisher = await silent_publisher(nc, timeout=0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -188,3 +195,28 @@ async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) ->
         await publisher.publish([event(1)], RECEIVED)
 
     assert 0.2 <= loop.time() - started < 5.0
+
+
+async def test_events_waiting_for_a_slot_are_unavailable_by_the_timeout_under_load(
+    nc: NATS,
+) -> None:
+    publisher = await silent_publisher(nc, timeout=0.5)
+    loop = asyncio.get_running_loop()
+    load = [
+        asyncio.create_task(publisher.publish([event(n, site=f"s{n}")], RECEIVED))
+        for n in range(4)  # every slot taken
+    ]
+    await asyncio.sleep(0)
+    started = loop.time()
+    quiet = asyncio.create_task(publisher.publish([event(9, site="quiet")], RECEIVED))
+    while not quiet.done() and loop.time() - started < 3.0:  # full messages keep coming
+        load.append(
+            asyncio.create_task(publisher.publish([event(n) for n in range(1500)], RECEIVED))
+        )
+        await asyncio.sleep(0.1)
+    answered = loop.time() - started
+
+    with pytest.raises(Unavailable, match="did not confirm the events in time"):
+        await quiet
+    assert answered < 1.5
+    await asyncio.gather(*load, return_exceptions=True)
