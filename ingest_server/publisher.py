@@ -105,8 +105,9 @@ class EventPublisher:
         """A new message for the subject's events, closing the full one it replaces."""
         if (full := self._open.pop(subject, None)) is not None:
             self._closed.append(full)
-        message = self._open[subject] = _Message(subject, received_at)
-        message.expiry = self._loop.call_at(self._loop.time() + self._timeout, message.expire)
+        deadline = self._loop.time() + self._timeout
+        message = self._open[subject] = _Message(subject, received_at, deadline)
+        message.expiry = self._loop.call_at(deadline, message.expire)
         return message
 
     def _schedule_flush(self) -> None:
@@ -144,14 +145,18 @@ class EventPublisher:
         a cancellation that arrives while it flushes a full buffer."""
         acks: list[asyncio.Future[None]] = []
         try:
-            async with asyncio.timeout_at(message.expiry.when()):
+            async with asyncio.timeout_at(message.deadline):
                 for payload, msg_id in message.parts():
+                    if message.answered:  # expired, the timeout swallowed by a part before
+                        return
                     acks.append(await self._acks.publish(message.subject, payload, msg_id))
-            remaining = message.expiry.when() - self._loop.time()
+            remaining = message.deadline - self._loop.time()
             if acks and remaining > 0:
-                await asyncio.wait(acks, timeout=remaining)
-            if all(ack.done() for ack in acks):  # otherwise the expiry answers the callers
-                message.answer(next(filter(None, map(_refusal, acks)), None))
+                await asyncio.wait(acks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
+            done = [ack for ack in acks if ack.done()]
+            refusal = next(filter(None, map(_refusal, done)), None)
+            if refusal is not None or len(done) == len(acks):
+                message.answer(refusal)  # otherwise the expiry answers the callers
         except ServiceError as refused:
             message.answer(refused)
         except TimeoutError:
@@ -186,9 +191,10 @@ class _Message:
     """Events of one subject travelling together, and the callers waiting for them, who are
     answered by the message's expiry (PUBLISH_TIMEOUT after it opened) whatever happens."""
 
-    def __init__(self, subject: str, received_at: datetime) -> None:
+    def __init__(self, subject: str, received_at: datetime, deadline: float) -> None:
         self.subject = subject
         self.received_at = received_at
+        self.deadline = deadline  # loop time
         self.events: list[Event] = []
         self.callers: list[_Caller] = []
         self.answered = False
