@@ -176,18 +176,18 @@ async def test_a_caller_that_gives_up_leaves_the_others_of_its_message_waiting(
     assert await messages_in(js, stream) == 1
 
 
-async def silent_publisher(nc: NATS, timeout: float) -> EventPublisher:
+async def silent_publisher(nc: NATS, publish_timeout: float) -> EventPublisher:
     """A publisher whose messages nothing stores or refuses: no stream takes their subjects,
     and a listener that never answers keeps NATS from answering 503 for it."""
     silent = EventStream("NO_SUCH_STREAM", f"test.silent.{nc.new_inbox()[7:]}")
     await nc.subscribe(silent.subjects)
-    publisher = EventPublisher(nc, silent, timeout=timeout)
+    publisher = EventPublisher(nc, silent, timeout=publish_timeout)
     await publisher.start()
     return publisher
 
 
 async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) -> None:
-    publisher = await silent_publisher(nc, timeout=0.2)
+    publisher = await silent_publisher(nc, publish_timeout=0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -200,7 +200,7 @@ async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) ->
 async def test_events_waiting_for_a_slot_are_unavailable_by_the_timeout_under_load(
     nc: NATS,
 ) -> None:
-    publisher = await silent_publisher(nc, timeout=0.5)
+    publisher = await silent_publisher(nc, publish_timeout=0.5)
     loop = asyncio.get_running_loop()
     load = [
         asyncio.create_task(publisher.publish([event(n, site=f"s{n}")], RECEIVED))
