@@ -106,8 +106,7 @@ class EventPublisher:
         if (full := self._open.pop(subject, None)) is not None:
             self._closed.append(full)
         deadline = self._loop.time() + self._timeout
-        message = self._open[subject] = _Message(subject, received_at, deadline)
-        message.expiry = self._loop.call_at(deadline, message.expire)
+        message = self._open[subject] = _Message(subject, received_at, self._loop, deadline)
         return message
 
     def _schedule_flush(self) -> None:
@@ -191,14 +190,20 @@ class _Message:
     """Events of one subject travelling together, and the callers waiting for them, who are
     answered by the message's expiry (PUBLISH_TIMEOUT after it opened) whatever happens."""
 
-    def __init__(self, subject: str, received_at: datetime, deadline: float) -> None:
+    def __init__(
+        self,
+        subject: str,
+        received_at: datetime,
+        loop: asyncio.AbstractEventLoop,
+        deadline: float,
+    ) -> None:
         self.subject = subject
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []
         self.callers: list[_Caller] = []
         self.answered = False
-        self.expiry: asyncio.TimerHandle  # set by the publisher at once
+        self.expiry = loop.call_at(deadline, self.expire)
 
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
