@@ -56,7 +56,9 @@ class Settings:
     dead_letter_stream: str = "ANALYTICS_DEAD_LETTERS"
     dead_letter_subject: str = "analytics.dead_letters"
     writer_durable: str = "writer"
-    writer_batch_size: int = 2000
+    # Events per transaction: a bigger batch shares each aggregate row's upsert among more
+    # events (docs/benchmarks.md: 2,000 → 5,000 drained about 13 % faster).
+    writer_batch_size: int = 5000
     # Batches the writer stores at once, each in a transaction of its own.
     writer_concurrency: int = 2
     # How long JetStream waits for the writer's ack before redelivering a message, e.g. after

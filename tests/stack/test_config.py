@@ -25,7 +25,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         dead_letter_stream="ANALYTICS_DEAD_LETTERS",
         dead_letter_subject="analytics.dead_letters",
         writer_durable="writer",
-        writer_batch_size=2000,
+        writer_batch_size=5000,
         writer_concurrency=2,
         writer_ack_wait=30.0,
         writer_max_deliveries=5,
