@@ -1,8 +1,8 @@
 """Puts validated events on the events stream and waits until JetStream has stored them.
 
-Group commit: events from concurrent callers that arrive while earlier messages await their
-PubAck share the next message of their site's subject, so one JetStream round trip stores many
-events. An idle publisher sends at once (no linger); a busy one sends fuller messages.
+Group commit: each site's events go to its own subject. Events of a site that arrive while its
+messages await their PubAck share the site's next message, so one JetStream round trip stores
+many events; an idle site's events go at once (no linger), and no site waits for another's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 
 import nats.errors
 from analytics.v1.event_pb2 import Event, EventBatch
@@ -26,9 +27,6 @@ from stack.stream import MAX_MESSAGE_EVENTS, EventStream
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
-# Messages awaiting their PubAck at once; more events wait for the next free slot, in bigger
-# messages. A few keep the stream busy while one is being written.
-MAX_IN_FLIGHT = 4
 # A message closes at MAX_MESSAGE_EVENTS events; one whose events serialize to more than this
 # many bytes goes out in several, each filled up to it (an event alone is at most ~170 KB), so
 # every NATS message stays under the server's default 1 MiB max_payload.
@@ -44,9 +42,8 @@ class EventPublisher:
         self._stream = stream
         self._timeout = timeout
         self._subjects: dict[str, str] = {}  # by site_id
-        self._open: dict[str, _Message] = {}  # by subject: the message events are joining
-        self._closed: deque[_Message] = deque()  # full, waiting for a slot
-        self._in_flight = 0
+        self._lanes: dict[str, _Lane] = {}  # by subject, while it has messages
+        self._ready: dict[_Lane, None] = {}  # lanes that may have a message to send
         self._flush_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()  # made in the loop it publishes from
@@ -70,12 +67,13 @@ class EventPublisher:
             raise Unavailable("the event stream is unreachable")
         # Each event joins the open message of its site's subject (the loop is inlined: a method
         # call per event was a tenth of this function).
-        subjects, open_messages = self._subjects, self._open
+        subjects, lanes = self._subjects, self._lanes
         caller = _Caller(self._loop.create_future())
         for event in events:
             site_id = event.site_id
             subject = subjects.get(site_id) or self._remember_subject(site_id)
-            message = open_messages.get(subject)
+            lane = lanes.get(subject)
+            message = None if lane is None else lane.open
             if message is None or len(message.events) >= MAX_MESSAGE_EVENTS or message.answered:
                 message = self._open_message(subject, received_at)
             message.events.append(event)
@@ -89,7 +87,7 @@ class EventPublisher:
 
     async def flush(self) -> None:
         """Wait until every event handed to `publish` so far has been answered by JetStream."""
-        while self._open or self._closed or self._sending:
+        while self._lanes or self._sending:
             if self._sending:
                 await asyncio.wait(self._sending)
             else:
@@ -102,40 +100,59 @@ class EventPublisher:
         return subject
 
     def _open_message(self, subject: str, received_at: datetime) -> _Message:
-        """A new message for the subject's events, closing the full one it replaces."""
-        if (full := self._open.pop(subject, None)) is not None:
-            self._closed.append(full)
+        """A new message for the subject's events, queueing the full one it replaces."""
+        lane = self._lanes.get(subject)
+        if lane is None:
+            lane = self._lanes[subject] = _Lane(subject)
+        if lane.open is not None:
+            lane.full.append(lane.open)
+            self._ready[lane] = None
+        elif not lane.in_flight:
+            self._ready[lane] = None
         deadline = self._loop.time() + self._timeout
-        message = self._open[subject] = _Message(subject, received_at, self._loop, deadline)
+        message = lane.open = _Message(subject, received_at, self._loop, deadline)
         return message
 
     def _schedule_flush(self) -> None:
         """Send at the end of this turn of the event loop, so that every caller of this turn
-        joins the same messages, unless all slots are taken: then when one frees up."""
-        if not self._flush_scheduled and self._in_flight < MAX_IN_FLIGHT:
+        joins the same messages."""
+        if not self._flush_scheduled and self._ready:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Send each ready lane's full messages, and its open one unless some message of the
+        lane is still in flight: then the open one goes when they are all answered, holding
+        the events that came meanwhile. A full message gains nothing by waiting."""
         self._flush_scheduled = False
-        while self._in_flight < MAX_IN_FLIGHT:
-            if not self._closed:
-                if not self._open:
-                    return
-                self._closed.extend(self._open.values())
-                self._open.clear()
-            message = self._closed.popleft()
-            if message.answered:
-                continue  # its deadline passed while it waited for a slot: not sent
-            self._in_flight += 1
-            task = asyncio.create_task(self._send(message))
-            self._sending.add(task)
-            task.add_done_callback(self._sent)
+        ready, self._ready = self._ready, {}
+        for lane in ready:
+            while lane.full:
+                self._start(lane, lane.full.popleft())
+            if not lane.in_flight and lane.open is not None:
+                message, lane.open = lane.open, None
+                self._start(lane, message)
+            if not lane.in_flight:  # every message's deadline passed before it could be sent
+                del self._lanes[lane.subject]
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        # A done callback, not a `finally`: a task cancelled before it ran frees its slot too.
+    def _start(self, lane: _Lane, message: _Message) -> None:
+        if message.answered:
+            return  # its deadline passed while it waited: not sent
+        lane.in_flight += 1
+        task = asyncio.create_task(self._send(message))
+        self._sending.add(task)
+        task.add_done_callback(partial(self._sent, lane))
+
+    def _sent(self, lane: _Lane, task: asyncio.Task[None]) -> None:
+        # A done callback, not a `finally`: a task cancelled before it ran frees its lane too.
         self._sending.discard(task)
-        self._in_flight -= 1
+        lane.in_flight -= 1
+        if lane.in_flight:
+            return
+        if lane.open is None and not lane.full:
+            del self._lanes[lane.subject]
+            return
+        self._ready[lane] = None
         self._schedule_flush()
 
     async def _send(self, message: _Message) -> None:
@@ -163,6 +180,19 @@ class EventPublisher:
         finally:
             for ack in acks:
                 ack.cancel()
+
+
+class _Lane:
+    """One subject's messages: the open one, which the subject's events join, and full ones
+    not yet sent."""
+
+    __slots__ = ("full", "in_flight", "open", "subject")
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.open: _Message | None = None
+        self.full: deque[_Message] = deque()
+        self.in_flight = 0  # messages awaiting their PubAck
 
 
 class _Caller:

@@ -197,19 +197,16 @@ async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) ->
     assert 0.2 <= loop.time() - started < 5.0
 
 
-async def test_events_waiting_for_a_slot_are_unavailable_by_the_timeout_under_load(
+async def test_events_waiting_behind_their_sites_unanswered_messages_are_unavailable_by_the_timeout(
     nc: NATS,
 ) -> None:
     publisher = await silent_publisher(nc, publish_timeout=0.5)
     loop = asyncio.get_running_loop()
-    load = [
-        asyncio.create_task(publisher.publish([event(n, site=f"s{n}")], RECEIVED))
-        for n in range(4)  # every slot taken
-    ]
+    load = [asyncio.create_task(publisher.publish([event(n) for n in range(1000)], RECEIVED))]
     await asyncio.sleep(0)
     started = loop.time()
-    quiet = asyncio.create_task(publisher.publish([event(9, site="quiet")], RECEIVED))
-    while not quiet.done() and loop.time() - started < 3.0:  # full messages keep coming
+    waiting = asyncio.create_task(publisher.publish([event(9)], RECEIVED))
+    while not waiting.done() and loop.time() - started < 3.0:  # full messages keep coming
         load.append(
             asyncio.create_task(publisher.publish([event(n) for n in range(1500)], RECEIVED))
         )
@@ -217,6 +214,29 @@ async def test_events_waiting_for_a_slot_are_unavailable_by_the_timeout_under_lo
     answered = loop.time() - started
 
     with pytest.raises(Unavailable, match="did not confirm the events in time"):
-        await quiet
+        await waiting
     assert answered < 1.5
     await asyncio.gather(*load, return_exceptions=True)
+
+
+async def test_a_sites_events_are_not_held_back_by_other_sites_unanswered_messages(
+    nc: NATS, js: JetStreamContext
+) -> None:
+    tag = nc.new_inbox()[7:]
+    stream = EventStream(f"PARTIAL_{tag}", f"test.partial.{tag}")
+    await js.add_stream(name=stream.name, subjects=[stream.subject_for("fast")])
+    await nc.subscribe(stream.subjects)  # the other sites' messages reach only this, unanswered
+    publisher = EventPublisher(nc, stream, timeout=1.0)
+    await publisher.start()
+    unanswered = [
+        asyncio.create_task(publisher.publish([event(n, site=f"slow-{n}")], RECEIVED))
+        for n in range(8)
+    ]
+    await asyncio.sleep(0)
+
+    await publisher.publish([event(99, site="fast")], RECEIVED)
+
+    assert [task.done() for task in unanswered] == [False] * 8
+    assert [e.event_id for e in await events_in(js, stream.name)] == ["e-99"]
+    await asyncio.gather(*unanswered, return_exceptions=True)
+    await js.delete_stream(stream.name)
