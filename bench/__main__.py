@@ -54,6 +54,12 @@ def main() -> None:
         "--grpc-calls", type=int, metavar="N", help="IngestBatch calls in flight (default 16)"
     )
     parser.add_argument(
+        "--http-sites",
+        type=int,
+        metavar="N",
+        help="spread the HTTP bodies evenly over N sites (default: 4 sites of unequal traffic)",
+    )
+    parser.add_argument(
         "--load-workers", type=int, help="processes loading the stats history (default 2)"
     )
     parser.add_argument(
@@ -87,6 +93,7 @@ def main() -> None:
         "load_workers": args.load_workers,
         "ingest_processes": args.ingest_processes,
         "grpc_calls": args.grpc_calls,
+        "http_sites": args.http_sites,
         "service_env": dict(args.service_env) or None,
         "reference_path": args.reference_path.resolve() if args.reference_path else None,
         "strict": args.strict or None,

@@ -26,13 +26,13 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cluster import ROOT, ApiService, BenchError, Cluster, Process
 from bench.cpu import measuring
-from bench.dataset import DatasetShape, EventFactory, recent_window
+from bench.dataset import DatasetShape, EventFactory, TrafficShape, recent_window
 from bench.grpc_load import BATCH, CONNECTIONS, STREAM_EVENTS, LoadReport
 from bench.http_load import WrkResult, run_wrk, write_post_script
 from bench.report import (
@@ -111,6 +111,9 @@ class Plan:
     # IngestBatch calls in flight, as from several backends at once: with a few, each ingest
     # process idles while its calls wait for their PubAck.
     grpc_calls: int = 16
+    # The sites POST /event's bodies spread over evenly; None: the traffic shape's 4 sites.
+    # Many (a hosted service's small sites) leave each site's messages few events to share.
+    http_sites: int | None = None
     reference_path: Path = ROOT / ".venv" / "bench-reference"
     quick: bool = False
     # Exit with 1 when a figure misses its target (otherwise only errors fail the command).
@@ -234,7 +237,19 @@ def _start_raw_asgi(ctx: Context) -> tuple[Process, str]:
 def _http_phase(ctx: Context) -> None:
     assert ctx.ingest is not None
     plan = ctx.plan
-    bodies = EventFactory(seed=3).json_bodies(200, *recent_window())
+    shape = TrafficShape()
+    if plan.http_sites is not None:
+        share = 1 / plan.http_sites
+        shape = replace(
+            shape, sites=tuple((f"site-{n}.example.com", share) for n in range(plan.http_sites))
+        )
+        ctx.table.notes.append(
+            f"HTTP POST /event: the bodies spread evenly over {plan.http_sites:,} sites "
+            "(--http-sites), instead of the traffic shape's 4."
+        )
+    bodies = EventFactory(shape, seed=3).json_bodies(
+        max(200, 2 * len(shape.sites)), *recent_window()
+    )
     script = write_post_script(ctx.cluster.root / "post_event.lua", bodies)
     raw, raw_url = _start_raw_asgi(ctx)
     service_url = f"http://{ctx.ingest.http}/event"
