@@ -1,8 +1,8 @@
 """Puts validated events on the events stream and waits until JetStream has stored them.
 
-Group commit: each site's events go to its own subject. Events of a site that arrive while its
-messages await their PubAck share the site's next message, so one JetStream round trip stores
-many events; an idle site's events go at once (no linger), and no site waits for another's.
+Group commit: events that arrive while a message awaits its PubAck share the next message,
+whatever their sites, so one JetStream round trip stores many events; when no message is
+awaiting its PubAck, events go at once (no linger).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 
 import nats.errors
 from analytics.v1.event_pb2 import Event, EventBatch
@@ -31,7 +30,6 @@ STREAM_LIMIT_REACHED = 10077
 # many bytes goes out in several, each filled up to it (an event alone is at most ~170 KB), so
 # every NATS message stays under the server's default 1 MiB max_payload.
 MAX_MESSAGE_BYTES = 512 * 1024
-MAX_REMEMBERED_SUBJECTS = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +37,12 @@ logger = logging.getLogger(__name__)
 class EventPublisher:
     def __init__(self, nc: NATS, stream: EventStream, timeout: float) -> None:
         self._acks = _AckedPublisher(nc, stream.name)
-        self._stream = stream
+        self._subject = stream.subject
         self._timeout = timeout
-        self._subjects: dict[str, str] = {}  # by site_id
-        self._lanes: dict[str, _Lane] = {}  # by subject, while it has messages
-        self._ready: dict[_Lane, None] = {}  # lanes that may have a message to send
+        self._open: _Message | None = None  # the message new events join
+        self._full: deque[_Message] = deque()  # full messages not yet sent
+        self._sending: set[asyncio.Task[None]] = set()  # messages awaiting their PubAck
         self._flush_scheduled = False
-        self._sending: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()  # made in the loop it publishes from
 
     async def start(self) -> None:
@@ -65,21 +62,21 @@ class EventPublisher:
             return
         if not self._acks.is_connected:
             raise Unavailable("the event stream is unreachable")
-        # Each event joins the open message of its site's subject (the loop is inlined: a method
-        # call per event was a tenth of this function).
-        subjects, lanes = self._subjects, self._lanes
         caller = _Caller(self._loop.create_future())
-        for event in events:
-            site_id = event.site_id
-            subject = subjects.get(site_id) or self._remember_subject(site_id)
-            lane = lanes.get(subject)
-            message = None if lane is None else lane.open
-            if message is None or len(message.events) >= MAX_MESSAGE_EVENTS or message.answered:
-                message = self._open_message(subject, received_at)
-            message.events.append(event)
-            if not message.callers or message.callers[-1] is not caller:
-                message.callers.append(caller)
-                caller.messages += 1
+        taken = 0
+        while taken < len(events):
+            message = self._open
+            if message is None or message.answered:  # answered: expired before it was sent
+                deadline = self._loop.time() + self._timeout
+                message = self._open = _Message(received_at, self._loop, deadline)
+            room = MAX_MESSAGE_EVENTS - len(message.events)
+            message.events.extend(events[taken : taken + room])
+            message.callers.append(caller)
+            caller.messages += 1
+            taken += room
+            if len(message.events) >= MAX_MESSAGE_EVENTS:
+                self._full.append(message)
+                self._open = None
         self._schedule_flush()
         # The caller's own future: giving up (a cancelled call) leaves the messages alone, and
         # every message is answered by its deadline, so no timer per caller is needed.
@@ -87,73 +84,42 @@ class EventPublisher:
 
     async def flush(self) -> None:
         """Wait until every event handed to `publish` so far has been answered by JetStream."""
-        while self._lanes or self._sending:
+        while self._open is not None or self._full or self._sending:
             if self._sending:
                 await asyncio.wait(self._sending)
             else:
                 await asyncio.sleep(0)
 
-    def _remember_subject(self, site_id: str) -> str:
-        if len(self._subjects) >= MAX_REMEMBERED_SUBJECTS:
-            self._subjects.clear()
-        subject = self._subjects[site_id] = self._stream.subject_for(site_id)
-        return subject
-
-    def _open_message(self, subject: str, received_at: datetime) -> _Message:
-        """A new message for the subject's events, queueing the full one it replaces."""
-        lane = self._lanes.get(subject)
-        if lane is None:
-            lane = self._lanes[subject] = _Lane(subject)
-        if lane.open is not None:
-            lane.full.append(lane.open)
-            self._ready[lane] = None
-        elif not lane.in_flight:
-            self._ready[lane] = None
-        deadline = self._loop.time() + self._timeout
-        message = lane.open = _Message(subject, received_at, self._loop, deadline)
-        return message
-
     def _schedule_flush(self) -> None:
         """Send at the end of this turn of the event loop, so that every caller of this turn
         joins the same messages."""
-        if not self._flush_scheduled and self._ready:
+        if not self._flush_scheduled and (self._full or not self._sending):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send each ready lane's full messages, and its open one unless some message of the
-        lane is still in flight: then the open one goes when they are all answered, holding
-        the events that came meanwhile. A full message gains nothing by waiting."""
+        """Send the full messages, and the open one unless some message is still awaiting its
+        PubAck: then the open one goes when they are all answered, holding the events that
+        came meanwhile. A full message gains nothing by waiting."""
         self._flush_scheduled = False
-        ready, self._ready = self._ready, {}
-        for lane in ready:
-            while lane.full:
-                self._start(lane, lane.full.popleft())
-            if not lane.in_flight and lane.open is not None:
-                message, lane.open = lane.open, None
-                self._start(lane, message)
-            if not lane.in_flight:  # every message's deadline passed before it could be sent
-                del self._lanes[lane.subject]
+        while self._full:
+            self._start(self._full.popleft())
+        if not self._sending and self._open is not None:
+            message, self._open = self._open, None
+            self._start(message)
 
-    def _start(self, lane: _Lane, message: _Message) -> None:
+    def _start(self, message: _Message) -> None:
         if message.answered:
             return  # its deadline passed while it waited: not sent
-        lane.in_flight += 1
         task = asyncio.create_task(self._send(message))
         self._sending.add(task)
-        task.add_done_callback(partial(self._sent, lane))
+        task.add_done_callback(self._sent)
 
-    def _sent(self, lane: _Lane, task: asyncio.Task[None]) -> None:
-        # A done callback, not a `finally`: a task cancelled before it ran frees its lane too.
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        # A done callback, not a `finally`: a task cancelled before it ran is forgotten too.
         self._sending.discard(task)
-        lane.in_flight -= 1
-        if lane.in_flight:
-            return
-        if lane.open is None and not lane.full:
-            del self._lanes[lane.subject]
-            return
-        self._ready[lane] = None
-        self._schedule_flush()
+        if not self._sending and self._open is not None:
+            self._schedule_flush()
 
     async def _send(self, message: _Message) -> None:
         """Publish the message, wait for its PubAcks until its deadline, answer its callers.
@@ -165,7 +131,7 @@ class EventPublisher:
                 for payload, msg_id in message.parts():
                     if message.answered:  # expired, the timeout swallowed by a part before
                         return
-                    acks.append(await self._acks.publish(message.subject, payload, msg_id))
+                    acks.append(await self._acks.publish(self._subject, payload, msg_id))
             remaining = message.deadline - self._loop.time()
             if acks and remaining > 0:
                 await asyncio.wait(acks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
@@ -180,19 +146,6 @@ class EventPublisher:
         finally:
             for ack in acks:
                 ack.cancel()
-
-
-class _Lane:
-    """One subject's messages: the open one, which the subject's events join, and full ones
-    not yet sent."""
-
-    __slots__ = ("full", "in_flight", "open", "subject")
-
-    def __init__(self, subject: str) -> None:
-        self.subject = subject
-        self.open: _Message | None = None
-        self.full: deque[_Message] = deque()
-        self.in_flight = 0  # messages awaiting their PubAck
 
 
 class _Caller:
@@ -217,17 +170,12 @@ class _Caller:
 
 
 class _Message:
-    """Events of one subject travelling together, and the callers waiting for them, who are
-    answered by the message's expiry (PUBLISH_TIMEOUT after it opened) whatever happens."""
+    """Events travelling together, and the callers waiting for them, who are answered by the
+    message's expiry (PUBLISH_TIMEOUT after it opened) whatever happens."""
 
     def __init__(
-        self,
-        subject: str,
-        received_at: datetime,
-        loop: asyncio.AbstractEventLoop,
-        deadline: float,
+        self, received_at: datetime, loop: asyncio.AbstractEventLoop, deadline: float
     ) -> None:
-        self.subject = subject
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []

@@ -1,9 +1,12 @@
 """The JetStream stream that carries events from the ingest servers to the writer.
 
-Each message is one serialized `analytics.v1.EventBatch` of at most MAX_MESSAGE_EVENTS events
-of one site, on the subject of that site, `<prefix>.<site token>`. The stream keeps a message
-until the writer acknowledges it (work-queue retention), on file storage, and drops a resend of
-the same `Nats-Msg-Id` within its duplicate window.
+Each message is one serialized `analytics.v1.EventBatch` of at most MAX_MESSAGE_EVENTS events,
+of any sites, on one subject, `<prefix>.all`: events of different sites share messages, so the
+JetStream round trips of an ingest server do not multiply with the sites it serves. The stream
+takes every subject under the prefix, so messages that earlier versions put on a subject per
+site (`<prefix>.<site token>`) are still consumed, and a dead letter replays to the subject it
+came from. The stream keeps a message until the writer acknowledges it (work-queue retention),
+on file storage, and drops a resend of the same `Nats-Msg-Id` within its duplicate window.
 """
 
 from __future__ import annotations
@@ -54,14 +57,14 @@ class EventStream:
         )
 
     @property
-    def subjects(self) -> str:
-        """The wildcard covering every site's subject."""
-        return f"{self.subject_prefix}.>"
+    def subject(self) -> str:
+        """The subject events are published on."""
+        return f"{self.subject_prefix}.all"
 
-    def subject_for(self, site_id: str) -> str:
-        """The subject of a site's events. Site ids may hold dots, which NATS reads as token
-        separators, so they are written as %2E ('%' itself never occurs in a valid site id)."""
-        return f"{self.subject_prefix}.{site_id.replace('.', '%2E')}"
+    @property
+    def subjects(self) -> str:
+        """The wildcard the stream and the writer take: every subject under the prefix."""
+        return f"{self.subject_prefix}.>"
 
     def config(self) -> StreamConfig:
         return StreamConfig(

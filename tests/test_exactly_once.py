@@ -112,11 +112,11 @@ async def test_a_resend_after_the_duplicate_window_counts_once(
         batch = EventBatch(events=[event(1)])
         batch.received_at.FromDatetime(DAY)
         await js.publish(
-            stream.subject_for("site-1"),
+            stream.subject,
             batch.SerializeToString(),
             headers={"Nats-Msg-Id": attempt},
         )
-    await js.publish(stream.subject_for("site-1"), _message(event(2)))
+    await js.publish(stream.subject, _message(event(2)))
 
     await eventually(lambda: stored_count(db), 2)
     assert await aggregates(db) == ([("/p1", 1), ("/p2", 1)], (2, 2))
@@ -174,7 +174,7 @@ async def test_batches_stored_at_once_count_the_events_they_share_once(
     for start in range(0, total, 50):  # each message shares half its events with the next
         batch = EventBatch(events=[event(n) for n in range(start, min(total, start + 100))])
         batch.received_at.FromDatetime(DAY)
-        await js.publish(stream.subject_for("site-1"), batch.SerializeToString())
+        await js.publish(stream.subject, batch.SerializeToString())
 
     async with running_writer(replace(small_batches, writer_concurrency=4)):
         await eventually(lambda: stored_count(db), total)
@@ -182,3 +182,20 @@ async def test_batches_stored_at_once_count_the_events_they_share_once(
     consumer = await js.consumer_info(stream.name, small_batches.writer_durable)
     assert (consumer.num_pending, consumer.num_ack_pending) == (0, 0)
     assert await aggregates(db) == expected_aggregates(range(total))
+
+
+async def test_messages_on_the_per_site_subjects_of_earlier_versions_are_stored(
+    settings: Settings, db: asyncpg.Connection, js: JetStreamContext, stream: EventStream
+) -> None:
+    # Earlier versions published each site's events on a subject of its own: a stream that
+    # still holds such messages after an upgrade is drained all the same.
+    await ensure_stream(js, stream)
+    batch = EventBatch(events=[event(n) for n in range(3)])
+    batch.received_at.FromDatetime(DAY)
+    await js.publish(f"{stream.subject_prefix}.site-1", batch.SerializeToString())
+
+    async with running_writer(settings):
+        await eventually(lambda: stored_count(db), 3)
+
+    rows = await db.fetch("SELECT event_id FROM events ORDER BY event_id")
+    assert [row["event_id"] for row in rows] == ["event-0", "event-1", "event-2"]

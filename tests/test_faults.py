@@ -261,7 +261,7 @@ async def test_a_writer_stopped_while_postgres_is_down_leaves_its_batches_to_the
         for number in range(0, total, 10):
             batch = EventBatch(events=[stored_event(f"e{n}") for n in range(number, number + 10)])
             batch.received_at.GetCurrentTime()
-            await js.publish(stream.subject_for("site-1"), batch.SerializeToString())
+            await js.publish(stream.subject, batch.SerializeToString())
         await eventually(lambda: _retrying(caplog), True, within=30)
     # Stopped with batches unstored: they are handed back, or redelivered after the ack wait.
     own_postgres.start()

@@ -67,7 +67,7 @@ async def reasons(dead_letters: DeadLetters) -> list[str]:
 
 
 async def publish(js: JetStreamContext, stream: EventStream, *payloads: bytes) -> list[int]:
-    acks = [await js.publish(stream.subject_for("site-1"), payload) for payload in payloads]
+    acks = [await js.publish(stream.subject, payload) for payload in payloads]
     return [ack.seq for ack in acks]
 
 
@@ -91,7 +91,7 @@ async def test_an_undecodable_message_becomes_a_dead_letter_and_the_rest_is_stor
     )
     [letter] = await letters(dead_letters)
     assert (letter.original_subject, letter.original_sequence, letter.deliveries) == (
-        stream.subject_for("site-1"),
+        stream.subject,
         poison_sequence,
         3,
     )
