@@ -218,3 +218,20 @@ async def test_events_waiting_behind_unanswered_messages_are_unavailable_by_the_
         await waiting
     assert answered < 1.5
     await asyncio.gather(*load, return_exceptions=True)
+
+
+async def test_events_arriving_while_a_message_awaits_its_puback_wait_for_the_next_message(
+    nc: NATS,
+) -> None:
+    silent = EventStream("NO_SUCH_STREAM", f"test.silent.{nc.new_inbox()[7:]}")
+    sent = await nc.subscribe(silent.subjects)  # never answers: the first message stays pending
+    publisher = EventPublisher(nc, silent, timeout=1.0)
+    await publisher.start()
+    calls = []
+    for n in range(10):  # each call in a turn of its own
+        calls.append(asyncio.create_task(publisher.publish([event(n)], RECEIVED)))
+        await asyncio.sleep(0.01)
+    await nc.flush()
+
+    assert sent.pending_msgs == 1
+    await asyncio.gather(*calls, return_exceptions=True)
