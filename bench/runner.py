@@ -112,7 +112,7 @@ class Plan:
     # process idles while its calls wait for their PubAck.
     grpc_calls: int = 16
     # The sites POST /event's bodies spread over evenly; None: the traffic shape's 4 sites.
-    # Many (a hosted service's small sites) leave each site's messages few events to share.
+    # Many (a hosted service's small sites) show whether throughput depends on the sites.
     http_sites: int | None = None
     reference_path: Path = ROOT / ".venv" / "bench-reference"
     quick: bool = False

@@ -10,6 +10,7 @@ import nats
 import pytest
 from analytics.v1.event_pb2 import Event, EventBatch
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from ingest_server.publisher import MAX_MESSAGE_BYTES, EventPublisher
@@ -177,18 +178,19 @@ async def test_a_caller_that_gives_up_leaves_the_others_of_its_message_waiting(
     assert await messages_in(js, stream) == 1
 
 
-async def silent_publisher(nc: NATS, publish_timeout: float) -> EventPublisher:
+async def silent_publisher(nc: NATS, publish_timeout: float) -> tuple[EventPublisher, Subscription]:
     """A publisher whose messages nothing stores or refuses: no stream takes their subjects,
-    and a listener that never answers keeps NATS from answering 503 for it."""
+    and a listener that never answers (returned, holding what was sent) keeps NATS from
+    answering 503 for it."""
     silent = EventStream("NO_SUCH_STREAM", f"test.silent.{nc.new_inbox()[7:]}")
-    await nc.subscribe(silent.subjects)
+    sent = await nc.subscribe(silent.subjects)
     publisher = EventPublisher(nc, silent, timeout=publish_timeout)
     await publisher.start()
-    return publisher
+    return publisher, sent
 
 
 async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) -> None:
-    publisher = await silent_publisher(nc, publish_timeout=0.2)
+    publisher, _ = await silent_publisher(nc, publish_timeout=0.2)
     loop = asyncio.get_running_loop()
     started = loop.time()
 
@@ -201,7 +203,7 @@ async def test_events_nothing_stores_are_unavailable_by_the_timeout(nc: NATS) ->
 async def test_events_waiting_behind_unanswered_messages_are_unavailable_by_the_timeout(
     nc: NATS,
 ) -> None:
-    publisher = await silent_publisher(nc, publish_timeout=0.5)
+    publisher, _ = await silent_publisher(nc, publish_timeout=0.5)
     loop = asyncio.get_running_loop()
     load = [asyncio.create_task(publisher.publish([event(n) for n in range(1000)], RECEIVED))]
     await asyncio.sleep(0)
@@ -223,10 +225,7 @@ async def test_events_waiting_behind_unanswered_messages_are_unavailable_by_the_
 async def test_events_arriving_while_a_message_awaits_its_puback_wait_for_the_next_message(
     nc: NATS,
 ) -> None:
-    silent = EventStream("NO_SUCH_STREAM", f"test.silent.{nc.new_inbox()[7:]}")
-    sent = await nc.subscribe(silent.subjects)  # never answers: the first message stays pending
-    publisher = EventPublisher(nc, silent, timeout=1.0)
-    await publisher.start()
+    publisher, sent = await silent_publisher(nc, publish_timeout=1.0)
     calls = []
     for n in range(10):  # each call in a turn of its own
         calls.append(asyncio.create_task(publisher.publish([event(n)], RECEIVED)))
