@@ -77,6 +77,9 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,  # the connection was closed under us
+    # The server ended the session mid-statement and asyncpg lost track of the connection
+    # (MagicStack/asyncpg#784); the pool discards it, so the next attempt gets a new one.
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,  # shutting down, starting up
     asyncpg.InsufficientResourcesError,  # too many connections, disk full

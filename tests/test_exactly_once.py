@@ -199,3 +199,27 @@ async def test_messages_on_the_per_site_subjects_of_earlier_versions_are_stored(
 
     rows = await db.fetch("SELECT event_id FROM events ORDER BY event_id")
     assert [row["event_id"] for row in rows] == ["event-0", "event-1", "event-2"]
+
+
+async def test_events_stored_while_postgres_terminates_the_writers_sessions_count_once(
+    small_batches: Settings, db: asyncpg.Connection, js: JetStreamContext, stream: EventStream
+) -> None:
+    # PostgreSQL ending a session in the middle of a statement (an administrator, a failover)
+    # can leave asyncpg reporting an internal error rather than a lost connection.
+    total = 50_000
+    await ensure_stream(js, stream)
+    for start in range(0, total, 500):
+        batch = EventBatch(events=[event(n) for n in range(start, start + 500)])
+        batch.received_at.FromDatetime(DAY)
+        await js.publish(stream.subject, batch.SerializeToString())
+
+    async with running_writer(replace(small_batches, writer_concurrency=4)):
+        for _ in range(100):
+            await db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await asyncio.sleep(0.02)
+        await eventually(lambda: stored_count(db), total, within=60)
+
+    assert await aggregates(db) == expected_aggregates(range(total))
