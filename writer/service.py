@@ -28,7 +28,9 @@ class RunningWriter:
 @asynccontextmanager
 async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
     """Connect, migrate and start consuming (the streams and the consumer exist when this
-    yields); on exit, store and acknowledge the batch in hand, then disconnect."""
+    yields); on exit, store and acknowledge the batch in hand, then disconnect. A consumer
+    that failed meanwhile raises its error on exit, so that no caller mistakes it for one
+    still storing."""
     async with AsyncExitStack() as resources:
         nc = await connect_nats(settings, "analytics-writer")
         resources.push_async_callback(close_nats, nc)
@@ -59,4 +61,4 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
             yield RunningWriter(task)
         finally:
             stopping.set()
-            await asyncio.gather(task, return_exceptions=True)
+            await task
