@@ -8,6 +8,7 @@ during startup, or on a second signal, the service is cancelled at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -28,8 +29,14 @@ class Lifecycle:
         self.is_started = False
 
     def started(self) -> None:
-        """Startup is over: from now on a signal asks for a graceful stop."""
+        """Startup is over: from now on a signal asks for a graceful stop.
+
+        What startup allocated (modules, connections, servers) lives as long as the process;
+        frozen, it is no longer walked by every full garbage collection, which under load
+        came every few seconds and stopped the event loop for about 20 ms each time."""
         self.is_started = True
+        gc.collect()  # startup's garbage is freed, not frozen
+        gc.freeze()
 
 
 def run_service(name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]]) -> None:
