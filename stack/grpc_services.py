@@ -5,6 +5,10 @@ request that is not valid protobuf (invalid UTF-8 in a string field, say) then f
 UNKNOWN before our code runs. Here such a request reaches the servicer as an InvalidArgument,
 which `translate_errors` answers with INVALID_ARGUMENT; in a client stream, an undecodable
 element arrives in place of the message and is rejected on its own.
+
+Fields this server does not know (a newer contract's, or junk) are dropped on decoding, as
+proto3 lets a reader do: protobuf would otherwise keep their bytes, and an event would carry
+them unchecked and unbounded into the stream.
 """
 
 from __future__ import annotations
@@ -59,16 +63,19 @@ _HANDLER_MAKERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any
 def tolerant_decoder(
     descriptor: Descriptor, field: str
 ) -> Callable[[bytes], Message | InvalidArgument]:
-    """Decode bytes as the message, or return (not raise) an InvalidArgument on `field`."""
+    """Decode bytes as the message, without the fields it does not know, or return (not
+    raise) an InvalidArgument on `field`."""
     message_class = message_factory.GetMessageClass(descriptor)
 
     def decode(data: bytes) -> Message | InvalidArgument:
         try:
-            return message_class.FromString(data)
+            message = message_class.FromString(data)
         except DecodeError as error:
             reason = str(error).rpartition(": ")[2]
             return InvalidArgument.single(
                 field, f"is not a valid {descriptor.full_name} message: {reason}"
             )
+        message.DiscardUnknownFields()
+        return message
 
     return decode

@@ -15,6 +15,7 @@ from analytics.v1.ingest_pb2 import (
     IngestBatchRequest,
     IngestBatchResponse,
     IngestRequest,
+    IngestResponse,
     IngestStreamResponse,
 )
 from analytics.v1.report_pb2 import GetStatsRequest
@@ -344,6 +345,36 @@ async def test_an_undecodable_grpc_request_gets_invalid_argument(
         ("request", "is not a valid analytics.v1.IngestRequest message: String field had bad UTF-8")
     ]
     assert await events_in_stream(js, stream) == 0
+
+
+async def test_a_grpc_event_is_stored_without_the_fields_the_contract_does_not_define(
+    api: ApiServer, js: JetStreamContext, stream: EventStream
+) -> None:
+    # Field 111 of the Event, 1.5 MB long: more than a NATS message may hold.
+    junk = b"x" * 1_500_000
+    event = GOOD_EVENT.SerializeToString() + b"\xfa\x06" + _varint(len(junk)) + junk
+    raw = b"\x0a" + _varint(len(event)) + event
+    async with grpc.aio.insecure_channel(str(api.grpc)) as channel:
+        ingest: grpc.aio.UnaryUnaryMultiCallable[bytes, IngestResponse] = channel.unary_unary(
+            "/analytics.v1.IngestService/Ingest", response_deserializer=IngestResponse.FromString
+        )
+        response = await ingest(raw)
+
+    [stored] = await events_in(js, stream.name)
+    expected = Event(
+        site_id="site-123", event_type="page_view", path="/home", event_id=response.event_id
+    )
+    expected.timestamp.CopyFrom(stored.timestamp)
+    assert stored.SerializeToString() == expected.SerializeToString()
+
+
+def _varint(value: int) -> bytes:
+    encoded = bytearray()
+    while value > 0x7F:
+        encoded.append(value & 0x7F | 0x80)
+        value >>= 7
+    encoded.append(value)
+    return bytes(encoded)
 
 
 async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from analytics.v1.event_pb2 import Event
+
+from stack.errors import InvalidArgument
+from stack.grpc_services import tolerant_decoder
+
+EVENT = Event(site_id="site-123", event_type="page_view", path="/home")
+# Field 111, length-delimited, holding b"junk": a field no version of the contract defines.
+UNKNOWN_FIELD = b"\xfa\x06\x04junk"
+
+
+def test_a_field_the_contract_does_not_define_is_dropped_when_decoding() -> None:
+    decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
+
+    decoded = decode(EVENT.SerializeToString() + UNKNOWN_FIELD)
+
+    assert isinstance(decoded, Event)
+    assert decoded.SerializeToString() == EVENT.SerializeToString()
+
+
+def test_undecodable_bytes_become_an_invalid_argument_on_the_field_given() -> None:
+    decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
+
+    decoded = decode(b"\x12\x01\xff")
+
+    assert isinstance(decoded, InvalidArgument)
+    assert [(v.field, v.description) for v in decoded.violations] == [
+        ("event", "is not a valid analytics.v1.Event message: String field had bad UTF-8")
+    ]
