@@ -29,7 +29,7 @@ MAX_LIMIT = 1000
 # aggregates and costs the same whatever the history.
 MAX_RANGE_DAYS = 366
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: `\d` takes any script's
 
 
 @dataclass(frozen=True)

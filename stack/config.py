@@ -178,7 +178,8 @@ class _Env:
         if raw is None:
             return default
         host, sep, port = raw.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        valid_port = port.isascii() and port.isdigit() and 0 <= int(port) <= 65535
+        if not sep or not host or not valid_port:
             raise ConfigError(name, f"expected host:port, got {raw!r}")
         return Address(host.strip("[]"), int(port))
 

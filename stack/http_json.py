@@ -23,9 +23,10 @@ from stack.errors import FieldViolation, InvalidArgument, ServiceError
 _TEXT_FIELDS = ("event_id", "site_id", "event_type", "path", "user_id", "referrer")
 _KNOWN_FIELDS = frozenset((*_TEXT_FIELDS, "timestamp", "properties"))
 _TIMESTAMP_PROBLEM = "must be an RFC 3339 date-time with an offset, like 2025-11-14T10:00:00Z"
+# ASCII digits only: `\d` would take any script's (U+FF11, U+0661, ...), which int() reads.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # The instants a Python datetime can hold, in seconds since the epoch: 0001-01-01T00:00:00Z to

@@ -79,7 +79,9 @@ def test_the_site_id_is_required() -> None:
     assert violations_of(site_id="") == [FieldViolation("site_id", "is required")]
 
 
-@pytest.mark.parametrize("day", ["2025-13-01", "2025-02-30", "14/11/2025", "2025-1-4", "today"])
+@pytest.mark.parametrize(
+    "day", ["2025-13-01", "2025-02-30", "14/11/2025", "2025-1-4", "today", "\uff12025-11-14"]
+)
 @pytest.mark.parametrize("field", ["date", "start_date", "end_date"])
 def test_a_date_that_is_not_a_calendar_day_is_refused(field: str, day: str) -> None:
     other = {"start_date": "end_date", "end_date": "start_date"}.get(field)

@@ -112,6 +112,7 @@ def test_nats_url_may_list_the_servers_of_a_cluster() -> None:
     ("name", "value", "message"),
     [
         ("GRPC_LISTEN", "50051", "GRPC_LISTEN: expected host:port, got '50051'"),
+        ("GRPC_LISTEN", "h:\u00b2", "GRPC_LISTEN: expected host:port, got 'h:\u00b2'"),
         ("WRITER_BATCH_SIZE", "many", "WRITER_BATCH_SIZE: expected an integer, got 'many'"),
         ("WRITER_BATCH_SIZE", "0", "WRITER_BATCH_SIZE: must be between 1 and 100000, got 0"),
         ("WRITER_CONCURRENCY", "0", "WRITER_CONCURRENCY: must be between 1 and 16, got 0"),

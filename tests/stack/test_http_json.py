@@ -104,6 +104,8 @@ def test_fractions_of_a_second_are_kept_to_the_microsecond() -> None:
         "2025-11-14T10:00:00+01:60",
         "yesterday",
         "0001-01-01T00:00:00+01:00",
+        "\uff12\uff10\uff12\uff15-11-14T10:00:00Z",  # fullwidth digits
+        "2025-11-14T10:00:00.\u0661\u0662Z",  # Arabic-Indic digits
         1731578400,
     ],
 )
