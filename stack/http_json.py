@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -76,6 +77,8 @@ def _checked_event(value: Any) -> Event:
     if not isinstance(value, dict):
         raise InvalidArgument.single("body", "must be a JSON object (an event)")
     violations: list[FieldViolation] = []
+    if isinstance(value, _RepeatedKeys):
+        violations += [_repeated(key, key, "body") for key in value.repeated]
     unknown = sorted(key for key in value if key not in _KNOWN_FIELDS)
     violations += [_unknown_field(key) for key in unknown]
     event = Event()
@@ -148,14 +151,22 @@ def _violations_to_json(violations: Iterable[FieldViolation]) -> list[dict[str, 
     return [{"field": v.field, "description": v.description} for v in violations]
 
 
+class _RepeatedKeys(dict[str, Any]):
+    """A JSON object that held some keys more than once. It is refused where it is read, so
+    that the error names the field (`path`, `properties[a]`) and a batch refuses only the
+    event that holds it."""
+
+    repeated: list[str]
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            field = key if _is_short_text(key) else "body"
-            raise InvalidArgument.single(field, "appears more than once")
-        result[key] = value
-    return result
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    repeated = _RepeatedKeys(result)
+    counts = Counter(key for key, _ in pairs)
+    repeated.repeated = [key for key, count in counts.items() if count > 1]
+    return repeated
 
 
 def _constant(name: str) -> None:
@@ -181,6 +192,10 @@ def _fill_properties(event: Event, properties: object) -> list[FieldViolation]:
     if not isinstance(properties, dict):
         return [FieldViolation("properties", "must be an object of strings")]
     violations = []
+    if isinstance(properties, _RepeatedKeys):
+        violations += [
+            _repeated(key, f"properties[{key}]", "properties") for key in properties.repeated
+        ]
     for key, value in properties.items():
         if _not_text(key):
             violations.append(FieldViolation("properties", "keys must be valid Unicode"))
@@ -217,6 +232,13 @@ def rfc3339_instant(value: object) -> tuple[int, int]:
     if not _FIRST_SECOND <= instant <= _LAST_SECOND:
         raise ValueError("no instant")
     return instant, int(fraction[:6].ljust(6, "0")) * 1000 if fraction else 0
+
+
+def _repeated(key: str, field: str, field_of_any_key: str) -> FieldViolation:
+    """`key` appears more than once: named as `field` where it is short, printable text."""
+    return FieldViolation(
+        field if _is_short_text(key) else field_of_any_key, "appears more than once"
+    )
 
 
 def _unknown_field(key: str) -> FieldViolation:

@@ -188,9 +188,27 @@ def test_a_body_that_is_not_utf8_is_refused() -> None:
 
 
 def test_a_duplicate_key_is_refused() -> None:
-    assert body_violations(b'{"path": "/a", "path": "/b"}') == [
+    assert violations_of(parse_body(b'{"path": "/a", "path": "/b", "path": "/c"}')) == [
         FieldViolation("path", "appears more than once")
     ]
+
+
+def test_a_duplicate_property_key_is_refused_by_its_name() -> None:
+    body = b'{"site_id": "s", "event_type": "e", "path": "/", "properties": {"a": "1", "a": "2"}}'
+
+    assert violations_of(parse_body(body)) == [
+        FieldViolation("properties[a]", "appears more than once")
+    ]
+
+
+def test_a_duplicate_key_refuses_only_its_event_of_a_batch() -> None:
+    body = b'[{"site_id": "s", "event_type": "e", "path": "/"}, {"path": "/", "path": "/"}]'
+
+    items = events_from_json(parse_body(body))
+
+    assert isinstance(items[0], Event)
+    assert isinstance(items[1], InvalidArgument)
+    assert items[1].violations == (FieldViolation("path", "appears more than once"),)
 
 
 @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
