@@ -3,6 +3,7 @@ database."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -150,6 +151,24 @@ async def test_a_body_over_one_mebibyte_gets_413(
         "message": "the request body must be at most 1048576 bytes",
     }
     assert await events_in_stream(js, stream) == 0
+
+
+async def test_a_body_sent_in_many_chunks_is_read_whole(
+    http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream
+) -> None:
+    body = json.dumps({**GOOD, "event_id": "chunked"}).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for offset in range(len(body)):
+            yield body[offset : offset + 1]
+
+    response = await http.post(
+        "/event", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 202
+    assert response.json() == {"status": "accepted", "event_id": "chunked"}
+    assert [event.event_id for event in await events_in(js, stream.name)] == ["chunked"]
 
 
 async def test_a_chunked_body_over_the_limit_gets_413(http: httpx.AsyncClient) -> None:
