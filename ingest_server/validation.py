@@ -28,7 +28,10 @@ class Limits:
     max_event_id_length: int = 128
     max_site_id_length: int = 128
     max_event_type_length: int = 100
-    max_path_length: int = 2048
+    # In UTF-8 bytes, not characters: the path is part of the key of the per-path aggregates,
+    # and PostgreSQL refuses an index entry over 2704 bytes; site_id and event_type take at
+    # most 528 of them.
+    max_path_bytes: int = 2048
     max_user_id_length: int = 256
     max_referrer_length: int = 2048
     max_properties: int = 32
@@ -76,11 +79,12 @@ def validate_event(
     if (
         site_id in _valid_site_ids
         and event_type in _valid_event_types
-        and 0 < len(path) <= LIMITS.max_path_length
+        and 0 < len(path) <= LIMITS.max_path_bytes
         and path[0] == "/"
         and len(user_id) <= LIMITS.max_user_id_length
         and len(referrer) <= LIMITS.max_referrer_length
         and (path + user_id + referrer).isprintable()
+        and (path.isascii() or len(path.encode()) <= LIMITS.max_path_bytes)
         and (not event_id or (len(event_id) <= _MAX_EVENT_ID and _EVENT_ID.fullmatch(event_id)))
         and (
             not has_timestamp
@@ -176,7 +180,9 @@ def _path_violations(path: str) -> list[FieldViolation]:
         return [_required("path")]
     if path[0] != "/":
         return [FieldViolation("path", "must start with '/'")]
-    return _text_violations("path", path, LIMITS.max_path_length)
+    if len(path.encode("utf-8", "surrogatepass")) > LIMITS.max_path_bytes:
+        return [FieldViolation("path", f"must be at most {LIMITS.max_path_bytes} bytes in UTF-8")]
+    return _text_violations("path", path, LIMITS.max_path_bytes)
 
 
 def event_type_violations(event_type: str, field: str = "event_type") -> list[FieldViolation]:
