@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from stack.config import Settings
 from stack.stream import DeadLetterStream, EventStream
 from tests.support.env import settings_env
+from tests.support.text import incompressible
 from tests.support.waiting import eventually
 from writer.dead_letters import DeadLetter, DeadLetters
 from writer.service import running_writer
@@ -114,6 +115,29 @@ async def test_an_event_postgresql_refuses_becomes_a_dead_letter_and_its_batch_i
     await eventually(
         lambda: reasons(dead_letters),
         ['PostgreSQL refused it: invalid byte sequence for encoding "UTF8": 0x00'],
+    )
+    assert await db.fetchval("SELECT views FROM daily_totals") == 6
+
+
+async def test_an_event_too_long_for_postgresqls_indexes_becomes_a_dead_letter(
+    writer_running: None,
+    js: JetStreamContext,
+    stream: EventStream,
+    dead_letters: DeadLetters,
+    db: asyncpg.Connection,
+) -> None:
+    # Validation keeps a path to what an index entry holds; a message from elsewhere need not.
+    good = [message(event(f"good-{n}")) for n in range(6)]
+    long_path = "/" + incompressible(1000)
+    await publish(js, stream, *good[:3], message(event("long", path=long_path)), *good[3:])
+
+    await eventually(lambda: stored_ids(db), [f"good-{n}" for n in range(6)])
+    await eventually(
+        lambda: reasons(dead_letters),
+        [
+            "PostgreSQL refused it: index row size 4040 exceeds btree version 4 maximum 2704"
+            ' for index "all_time_path_views_pkey"'
+        ],
     )
     assert await db.fetchval("SELECT views FROM daily_totals") == 6
 

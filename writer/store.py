@@ -10,10 +10,12 @@ from writer.decoding import Row
 from writer.queries import STORE_EVENTS
 
 # PostgreSQL refusing the data itself (class 22 data exception, class 23 integrity constraint
-# violation), as opposed to failing for reasons a retry can outlive.
+# violation, class 54 program limit exceeded: a value too long for an index entry), as opposed
+# to failing for reasons a retry can outlive.
 REFUSALS: tuple[type[asyncpg.PostgresError], ...] = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
 )
 
 

@@ -9,6 +9,7 @@ import pytest
 from analytics.v1.event_pb2 import Event
 
 from ingest_server.validation import LIMITS, validate_event
+from tests.support.text import incompressible
 from tests.support.waiting import eventually
 from writer.decoding import Row, row_of
 from writer.queries import STORE_EVENTS
@@ -93,12 +94,6 @@ async def test_anonymous_events_store_no_user_and_no_referrer(
     assert tuple(row or ()) == (None, None)
 
 
-def _incompressible(count: int, start: int) -> str:
-    """`count` distinct printable characters of four bytes each in UTF-8 (CJK extension B),
-    in an order PostgreSQL cannot compress away."""
-    return "".join(chr(0x20000 + (start + i * 7919) % 40000) for i in range(count))
-
-
 async def test_an_event_at_every_length_limit_validation_allows_is_stored(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
@@ -107,9 +102,9 @@ async def test_an_event_at_every_length_limit_validation_allows_is_stored(
     event = Event(
         event_id="e" * LIMITS.max_event_id_length,
         site_id="s" * LIMITS.max_site_id_length,
-        event_type=_incompressible(LIMITS.max_event_type_length, 1),
-        path="/" + _incompressible(LIMITS.max_path_bytes // 4 - 1, 2) + "ppp",
-        user_id=_incompressible(LIMITS.max_user_id_length, 3),
+        event_type=incompressible(LIMITS.max_event_type_length, 1),
+        path="/" + incompressible(LIMITS.max_path_bytes // 4 - 1, 2) + "ppp",
+        user_id=incompressible(LIMITS.max_user_id_length, 3),
     )
     validate_event(event, RECEIVED)
 
