@@ -2,6 +2,11 @@
 raw events, and reads a bounded number of rows: one day's totals and paths, per day of a range
 (a day's totals, its paths, its user bitmaps), or, for all time, the all-time aggregates.
 
+Each answer is one statement, so that its totals and its top paths are read from one snapshot
+(two statements could see a writer's commit between them) in one round trip. It returns one
+row per top path, each with the totals (total_views, unique_users), or, where no path has
+views, one row of the totals with a NULL path.
+
 Unique users over several days: each site's users have small dense numbers (site_users), and
 each (site, event type, day) keeps a bitmap of the numbers seen, in chunks of 8192 users. The
 union of the days' bitmaps, chunk by chunk, counted, is the exact number of distinct users.
@@ -10,53 +15,61 @@ union of the days' bitmaps, chunk by chunk, counted, is the exact number of dist
 # One day: its totals row already holds its distinct users (the writer adds the users each
 # batch sets new bits for), so a day reads one row instead of OR-ing its bitmaps, and its
 # paths need no summing.
-# $1 site_id, $2 event_type, $3 day
-DAY_TOTALS = """
-SELECT views, users FROM daily_totals
-WHERE site_id = $1 AND event_type = $2 AND day = $3
-"""
-
 # $1 site_id, $2 event_type, $3 day, $4 limit
-DAY_TOP_PATHS = """
-SELECT path, views FROM daily_path_views
-WHERE site_id = $1 AND event_type = $2 AND day = $3
-ORDER BY views DESC, path ASC
-LIMIT $4
-"""
-
-# $1 site_id, $2 event_type, $3 first day, $4 last day (both included)
-RANGE_TOTALS = """
-SELECT
-    (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
-     WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4) AS views,
-    (SELECT coalesce(sum(bit_count(bits)), 0)::bigint
-     FROM (SELECT bit_or(bits) AS bits FROM daily_user_bitmaps
-           WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
-           GROUP BY chunk) AS chunks) AS users
+DAY_STATS = """
+SELECT totals.total_views, totals.unique_users, paths.path, paths.views
+FROM (
+    SELECT coalesce(sum(views), 0)::bigint AS total_views,
+           coalesce(sum(users), 0)::bigint AS unique_users
+    FROM daily_totals
+    WHERE site_id = $1 AND event_type = $2 AND day = $3
+) AS totals
+LEFT JOIN (
+    SELECT path, views FROM daily_path_views
+    WHERE site_id = $1 AND event_type = $2 AND day = $3
+    ORDER BY views DESC, path ASC
+    LIMIT $4
+) AS paths ON true
+ORDER BY paths.views DESC, paths.path ASC
 """
 
 # $1 site_id, $2 event_type, $3 first day, $4 last day (both included), $5 limit
-RANGE_TOP_PATHS = """
-SELECT path, sum(views)::bigint AS views FROM daily_path_views
-WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
-GROUP BY path
-ORDER BY views DESC, path ASC
-LIMIT $5
-"""
-
-# $1 site_id, $2 event_type
-ALL_TIME_TOTALS = """
-SELECT
-    (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
-     WHERE site_id = $1 AND event_type = $2) AS views,
-    (SELECT coalesce(sum(bit_count(bits)), 0)::bigint FROM all_time_user_bitmaps
-     WHERE site_id = $1 AND event_type = $2) AS users
+RANGE_STATS = """
+SELECT totals.total_views, totals.unique_users, paths.path, paths.views
+FROM (
+    SELECT
+        (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
+         WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4) AS total_views,
+        (SELECT coalesce(sum(bit_count(bits)), 0)::bigint
+         FROM (SELECT bit_or(bits) AS bits FROM daily_user_bitmaps
+               WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
+               GROUP BY chunk) AS chunks) AS unique_users
+) AS totals
+LEFT JOIN (
+    SELECT path, sum(views)::bigint AS views FROM daily_path_views
+    WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
+    GROUP BY path
+    ORDER BY views DESC, path ASC
+    LIMIT $5
+) AS paths ON true
+ORDER BY paths.views DESC, paths.path ASC
 """
 
 # $1 site_id, $2 event_type, $3 limit
-ALL_TIME_TOP_PATHS = """
-SELECT path, views FROM all_time_path_views
-WHERE site_id = $1 AND event_type = $2
-ORDER BY views DESC, path ASC
-LIMIT $3
+ALL_TIME_STATS = """
+SELECT totals.total_views, totals.unique_users, paths.path, paths.views
+FROM (
+    SELECT
+        (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
+         WHERE site_id = $1 AND event_type = $2) AS total_views,
+        (SELECT coalesce(sum(bit_count(bits)), 0)::bigint FROM all_time_user_bitmaps
+         WHERE site_id = $1 AND event_type = $2) AS unique_users
+) AS totals
+LEFT JOIN (
+    SELECT path, views FROM all_time_path_views
+    WHERE site_id = $1 AND event_type = $2
+    ORDER BY views DESC, path ASC
+    LIMIT $3
+) AS paths ON true
+ORDER BY paths.views DESC, paths.path ASC
 """

@@ -10,14 +10,7 @@ import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
 from ingest_server.validation import event_type_violations, site_id_violations
-from report_server.queries import (
-    ALL_TIME_TOP_PATHS,
-    ALL_TIME_TOTALS,
-    DAY_TOP_PATHS,
-    DAY_TOTALS,
-    RANGE_TOP_PATHS,
-    RANGE_TOTALS,
-)
+from report_server.queries import ALL_TIME_STATS, DAY_STATS, RANGE_STATS
 from stack.connections import POSTGRES_UNAVAILABLE
 from stack.errors import FieldViolation, InvalidArgument, Unavailable
 
@@ -121,11 +114,9 @@ class StatsReader:
 
     async def get_stats(self, query: StatsQuery) -> Stats:
         """Raises Unavailable when PostgreSQL cannot be reached."""
-        totals_of, paths_of = _statements(query)
+        statement = _statement(query)
         try:
-            async with self._pool.acquire() as connection:
-                totals = await connection.fetchrow(totals_of.sql, *totals_of.args)
-                paths = await connection.fetch(paths_of.sql, *paths_of.args)
+            rows = await self._pool.fetch(statement.sql, *statement.args)
         except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
         site_id, days = query.site_id, query.days
@@ -135,9 +126,13 @@ class StatsReader:
             date=start if start == end else "",
             start_date=start,
             end_date=end,
-            total_views=totals["views"] if totals else 0,
-            unique_users=totals["users"] if totals else 0,
-            top_paths=[PathViews(path=row["path"], views=row["views"]) for row in paths],
+            total_views=rows[0]["total_views"],
+            unique_users=rows[0]["unique_users"],
+            top_paths=[
+                PathViews(path=row["path"], views=row["views"])
+                for row in rows
+                if row["path"] is not None
+            ],
         )
 
 
@@ -147,21 +142,12 @@ class Statement:
     args: tuple[object, ...]
 
 
-def _statements(query: StatsQuery) -> tuple[Statement, Statement]:
-    """The totals and top-paths statements that answer `query`. All time and a single day
-    each read aggregates of their own, cheaper than a range's merge of its days' rows."""
+def _statement(query: StatsQuery) -> Statement:
+    """The statement that answers `query`. All time and a single day each read aggregates of
+    their own, cheaper than a range's merge of its days' rows."""
     site, kind, days, limit = query.site_id, query.event_type, query.days, query.limit
     if days is None:
-        return (
-            Statement(ALL_TIME_TOTALS, (site, kind)),
-            Statement(ALL_TIME_TOP_PATHS, (site, kind, limit)),
-        )
+        return Statement(ALL_TIME_STATS, (site, kind, limit))
     if days.start == days.end:
-        return (
-            Statement(DAY_TOTALS, (site, kind, days.start)),
-            Statement(DAY_TOP_PATHS, (site, kind, days.start, limit)),
-        )
-    return (
-        Statement(RANGE_TOTALS, (site, kind, days.start, days.end)),
-        Statement(RANGE_TOP_PATHS, (site, kind, days.start, days.end, limit)),
-    )
+        return Statement(DAY_STATS, (site, kind, days.start, limit))
+    return Statement(RANGE_STATS, (site, kind, days.start, days.end, limit))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 from itertools import count
 
@@ -10,8 +11,8 @@ import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import PathViews
 
-from report_server.queries import RANGE_TOP_PATHS, RANGE_TOTALS
-from report_server.stats import StatsReader
+from report_server.queries import RANGE_STATS
+from report_server.stats import StatsQuery, StatsReader
 from tests.support.stats import site_stats, summary
 from writer.decoding import row_of
 from writer.schema import migrate
@@ -278,11 +279,46 @@ async def test_one_day_agrees_with_the_merge_of_its_bitmaps(
 
     result = await site_stats(reader, "site-1", date="2025-11-14")
     day = date(2025, 11, 14)
-    merged = await pool.fetchrow(RANGE_TOTALS, "site-1", "page_view", day, day)
-    merged_paths = await pool.fetch(RANGE_TOP_PATHS, "site-1", "page_view", day, day, 10)
+    merged = await pool.fetch(RANGE_STATS, "site-1", "page_view", day, day, 10)
 
-    assert merged is not None
-    assert (result.total_views, result.unique_users) == (merged["views"], merged["users"]) == (6, 3)
+    assert (
+        (result.total_views, result.unique_users)
+        == (
+            merged[0]["total_views"],
+            merged[0]["unique_users"],
+        )
+        == (6, 3)
+    )
     assert [(p.path, p.views) for p in result.top_paths] == [
-        (row["path"], row["views"]) for row in merged_paths
+        (row["path"], row["views"]) for row in merged
     ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        StatsQuery.parse("site-1", date="2025-11-14"),
+        StatsQuery.parse("site-1", start_date="2025-11-01", end_date="2025-11-30"),
+        StatsQuery.parse("site-1"),
+    ],
+    ids=["one day", "a range", "all time"],
+)
+async def test_an_answers_totals_and_top_paths_are_read_at_one_moment(
+    store: EventStore, reader: StatsReader, query: StatsQuery
+) -> None:
+    stop = asyncio.Event()
+
+    async def keep_storing() -> None:
+        while not stop.is_set():
+            await stored(store, "2025-11-14", ("/a", ""), ("/b", ""))
+
+    storing = asyncio.create_task(keep_storing())
+    try:
+        answers = [await reader.get_stats(query) for _ in range(300)]
+    finally:
+        stop.set()
+        await storing
+
+    # Two paths only, so the top paths are all of them: their views add up to the total.
+    mismatched = [a for a in answers if sum(p.views for p in a.top_paths) != a.total_views]
+    assert mismatched == []
