@@ -51,9 +51,10 @@ class EventPublisher:
     async def publish(self, events: Sequence[Event], received_at: datetime) -> None:
         """Return once every event is stored in the stream (its message's PubAck arrived).
 
-        A message holding one event carries that event's id as `Nats-Msg-Id`, a message of
-        several a digest of their ids, so JetStream drops a resend of the same message within
-        its duplicate window; the writer's idempotent insert absorbs every other resend.
+        A message holding one event carries that event's id as `Nats-Msg-Id` (prefixed), a
+        message of several a digest of their ids, so JetStream drops a resend of the same
+        message within its duplicate window; the writer's idempotent insert absorbs every other
+        resend.
         Raises Unavailable when NATS is unreachable or JetStream does not confirm within the
         timeout, ResourceExhausted when the stream is full; either way some of the events may
         be stored, and a retry with the same event_ids is safe.
@@ -245,8 +246,11 @@ _EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096)
 
 
 def _msg_id(events: list[Event]) -> str:
+    """The message's Nats-Msg-Id. The two kinds have prefixes of their own, so that no
+    event_id (a client's own text) can be the id of a message of other events: JetStream would
+    drop that message as a duplicate, and its events would be acknowledged, not stored."""
     if len(events) == 1:
-        return events[0].event_id
+        return "event-" + events[0].event_id
     ids = "\n".join(event.event_id for event in events)
     return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -133,6 +134,20 @@ async def test_a_resent_message_of_the_same_events_is_dropped_by_the_stream(
     await publisher.publish([event(1), event(2)], RECEIVED)
 
     assert await messages_in(js, stream) == 1
+
+
+async def test_an_event_id_shaped_like_the_id_of_other_events_message_drops_nothing(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    digest = hashlib.blake2b(b"e-1\ne-2", digest_size=16).hexdigest()
+    await publisher.publish([Event(event_id=f"batch-{digest}", site_id="s", path="/")], RECEIVED)
+    await publisher.publish([event(1), event(2)], RECEIVED)
+
+    assert [e.event_id for e in await events_in(js, stream.name)] == [
+        f"batch-{digest}",
+        "e-1",
+        "e-2",
+    ]
 
 
 async def test_publishing_on_a_closed_connection_is_unavailable(
