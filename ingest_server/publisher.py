@@ -70,6 +70,7 @@ class EventPublisher:
             if message is None or message.answered:  # answered: expired before it was sent
                 deadline = self._loop.time() + self._timeout
                 message = self._open = _Message(received_at, self._loop, deadline)
+            message.received_at = max(message.received_at, received_at)
             room = MAX_MESSAGE_EVENTS - len(message.events)
             message.events.extend(events[taken : taken + room])
             message.callers.append(caller)
@@ -177,6 +178,7 @@ class _Message:
     def __init__(
         self, received_at: datetime, loop: asyncio.AbstractEventLoop, deadline: float
     ) -> None:
+        # The latest of its callers': never before an event the server stamped with its own.
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []

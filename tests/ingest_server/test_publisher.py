@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
@@ -74,6 +74,22 @@ async def test_a_message_carries_the_receive_time(
 
     stored = await js.get_last_msg(stream.name, stream.subject)
     assert EventBatch.FromString(stored.data or b"").received_at.ToDatetime(UTC) == RECEIVED
+
+
+async def test_a_message_carries_the_latest_receive_time_of_its_events(
+    publisher: EventPublisher, js: JetStreamContext, stream: EventStream
+) -> None:
+    later = RECEIVED + timedelta(milliseconds=3)
+    await asyncio.gather(
+        publisher.publish([event(1)], RECEIVED),
+        publisher.publish([event(2)], later),
+        publisher.publish([event(3)], RECEIVED),
+    )
+
+    stored = await js.get_last_msg(stream.name, stream.subject)
+    batch = EventBatch.FromString(stored.data or b"")
+    assert [e.event_id for e in batch.events] == ["e-1", "e-2", "e-3"]
+    assert batch.received_at.ToDatetime(UTC) == later
 
 
 async def test_a_message_is_one_serialized_event_batch(

@@ -107,7 +107,9 @@ class EventBatch(_message.Message):
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
     @_builtins.property
     def received_at(self) -> _timestamp_pb2.Timestamp:
-        """When the ingest server received these events."""
+        """When the ingest server received these events: the latest of their receive times, so
+        never before the timestamp it gave an event that came without one.
+        """
 
     def __init__(
         self,
