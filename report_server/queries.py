@@ -12,64 +12,64 @@ each (site, event type, day) keeps a bitmap of the numbers seen, in chunks of 81
 union of the days' bitmaps, chunk by chunk, counted, is the exact number of distinct users.
 """
 
+
+def _answer(totals: str, top_paths: str) -> str:
+    """One statement for an answer: `totals`, one row of total_views and unique_users, joined
+    to `top_paths`, the rows of path and views."""
+    return f"""
+SELECT totals.total_views, totals.unique_users, paths.path, paths.views
+FROM ({totals}) AS totals
+LEFT JOIN ({top_paths}) AS paths ON true
+ORDER BY paths.views DESC, paths.path ASC
+"""
+
+
 # One day: its totals row already holds its distinct users (the writer adds the users each
 # batch sets new bits for), so a day reads one row instead of OR-ing its bitmaps, and its
 # paths need no summing.
 # $1 site_id, $2 event_type, $3 day, $4 limit
-DAY_STATS = """
-SELECT totals.total_views, totals.unique_users, paths.path, paths.views
-FROM (
+DAY_STATS = _answer(
+    totals="""
     SELECT coalesce(sum(views), 0)::bigint AS total_views,
            coalesce(sum(users), 0)::bigint AS unique_users
     FROM daily_totals
-    WHERE site_id = $1 AND event_type = $2 AND day = $3
-) AS totals
-LEFT JOIN (
+    WHERE site_id = $1 AND event_type = $2 AND day = $3""",
+    top_paths="""
     SELECT path, views FROM daily_path_views
     WHERE site_id = $1 AND event_type = $2 AND day = $3
     ORDER BY views DESC, path ASC
-    LIMIT $4
-) AS paths ON true
-ORDER BY paths.views DESC, paths.path ASC
-"""
+    LIMIT $4""",
+)
 
 # $1 site_id, $2 event_type, $3 first day, $4 last day (both included), $5 limit
-RANGE_STATS = """
-SELECT totals.total_views, totals.unique_users, paths.path, paths.views
-FROM (
+RANGE_STATS = _answer(
+    totals="""
     SELECT
         (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
          WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4) AS total_views,
         (SELECT coalesce(sum(bit_count(bits)), 0)::bigint
          FROM (SELECT bit_or(bits) AS bits FROM daily_user_bitmaps
                WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
-               GROUP BY chunk) AS chunks) AS unique_users
-) AS totals
-LEFT JOIN (
+               GROUP BY chunk) AS chunks) AS unique_users""",
+    top_paths="""
     SELECT path, sum(views)::bigint AS views FROM daily_path_views
     WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
     GROUP BY path
     ORDER BY views DESC, path ASC
-    LIMIT $5
-) AS paths ON true
-ORDER BY paths.views DESC, paths.path ASC
-"""
+    LIMIT $5""",
+)
 
 # $1 site_id, $2 event_type, $3 limit
-ALL_TIME_STATS = """
-SELECT totals.total_views, totals.unique_users, paths.path, paths.views
-FROM (
+ALL_TIME_STATS = _answer(
+    totals="""
     SELECT
         (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
          WHERE site_id = $1 AND event_type = $2) AS total_views,
         (SELECT coalesce(sum(bit_count(bits)), 0)::bigint FROM all_time_user_bitmaps
-         WHERE site_id = $1 AND event_type = $2) AS unique_users
-) AS totals
-LEFT JOIN (
+         WHERE site_id = $1 AND event_type = $2) AS unique_users""",
+    top_paths="""
     SELECT path, views FROM all_time_path_views
     WHERE site_id = $1 AND event_type = $2
     ORDER BY views DESC, path ASC
-    LIMIT $3
-) AS paths ON true
-ORDER BY paths.views DESC, paths.path ASC
-"""
+    LIMIT $3""",
+)

@@ -100,45 +100,33 @@ async def test_an_undecodable_message_becomes_a_dead_letter_and_the_rest_is_stor
     assert await stored_ids(db) == ["a", "b"]
 
 
+# Validation keeps both out of events; a message from elsewhere can still hold them.
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/a\x00b", 'invalid byte sequence for encoding "UTF8": 0x00'),
+        (
+            "/" + incompressible(1000),
+            "index row size 4040 exceeds btree version 4 maximum 2704"
+            ' for index "all_time_path_views_pkey"',
+        ),
+    ],
+    ids=["a NUL byte", "a path too long for an index entry"],
+)
 async def test_an_event_postgresql_refuses_becomes_a_dead_letter_and_its_batch_is_stored(
     writer_running: None,
     js: JetStreamContext,
     stream: EventStream,
     dead_letters: DeadLetters,
     db: asyncpg.Connection,
+    path: str,
+    reason: str,
 ) -> None:
-    # Validation keeps NUL out of events; a message from elsewhere can still hold one.
     good = [message(event(f"good-{n}")) for n in range(6)]
-    await publish(js, stream, *good[:3], message(event("bad", path="/a\x00b")), *good[3:])
+    await publish(js, stream, *good[:3], message(event("bad", path=path)), *good[3:])
 
     await eventually(lambda: stored_ids(db), [f"good-{n}" for n in range(6)])
-    await eventually(
-        lambda: reasons(dead_letters),
-        ['PostgreSQL refused it: invalid byte sequence for encoding "UTF8": 0x00'],
-    )
-    assert await db.fetchval("SELECT views FROM daily_totals") == 6
-
-
-async def test_an_event_too_long_for_postgresqls_indexes_becomes_a_dead_letter(
-    writer_running: None,
-    js: JetStreamContext,
-    stream: EventStream,
-    dead_letters: DeadLetters,
-    db: asyncpg.Connection,
-) -> None:
-    # Validation keeps a path to what an index entry holds; a message from elsewhere need not.
-    good = [message(event(f"good-{n}")) for n in range(6)]
-    long_path = "/" + incompressible(1000)
-    await publish(js, stream, *good[:3], message(event("long", path=long_path)), *good[3:])
-
-    await eventually(lambda: stored_ids(db), [f"good-{n}" for n in range(6)])
-    await eventually(
-        lambda: reasons(dead_letters),
-        [
-            "PostgreSQL refused it: index row size 4040 exceeds btree version 4 maximum 2704"
-            ' for index "all_time_path_views_pkey"'
-        ],
-    )
+    await eventually(lambda: reasons(dead_letters), [f"PostgreSQL refused it: {reason}"])
     assert await db.fetchval("SELECT views FROM daily_totals") == 6
 
 
