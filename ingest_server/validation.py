@@ -47,6 +47,12 @@ LIMITS = Limits()
 _EARLIEST_SECONDS = int(LIMITS.earliest_timestamp.timestamp())
 _MAX_EVENT_ID = LIMITS.max_event_id_length
 
+# Property violations an event's error lists; one more entry counts the rest. An event can
+# have 32 bad properties, each named by a key of up to 256 bytes: listing them all made one
+# event's gRPC error exceed gRPC's 8 KiB limit on trailers, and a batch's answer a client's
+# 4 MiB limit on messages.
+MAX_LISTED_PROPERTY_VIOLATIONS = 5
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Printable ASCII without space: fits a NATS header (Nats-Msg-Id) and any log line.
 _EVENT_ID = re.compile(r"[\x21-\x7e]+")
@@ -239,6 +245,10 @@ def _properties_violations(properties: ScalarMap[str, str]) -> list[FieldViolati
             violations += _text_violations(
                 f"properties[{key}]", properties[key], LIMITS.max_property_value_length
             )
+    if len(violations) > MAX_LISTED_PROPERTY_VIOLATIONS:
+        unlisted = len(violations) - MAX_LISTED_PROPERTY_VIOLATIONS
+        del violations[MAX_LISTED_PROPERTY_VIOLATIONS:]
+        violations.append(FieldViolation("properties", f"invalid entries not listed: {unlisted}"))
     return violations
 
 

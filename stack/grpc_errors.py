@@ -16,6 +16,10 @@ from google.rpc import error_details_pb2, status_pb2
 from stack.errors import InvalidArgument, ServiceError
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# gRPC refuses trailers over 8 KiB now and then and over 16 KiB always, and the message goes
+# in them twice: percent-encoded in grpc-message (up to three bytes per byte) and in the
+# details. A longer message is cut; the BadRequest detail still names every field at fault.
+MAX_MESSAGE_BYTES = 512
 
 Context = grpc.aio.ServicerContext[Any, Any]
 R = TypeVar("R")
@@ -25,7 +29,7 @@ T = TypeVar("T")
 
 def rich_status(error: ServiceError) -> status_pb2.Status:
     """The google.rpc.Status a client can decode from the details trailer."""
-    status = status_pb2.Status(code=error.grpc_status.value[0], message=error.message)
+    status = status_pb2.Status(code=error.grpc_status.value[0], message=status_message(error))
     if isinstance(error, InvalidArgument):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
@@ -43,6 +47,15 @@ def rich_status(error: ServiceError) -> status_pb2.Status:
     return status
 
 
+def status_message(error: ServiceError) -> str:
+    """The error's message, cut to MAX_MESSAGE_BYTES of UTF-8 where it is longer."""
+    encoded = error.message.encode()
+    if len(encoded) <= MAX_MESSAGE_BYTES:
+        return error.message
+    cut = MAX_MESSAGE_BYTES - len("…".encode())
+    return encoded[:cut].decode(errors="ignore") + "…"
+
+
 def _packed(message: Message) -> any_pb2.Any:
     detail = any_pb2.Any()
     detail.Pack(message)
@@ -53,7 +66,7 @@ async def abort(context: Context, error: ServiceError) -> NoReturn:
     status = rich_status(error)
     await context.abort(
         error.grpc_status,
-        error.message,
+        status.message,
         trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
     )
     raise AssertionError("context.abort returned")  # it always raises

@@ -280,6 +280,43 @@ async def test_an_invalid_grpc_event_gets_invalid_argument_with_bad_request(
     assert await events_in_stream(js, stream) == 0
 
 
+# 32 properties, each with the longest key a violation may name (64 characters, most of four
+# bytes in UTF-8) and a value that breaks a rule.
+WORST_PROPERTIES = {f"{i:02}" + "😀" * 62: "\x00" for i in range(32)}
+WORST_PROPERTY_VIOLATIONS = [
+    *((f"properties[{i:02}{'😀' * 62}]", "must not contain control characters") for i in range(5)),
+    ("properties", "invalid entries not listed: 27"),
+]
+
+
+async def test_a_grpc_event_with_every_property_invalid_gets_invalid_argument(
+    rpc: GrpcClients,
+) -> None:
+    event = Event(site_id="s", event_type="page_view", path="/", properties=WORST_PROPERTIES)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rpc.ingest.Ingest(IngestRequest(event=event))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == [
+        (f"event.{field}", description) for field, description in WORST_PROPERTY_VIOLATIONS
+    ]
+
+
+async def test_a_grpc_batch_of_1000_events_with_every_property_invalid_is_answered_in_full(
+    rpc: GrpcClients,
+) -> None:
+    event = Event(site_id="s", event_type="page_view", path="/", properties=WORST_PROPERTIES)
+
+    response = await rpc.ingest.IngestBatch(IngestBatchRequest(events=[event] * 1000))
+
+    assert response.rejected_count == 1000
+    assert all(
+        [(v.field, v.description) for v in result.violations] == WORST_PROPERTY_VIOLATIONS
+        for result in response.results
+    )
+
+
 async def test_a_grpc_request_without_an_event_gets_invalid_argument(rpc: GrpcClients) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await rpc.ingest.Ingest(IngestRequest())

@@ -287,3 +287,15 @@ def test_an_event_is_accepted_exactly_when_no_rule_is_broken(event: Event) -> No
         assert violations_of(event) == broken
     else:
         assert validate_event(event, NOW) is event
+
+
+def test_an_event_lists_five_property_violations_and_counts_the_rest() -> None:
+    properties = {f"k{i:02}": "\x00" for i in range(32)}
+
+    assert violations_of(valid_event(properties=properties)) == [
+        *(
+            FieldViolation(f"properties[k{i:02}]", "must not contain control characters")
+            for i in range(5)
+        ),
+        FieldViolation("properties", "invalid entries not listed: 27"),
+    ]
