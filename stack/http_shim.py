@@ -245,12 +245,21 @@ class _StatsRoutes:
     async def get_stats(self, request: Request) -> Reply:
         params: dict[str, str] = {}
         violations: list[FieldViolation] = []
-        query = parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+        # Percent-encoded bytes that are not UTF-8 become lone surrogates here, so that the
+        # parameter holding them is refused by name rather than read with U+FFFD in it.
+        query = parse_qsl(
+            request.query_string.decode(errors="surrogateescape"),
+            keep_blank_values=True,
+            errors="surrogateescape",
+        )
         for name, value in query:
             if name not in STATS_PARAMETERS:
-                violations.append(FieldViolation(name[:64], "is not a known parameter"))
+                shown = name.encode(errors="surrogateescape").decode(errors="replace")
+                violations.append(FieldViolation(shown[:64], "is not a known parameter"))
             elif name in params:
                 violations.append(FieldViolation(name, "appears more than once"))
+            elif not _is_utf8(value):
+                violations.append(FieldViolation(name, "must be UTF-8"))
             params[name] = value
         limit = params.get("limit")
         if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) < 10):
@@ -266,6 +275,15 @@ class _StatsRoutes:
             end_date=params.get("end_date", ""),
         )
         return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text decoded with surrogateescape from bytes that were not UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:

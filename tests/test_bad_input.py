@@ -249,6 +249,22 @@ async def test_bad_stats_parameters_get_400_naming_them(
     assert response.json() == invalid_argument(*violations)
 
 
+@pytest.mark.parametrize(
+    ("query", "violations"),
+    [
+        (b"site_id=s&event_type=%FF", [("event_type", "must be UTF-8")]),
+        (b"site_id=s&%FFx=1", [("\ufffdx", "is not a known parameter")]),
+    ],
+)
+async def test_stats_parameters_that_are_not_utf8_get_400_naming_them(
+    http: httpx.AsyncClient, query: bytes, violations: list[tuple[str, str]]
+) -> None:
+    response = await http.get(httpx.URL("/stats", query=query))
+
+    assert response.status_code == 400
+    assert response.json() == invalid_argument(*violations)
+
+
 async def test_an_unknown_route_gets_a_json_404(http: httpx.AsyncClient) -> None:
     response = await http.get("/nope")
 
