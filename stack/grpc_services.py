@@ -3,8 +3,9 @@
 The generated `add_*Servicer_to_server` functions decode requests with `FromString`, and a
 request that is not valid protobuf (invalid UTF-8 in a string field, say) then fails with
 UNKNOWN before our code runs. Here such a request reaches the servicer as an InvalidArgument,
-which `translate_errors` answers with INVALID_ARGUMENT; in a client stream, an undecodable
-element arrives in place of the message and is rejected on its own.
+naming the string field that is not UTF-8 where that is the fault, which `translate_errors`
+answers with INVALID_ARGUMENT; in a client stream, an undecodable element arrives in place of
+the message and is rejected on its own.
 
 Fields this server does not know (a newer contract's, or junk) are dropped on decoding, as
 proto3 lets a reader do: protobuf would otherwise keep their bytes, and an event would carry
@@ -22,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from stack.errors import InvalidArgument
+from stack.wire_utf8 import invalid_utf8_field
 
 
 def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
@@ -40,7 +42,7 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
             getattr(servicer, method.name),
             request_deserializer=tolerant_decoder(
                 method.input_type,
-                field=method.input_type.name.lower() if one_by_one else "request",
+                field=method.input_type.name.lower() if one_by_one else None,
             ),
             response_serializer=message_factory.GetMessageClass(
                 method.output_type
@@ -61,19 +63,25 @@ _HANDLER_MAKERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any
 
 
 def tolerant_decoder(
-    descriptor: Descriptor, field: str
+    descriptor: Descriptor, field: str | None
 ) -> Callable[[bytes], Message | InvalidArgument]:
     """Decode bytes as the message, without the fields it does not know, or return (not
-    raise) an InvalidArgument on `field`."""
+    raise) an InvalidArgument: on the string field that is not UTF-8 where that is the fault
+    (within `field`, the message's name for its reader, if given), else on `field` or
+    "request"."""
     message_class = message_factory.GetMessageClass(descriptor)
 
     def decode(data: bytes) -> Message | InvalidArgument:
         try:
             message = message_class.FromString(data)
         except DecodeError as error:
+            not_utf8 = invalid_utf8_field(descriptor, data)
+            if not_utf8 is not None:
+                path = not_utf8 if field is None else f"{field}.{not_utf8}"
+                return InvalidArgument.single(path, "must be valid UTF-8")
             reason = str(error).rpartition(": ")[2]
             return InvalidArgument.single(
-                field, f"is not a valid {descriptor.full_name} message: {reason}"
+                field or "request", f"is not a valid {descriptor.full_name} message: {reason}"
             )
         message.DiscardUnknownFields()
         return message

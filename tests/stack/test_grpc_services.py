@@ -19,12 +19,34 @@ def test_a_field_the_contract_does_not_define_is_dropped_when_decoding() -> None
     assert decoded.SerializeToString() == EVENT.SerializeToString()
 
 
-def test_undecodable_bytes_become_an_invalid_argument_on_the_field_given() -> None:
+def test_a_string_that_is_not_utf8_becomes_an_invalid_argument_naming_it() -> None:
     decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
 
-    decoded = decode(b"\x12\x01\xff")
+    decoded = decode(b"\x12\x01\xff")  # site_id: b"\xff"
 
     assert isinstance(decoded, InvalidArgument)
     assert [(v.field, v.description) for v in decoded.violations] == [
-        ("event", "is not a valid analytics.v1.Event message: String field had bad UTF-8")
+        ("event.site_id", "must be valid UTF-8")
+    ]
+
+
+def test_other_undecodable_bytes_become_an_invalid_argument_on_the_field_given() -> None:
+    decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
+
+    decoded = decode(b"\x12\x05ab")  # site_id of 5 bytes, 2 sent
+
+    assert isinstance(decoded, InvalidArgument)
+    assert [(v.field, v.description) for v in decoded.violations] == [
+        ("event", "is not a valid analytics.v1.Event message: Wire format was corrupt")
+    ]
+
+
+def test_undecodable_bytes_of_a_whole_request_are_the_request_at_fault() -> None:
+    decode = tolerant_decoder(Event.DESCRIPTOR, field=None)
+
+    decoded = decode(b"\x12\x05ab")
+
+    assert isinstance(decoded, InvalidArgument)
+    assert [(v.field, v.description) for v in decoded.violations] == [
+        ("request", "is not a valid analytics.v1.Event message: Wire format was corrupt")
     ]
