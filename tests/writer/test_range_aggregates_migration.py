@@ -3,6 +3,7 @@ counted in the aggregates it adds, and the writer goes on from there."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
@@ -11,6 +12,7 @@ from analytics.v1.event_pb2 import Event
 
 from report_server.stats import StatsReader
 from tests.support.stats import site_stats, summary
+from tests.support.waiting import eventually
 from writer.decoding import row_of
 from writer.schema import migrate
 from writer.store import EventStore
@@ -43,9 +45,23 @@ FROM events GROUP BY 1, 2, 3;
 """
 
 
-@pytest.fixture
-async def migrated(pool: asyncpg.Pool) -> StatsReader:
-    """A database filled under migration 0001, then migrated to the latest version."""
+WAITING_FOR_A_LOCK = "SELECT exists (SELECT FROM pg_locks WHERE NOT granted)"
+# What 0001's writer did for one more event (event 8: site-1, /d, user u9, on the 15th).
+ONE_MORE_EVENT_UNDER_0001 = """
+INSERT INTO events (event_id, site_id, event_type, path, user_id, occurred_at, properties,
+                    received_at)
+VALUES ('8', 'site-1', 'page_view', '/d', 'u9', '2025-11-15T14:00:00Z', '{}',
+        '2025-11-15T14:00:00Z');
+INSERT INTO daily_path_views (site_id, event_type, day, path, views)
+VALUES ('site-1', 'page_view', '2025-11-15', '/d', 1);
+INSERT INTO daily_users (site_id, event_type, day, user_id)
+VALUES ('site-1', 'page_view', '2025-11-15', 'u9');
+UPDATE daily_totals SET views = views + 1, users = users + 1
+WHERE (site_id, event_type, day) = ('site-1', 'page_view', '2025-11-15');
+"""
+
+
+async def fill_under_0001(pool: asyncpg.Pool) -> None:
     await migrate(pool, up_to=1)
     await pool.executemany(
         "INSERT INTO events (event_id, site_id, event_type, path, user_id, occurred_at,"
@@ -53,6 +69,12 @@ async def migrated(pool: asyncpg.Pool) -> StatsReader:
         [(*event[:5], datetime.fromisoformat(event[5])) for event in EARLIER_EVENTS],
     )
     await pool.execute(AGGREGATES_OF_0001)
+
+
+@pytest.fixture
+async def migrated(pool: asyncpg.Pool) -> StatsReader:
+    """A database filled under migration 0001, then migrated to the latest version."""
+    await fill_under_0001(pool)
     await migrate(pool)
     return StatsReader(pool)
 
@@ -107,3 +129,23 @@ async def test_users_stored_before_the_migration_are_not_counted_again_after_it(
 
 async def test_the_per_day_user_rows_are_gone(migrated: StatsReader, pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT to_regclass('daily_users')") is None
+
+
+async def test_what_an_earlier_writer_commits_while_the_migration_waits_is_counted(
+    pool: asyncpg.Pool,
+) -> None:
+    # A writer of the version before, still running while another service migrates.
+    await fill_under_0001(pool)
+    async with pool.acquire() as earlier_writer:
+        storing = earlier_writer.transaction()
+        await storing.start()
+        await earlier_writer.execute(ONE_MORE_EVENT_UNDER_0001)
+        migrating = asyncio.create_task(migrate(pool))
+        await eventually(lambda: pool.fetchval(WAITING_FOR_A_LOCK), True)
+        await storing.commit()
+    await migrating
+
+    reader = StatsReader(pool)
+    assert await site_stats(reader, "site-1") == summary(
+        "site-1", 6, 4, *EARLIER_PAGE_PATHS, ("/d", 1)
+    )
