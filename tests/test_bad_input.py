@@ -413,9 +413,7 @@ async def test_a_grpc_string_that_is_not_utf8_gets_invalid_argument_naming_it(
             await ingest(raw)
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(caught.value) == [
-        ("event.site_id", "must be valid UTF-8")
-    ]
+    assert field_violations(caught.value) == [("event.site_id", "must be valid UTF-8")]
     assert await events_in_stream(js, stream) == 0
 
 
