@@ -67,19 +67,18 @@ def tolerant_decoder(
 ) -> Callable[[bytes], Message | InvalidArgument]:
     """Decode bytes as the message, without the fields it does not know, or return (not
     raise) an InvalidArgument: on the string field that is not UTF-8 where that is the fault
-    (within `field`, the message's name for its reader, if given), else on `field` or
-    "request"."""
+    (named within the message, as validation names its fields), else on `field`, the
+    message's name for its reader, or "request"."""
     message_class = message_factory.GetMessageClass(descriptor)
 
     def decode(data: bytes) -> Message | InvalidArgument:
         try:
             message = message_class.FromString(data)
         except DecodeError as error:
-            not_utf8 = invalid_utf8_field(descriptor, data)
-            if not_utf8 is not None:
-                path = not_utf8 if field is None else f"{field}.{not_utf8}"
-                return InvalidArgument.single(path, "must be valid UTF-8")
             reason = str(error).rpartition(": ")[2]
+            not_utf8 = invalid_utf8_field(descriptor, data) if _BAD_UTF8 in reason else None
+            if not_utf8 is not None:
+                return InvalidArgument.single(not_utf8, "must be valid UTF-8")
             return InvalidArgument.single(
                 field or "request", f"is not a valid {descriptor.full_name} message: {reason}"
             )
@@ -87,3 +86,7 @@ def tolerant_decoder(
         return message
 
     return decode
+
+
+# How protobuf's error says that a string field is not UTF-8.
+_BAD_UTF8 = "bad UTF-8"

@@ -252,7 +252,8 @@ async def test_bad_stats_parameters_get_400_naming_them(
 @pytest.mark.parametrize(
     ("query", "violations"),
     [
-        (b"site_id=s&event_type=%FF", [("event_type", "must be UTF-8")]),
+        (b"site_id=s&event_type=%FF", [("event_type", "must be valid UTF-8")]),
+        (b"site_id=s&limit=%FF", [("limit", "must be valid UTF-8")]),
         (b"site_id=s&%FFx=1", [("\ufffdx", "is not a known parameter")]),
     ],
 )
@@ -466,7 +467,7 @@ async def test_an_undecodable_event_in_a_grpc_stream_is_rejected_alone(
 
     assert (summary.accepted_count, summary.rejected_count) == (2, 1)
     assert [(v.field, v.description) for v in summary.rejected[0].violations] == [
-        ("event.site_id", "must be valid UTF-8")
+        ("site_id", "must be valid UTF-8")
     ]
     assert summary.rejected[0].index == 1
     assert await events_in_stream(js, stream) == 2

@@ -19,14 +19,14 @@ def test_a_field_the_contract_does_not_define_is_dropped_when_decoding() -> None
     assert decoded.SerializeToString() == EVENT.SerializeToString()
 
 
-def test_a_string_that_is_not_utf8_becomes_an_invalid_argument_naming_it() -> None:
+def test_a_string_that_is_not_utf8_becomes_an_invalid_argument_naming_it_in_the_message() -> None:
     decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
 
     decoded = decode(b"\x12\x01\xff")  # site_id: b"\xff"
 
     assert isinstance(decoded, InvalidArgument)
     assert [(v.field, v.description) for v in decoded.violations] == [
-        ("event.site_id", "must be valid UTF-8")
+        ("site_id", "must be valid UTF-8")
     ]
 
 
@@ -49,4 +49,15 @@ def test_undecodable_bytes_of_a_whole_request_are_the_request_at_fault() -> None
     assert isinstance(decoded, InvalidArgument)
     assert [(v.field, v.description) for v in decoded.violations] == [
         ("request", "is not a valid analytics.v1.Event message: Wire format was corrupt")
+    ]
+
+
+def test_bytes_malformed_before_a_string_that_is_not_utf8_are_blamed_as_malformed() -> None:
+    decode = tolerant_decoder(Event.DESCRIPTOR, field="event")
+
+    decoded = decode(b"\x00\x01\x12\x01\xff")  # a field numbered 0, then site_id: b"\xff"
+
+    assert isinstance(decoded, InvalidArgument)
+    assert [(v.field, v.description) for v in decoded.violations] == [
+        ("event", "is not a valid analytics.v1.Event message: Wire format was corrupt")
     ]

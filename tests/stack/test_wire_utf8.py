@@ -4,7 +4,7 @@ from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestRequest
 from google.protobuf.message import Message
 
-from stack.wire_utf8 import invalid_utf8_field
+from stack.wire_utf8 import MAX_FIELDS_WALKED, invalid_utf8_field
 
 EVENT = Event(site_id="site-123", event_type="page_view", path="/home")
 
@@ -58,7 +58,29 @@ def test_a_property_key_is_named_by_the_map() -> None:
     assert invalid_utf8_field(Event.DESCRIPTOR, data) == "properties"
 
 
-def test_bytes_that_are_not_a_message_name_no_field() -> None:
-    truncated = with_bytes(EVENT, "site-123", b"site-\xff23")[:-3]
+def test_a_property_value_under_a_key_longer_than_any_valid_one_is_named_by_the_map() -> None:
+    event = Event(site_id="site-123", properties={"k" * 65: "pro"})
 
-    assert invalid_utf8_field(Event.DESCRIPTOR, truncated) is None
+    data = with_bytes(event, "pro", b"p\xfe\xff")
+
+    assert invalid_utf8_field(Event.DESCRIPTOR, data) == "properties"
+
+
+def test_bytes_malformed_before_the_string_name_no_field() -> None:
+    data = b"\x00\x01" + with_bytes(EVENT, "site-123", b"site-\xff23")  # a field numbered 0
+
+    assert invalid_utf8_field(Event.DESCRIPTOR, data) is None
+
+
+def test_a_string_beyond_the_fields_walked_is_not_named() -> None:
+    many = IngestBatchRequest(events=[Event()] * MAX_FIELDS_WALKED).SerializeToString()
+    bad = with_bytes(IngestBatchRequest(events=[EVENT]), "/home", b"/h\xffme")
+
+    assert invalid_utf8_field(IngestBatchRequest.DESCRIPTOR, many + bad) is None
+
+
+def test_a_string_after_many_decodable_elements_is_named() -> None:
+    many = IngestBatchRequest(events=[EVENT] * 999).SerializeToString()
+    bad = with_bytes(IngestBatchRequest(events=[EVENT]), "/home", b"/h\xffme")
+
+    assert invalid_utf8_field(IngestBatchRequest.DESCRIPTOR, many + bad) == "events[999].path"
