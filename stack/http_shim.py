@@ -259,7 +259,8 @@ class _StatsRoutes:
             elif name in params:
                 violations.append(FieldViolation(name, "appears more than once"))
             elif not _is_utf8(value):
-                violations.append(FieldViolation(name, "must be UTF-8"))
+                violations.append(FieldViolation(name, "must be valid UTF-8"))
+                continue  # not to be judged again, as the text it is not
             params[name] = value
         limit = params.get("limit")
         if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) < 10):

@@ -1,3 +1,5 @@
+from google.rpc import error_details_pb2
+
 from stack.errors import InvalidArgument, Unavailable
 from stack.grpc_errors import MAX_MESSAGE_BYTES, rich_status, status_message
 
@@ -22,5 +24,9 @@ def test_the_details_of_a_long_message_keep_every_violation_whole() -> None:
 
     status = rich_status(error)
 
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
     assert len(status.message.encode()) == MAX_MESSAGE_BYTES
-    assert len(status.details) == 1
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
+        ("path", "x" * 1000)
+    ]

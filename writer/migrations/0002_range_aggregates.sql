@@ -74,7 +74,8 @@ CREATE TABLE all_time_path_views (
 -- A writer of the version before may still be storing while another service migrates: its
 -- transactions in flight finish first, later ones wait and then fail on the dropped table
 -- (and retry until that writer is upgraded), so that no event is left out of the copies.
-LOCK TABLE daily_users, daily_path_views IN EXCLUSIVE MODE;
+-- In the order that writer's statement takes them, so that neither waits for the other.
+LOCK TABLE daily_path_views, daily_users IN EXCLUSIVE MODE;
 
 INSERT INTO site_users (site_id, user_id, user_no)
 SELECT site_id, user_id, (row_number() OVER (PARTITION BY site_id ORDER BY user_id) - 1)::integer
