@@ -181,11 +181,19 @@ def _not_text(value: object) -> str | None:
     """Why `value` cannot be a text field, or None if it can."""
     if not isinstance(value, str):
         return "must be a string"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not encodes_as_utf8(value):
         return "must be valid Unicode (it holds a lone surrogate)"
     return None
+
+
+def encodes_as_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate: from JSON's `\\ud800`, or decoded with
+    surrogateescape from bytes that were not UTF-8. Neither can be stored or sent on."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fill_properties(event: Event, properties: object) -> list[FieldViolation]:

@@ -34,6 +34,7 @@ from stack.errors import (
     UnsupportedMediaType,
 )
 from stack.http_json import (
+    encodes_as_utf8,
     error_to_json,
     event_from_json,
     events_from_json,
@@ -258,7 +259,7 @@ class _StatsRoutes:
                 violations.append(FieldViolation(shown[:64], "is not a known parameter"))
             elif name in params:
                 violations.append(FieldViolation(name, "appears more than once"))
-            elif not _is_utf8(value):
+            elif not encodes_as_utf8(value):
                 violations.append(FieldViolation(name, "must be valid UTF-8"))
                 continue  # not to be judged again, as the text it is not
             params[name] = value
@@ -276,15 +277,6 @@ class _StatsRoutes:
             end_date=params.get("end_date", ""),
         )
         return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
-
-
-def _is_utf8(text: str) -> bool:
-    """False for text decoded with surrogateescape from bytes that were not UTF-8."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:
