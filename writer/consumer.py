@@ -151,6 +151,10 @@ class EventConsumer:
             logger.warning("stopping with a batch unstored; it will be redelivered")
             await self._hand_back(fetching)
         finally:
+            # A loop that failed leaves no fetch behind; what it held is redelivered after
+            # ack_wait. (A fetch already awaited is done, and this changes nothing.)
+            fetching.cancel()
+            await asyncio.wait([fetching])
             # A connection already closing need not be told; the others' loops go on.
             await self._ignoring_nats_errors(subscription.unsubscribe())
 

@@ -1,0 +1,70 @@
+"""What the consumer leaves behind when something no retry outlives makes it fail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from analytics.v1.event_pb2 import Event, EventBatch
+from nats.js import JetStreamContext
+
+from stack.config import Settings
+from stack.stream import DeadLetterStream, EventStream, ensure_stream
+from writer.consumer import EventConsumer
+from writer.dead_letters import DeadLetters
+from writer.decoding import Row
+from writer.schema import migrate
+from writer.store import EventStore
+
+DAY = datetime(2025, 11, 14, 10, 0, tzinfo=UTC)
+
+
+class BrokenStore(EventStore):
+    """A store with a bug in it: every batch fails with an error that is not an outage."""
+
+    async def store(self, rows: Sequence[Row]) -> int:
+        raise RuntimeError("a bug in the store")
+
+
+def one_event_message() -> bytes:
+    event = Event(event_id="e-1", site_id="site-1", event_type="page_view", path="/home")
+    event.timestamp.FromDatetime(DAY)
+    batch = EventBatch(events=[event])
+    batch.received_at.FromDatetime(DAY)
+    return batch.SerializeToString()
+
+
+def fetches_running() -> list[asyncio.Task[object]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "EventConsumer._fetch"
+    ]
+
+
+async def test_a_consumer_that_fails_leaves_no_fetch_running(
+    settings: Settings, js: JetStreamContext, stream: EventStream, pool: asyncpg.Pool
+) -> None:
+    await migrate(pool)
+    await ensure_stream(js, stream)
+    await js.publish(stream.subject, one_event_message())
+    consumer = EventConsumer(
+        js,
+        BrokenStore(pool),
+        stream,
+        DeadLetters(js, DeadLetterStream.from_settings(settings)),
+        durable=settings.writer_durable,
+        batch_size=settings.writer_batch_size,
+        concurrency=2,
+        ack_wait=settings.writer_ack_wait,
+        max_deliveries=settings.writer_max_deliveries,
+    )
+
+    with pytest.raises(ExceptionGroup) as failure:
+        await consumer.run(asyncio.Event())
+
+    assert failure.group_contains(RuntimeError, match="a bug in the store")
+    assert fetches_running() == []
