@@ -245,6 +245,7 @@ class _StatsRoutes:
 
     async def get_stats(self, request: Request) -> Reply:
         params: dict[str, str] = {}
+        seen: set[str] = set()
         violations: list[FieldViolation] = []
         # Percent-encoded bytes that are not UTF-8 become lone surrogates here, so that the
         # parameter holding them is refused by name rather than read with U+FFFD in it.
@@ -257,12 +258,14 @@ class _StatsRoutes:
             if name not in STATS_PARAMETERS:
                 shown = name.encode(errors="surrogateescape").decode(errors="replace")
                 violations.append(FieldViolation(shown[:64], "is not a known parameter"))
-            elif name in params:
+            elif name in seen:
                 violations.append(FieldViolation(name, "appears more than once"))
-            elif not encodes_as_utf8(value):
+            elif encodes_as_utf8(value):
+                params[name] = value
+            else:
+                # Not kept, not to be judged again as the text it is not.
                 violations.append(FieldViolation(name, "must be valid UTF-8"))
-                continue  # not to be judged again, as the text it is not
-            params[name] = value
+            seen.add(name)
         limit = params.get("limit")
         if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) < 10):
             violations.append(FieldViolation("limit", f"must be an integer from 1 to {MAX_LIMIT}"))

@@ -255,6 +255,14 @@ async def test_bad_stats_parameters_get_400_naming_them(
         (b"site_id=s&event_type=%FF", [("event_type", "must be valid UTF-8")]),
         (b"site_id=s&limit=%FF", [("limit", "must be valid UTF-8")]),
         (b"site_id=s&%FFx=1", [("\ufffdx", "is not a known parameter")]),
+        (
+            b"site_id=%FF&site_id=s",
+            [("site_id", "must be valid UTF-8"), ("site_id", "appears more than once")],
+        ),
+        (
+            b"site_id=%FF&site_id=%FF",
+            [("site_id", "must be valid UTF-8"), ("site_id", "appears more than once")],
+        ),
     ],
 )
 async def test_stats_parameters_that_are_not_utf8_get_400_naming_them(
