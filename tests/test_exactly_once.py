@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest
 from nats.js import JetStreamContext
 
@@ -20,7 +20,7 @@ from stack.serve import ApiServer, serving
 from stack.stream import EventStream, ensure_stream
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.env import ServiceStarter
-from tests.support.jetstream import events_in
+from tests.support.jetstream import events_in, message_of
 from tests.support.waiting import eventually
 from writer.service import RunningWriter, running_writer
 
@@ -109,14 +109,13 @@ async def test_a_resend_after_the_duplicate_window_counts_once(
     # JetStream forgets a Nats-Msg-Id after its duplicate window; a resend then reaches the
     # writer as a new message, and the database must absorb it.
     for attempt in ("first", "resend-days-later"):
-        batch = EventBatch(events=[event(1)])
-        batch.received_at.FromDatetime(DAY)
+        message = message_of(event(1), received_at=DAY)
         await js.publish(
             stream.subject,
-            batch.SerializeToString(),
+            message,
             headers={"Nats-Msg-Id": attempt},
         )
-    await js.publish(stream.subject, _message(event(2)))
+    await js.publish(stream.subject, message_of(event(2), received_at=DAY))
 
     await eventually(lambda: stored_count(db), 2)
     assert await aggregates(db) == ([("/p1", 1), ("/p2", 1)], (2, 2))
@@ -138,12 +137,6 @@ async def test_events_stay_in_the_stream_until_a_writer_stores_them(
 
     assert await aggregates(db) == expected_aggregates(range(10))
     assert (await js.stream_info(stream.name)).state.messages == 0
-
-
-def _message(item: Event) -> bytes:
-    batch = EventBatch(events=[item])
-    batch.received_at.FromDatetime(DAY)
-    return batch.SerializeToString()
 
 
 async def test_two_writers_sharing_the_consumer_store_each_event_once(
@@ -172,9 +165,9 @@ async def test_batches_stored_at_once_count_the_events_they_share_once(
     total = 2000
     await ensure_stream(js, stream)
     for start in range(0, total, 50):  # each message shares half its events with the next
-        batch = EventBatch(events=[event(n) for n in range(start, min(total, start + 100))])
-        batch.received_at.FromDatetime(DAY)
-        await js.publish(stream.subject, batch.SerializeToString())
+        events = [event(n) for n in range(start, min(total, start + 100))]
+        message = message_of(*events, received_at=DAY)
+        await js.publish(stream.subject, message)
 
     async with running_writer(replace(small_batches, writer_concurrency=4)):
         await eventually(lambda: stored_count(db), total)
@@ -190,9 +183,9 @@ async def test_messages_on_the_per_site_subjects_of_earlier_versions_are_stored(
     # Earlier versions published each site's events on a subject of its own: a stream that
     # still holds such messages after an upgrade is drained all the same.
     await ensure_stream(js, stream)
-    batch = EventBatch(events=[event(n) for n in range(3)])
-    batch.received_at.FromDatetime(DAY)
-    await js.publish(f"{stream.subject_prefix}.site-1", batch.SerializeToString())
+    events = [event(n) for n in range(3)]
+    message = message_of(*events, received_at=DAY)
+    await js.publish(f"{stream.subject_prefix}.site-1", message)
 
     async with running_writer(settings):
         await eventually(lambda: stored_count(db), 3)
@@ -209,9 +202,9 @@ async def test_events_stored_while_postgres_terminates_the_writers_sessions_coun
     total = 50_000
     await ensure_stream(js, stream)
     for start in range(0, total, 500):
-        batch = EventBatch(events=[event(n) for n in range(start, start + 500)])
-        batch.received_at.FromDatetime(DAY)
-        await js.publish(stream.subject, batch.SerializeToString())
+        events = [event(n) for n in range(start, start + 500)]
+        message = message_of(*events, received_at=DAY)
+        await js.publish(stream.subject, message)
 
     async with running_writer(replace(small_batches, writer_concurrency=4)):
         for _ in range(100):

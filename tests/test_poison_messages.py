@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 
 from stack.config import Settings
 from stack.stream import DeadLetterStream, EventStream
 from tests.support.env import settings_env
+from tests.support.jetstream import message_of
 from tests.support.text import incompressible
 from tests.support.waiting import eventually
 from writer.dead_letters import DeadLetter, DeadLetters
@@ -49,9 +50,7 @@ def event(event_id: str, path: str = "/home") -> Event:
 
 
 def message(*events: Event) -> bytes:
-    batch = EventBatch(events=events)
-    batch.received_at.FromDatetime(DAY)
-    return batch.SerializeToString()
+    return message_of(*events, received_at=DAY)
 
 
 async def stored_ids(db: asyncpg.Connection) -> list[str]:

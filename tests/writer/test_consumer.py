@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 
 from stack.config import Settings
 from stack.stream import DeadLetterStream, EventStream, ensure_stream
+from tests.support.jetstream import message_of
 from writer.consumer import EventConsumer
 from writer.dead_letters import DeadLetters
 from writer.decoding import Row
@@ -29,12 +30,10 @@ class BrokenStore(EventStore):
         raise RuntimeError("a bug in the store")
 
 
-def one_event_message() -> bytes:
+def one_event() -> Event:
     event = Event(event_id="e-1", site_id="site-1", event_type="page_view", path="/home")
     event.timestamp.FromDatetime(DAY)
-    batch = EventBatch(events=[event])
-    batch.received_at.FromDatetime(DAY)
-    return batch.SerializeToString()
+    return event
 
 
 def fetches_running() -> list[asyncio.Task[object]]:
@@ -50,7 +49,7 @@ async def test_a_consumer_that_fails_leaves_no_fetch_running(
 ) -> None:
     await migrate(pool)
     await ensure_stream(js, stream)
-    await js.publish(stream.subject, one_event_message())
+    await js.publish(stream.subject, message_of(one_event(), received_at=DAY))
     consumer = EventConsumer(
         js,
         BrokenStore(pool),
