@@ -93,7 +93,9 @@ def _days(
         violations.append(FieldViolation("end_date", "must not be before start_date"))
     elif (end - start).days >= MAX_RANGE_DAYS:
         violations.append(
-            FieldViolation("end_date", f"must be within {MAX_RANGE_DAYS} days of start_date")
+            FieldViolation(
+                "end_date", f"must be at most {MAX_RANGE_DAYS - 1} days after start_date"
+            )
         )
     return DayRange(start, end)
 

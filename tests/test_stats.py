@@ -190,7 +190,7 @@ BAD_RANGES = [
     ),
     (
         {"start_date": "2024-01-01", "end_date": "2025-01-01"},
-        ("end_date", "must be within 366 days of start_date"),
+        ("end_date", "must be at most 365 days after start_date"),
     ),
     (
         {"start_date": "2025-11-31", "end_date": "2025-12-01"},

@@ -46,7 +46,7 @@ def test_a_range_may_cover_366_days() -> None:
 
 def test_a_range_of_367_days_is_refused() -> None:
     assert violations_of(site_id="s", start_date="2024-01-01", end_date="2025-01-01") == [
-        FieldViolation("end_date", "must be within 366 days of start_date")
+        FieldViolation("end_date", "must be at most 365 days after start_date")
     ]
 
 
