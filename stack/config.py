@@ -131,14 +131,22 @@ def redacted(urls: str) -> str:
     return ",".join(_without_credentials(url.strip()) for url in urls.split(","))
 
 
+# URL schemes of NATS servers, where a user part without a password is a token.
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+
+
 def _without_credentials(url: str) -> str:
     scheme, sep, rest = url.rpartition("://")
     authority, slash, path = rest.partition("/")
     user_info, at, host = authority.rpartition("@")
     if not at:
         return url
-    user = user_info.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}{slash}{path}"
+    user, colon, _password = user_info.partition(":")
+    if colon:
+        user_info = f"{user}:***"
+    elif scheme.lower() in _TOKEN_SCHEMES:
+        user_info = "***"  # nats://TOKEN@host: the whole user part is the secret
+    return f"{scheme}{sep}{user_info}@{host}{slash}{path}"
 
 
 class _Env:

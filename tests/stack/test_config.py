@@ -145,3 +145,15 @@ def test_redacted_urls_keep_the_user_and_hide_the_password() -> None:
     assert redacted(urls) == (
         "nats://app:***@n1:4222,nats://n2:4222,postgresql://pg:***@db:5432/analytics"
     )
+
+
+def test_redacted_urls_hide_a_nats_token() -> None:
+    assert redacted("nats://s3cr3tToken@n1:4222,tls://t0k@n2:4222") == (
+        "nats://***@n1:4222,tls://***@n2:4222"
+    )
+
+
+def test_redacted_urls_keep_a_user_that_has_no_password() -> None:
+    assert redacted("postgresql://postgres@127.0.0.1:5432/analytics") == (
+        "postgresql://postgres@127.0.0.1:5432/analytics"
+    )
