@@ -25,6 +25,7 @@ from stack.embedded import (
     accepts_connections,
 )
 from stack.lifecycle import configure_logging
+from stack.ports import listen_refusal
 
 API_START_TIMEOUT_SECONDS = 60.0
 
@@ -38,6 +39,8 @@ def main() -> None:
         settings = Settings.from_env()
     except ConfigError as error:
         sys.exit(f"analytics-run: configuration error: {error}")
+    if refusal := listen_refusal(settings):
+        sys.exit(f"analytics-run: {refusal}")
     configure_logging(settings.log_level)
     _signals.install()
     try:

@@ -34,6 +34,7 @@ from stack.lifecycle import (
     settings_or_exit,
     until_stopping,
 )
+from stack.ports import listen_refusal
 from stack.workers import run_workers
 
 GRACE_SECONDS = 5.0
@@ -187,6 +188,9 @@ def main_for(name: str, module: str, *, ingest: bool, report: bool) -> None:
     """The body of `analytics-ingest`, `analytics-report` and `make run`'s API process
     (`python -m <module>`), in one process or, with API_PROCESSES, several."""
     settings = settings_or_exit(name)
+    if not settings.share_ports and (refusal := listen_refusal(settings)):
+        print(f"{name}: {refusal}", file=sys.stderr)
+        sys.exit(1)
     if settings.api_processes > 1:
         configure_logging(settings.log_level)
         sys.exit(run_workers(name, module, settings))

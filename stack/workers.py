@@ -23,6 +23,7 @@ from types import FrameType
 
 from stack.config import Address, Settings
 from stack.embedded import ChildProcess
+from stack.ports import claimable_port
 
 POLL_SECONDS = 0.2
 
@@ -95,13 +96,9 @@ def _stop_all(workers: list[ChildProcess]) -> list[int | None]:
 
 
 def _reserve(address: Address) -> socket.socket:
-    """The port, held for the workers. Bound first without SO_REUSEPORT, so that a port some
-    other server (another instance of ours included) already serves is refused, not shared."""
+    """The port, held for the workers; refused if another server holds it."""
+    port = claimable_port(address)
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((address.host, address.port))
-        port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:

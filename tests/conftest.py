@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -124,6 +125,15 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A small pool on the test's database, its schema not yet migrated."""
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as pool:
         yield pool
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that another server listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other_server:
+        other_server.bind(("127.0.0.1", 0))
+        other_server.listen()
+        yield other_server.getsockname()[1]
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def data_dir() -> Iterator[Path]:
 
 
 class Stack:
-    def __init__(self, data_dir: Path) -> None:
-        self.http_port = free_port()
+    def __init__(self, data_dir: Path, *, http_port: int | None = None) -> None:
+        self.http_port = http_port or free_port()
         self.grpc_port = free_port()
         self._env = {
             key: value
@@ -65,6 +65,16 @@ class Stack:
             banner += line
         assert f"HTTP      http://127.0.0.1:{self.http_port}" in banner
         assert accepts_connections(self.grpc_port)
+
+    def run_until_exit(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stack.run"],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def interrupt(self) -> int:
         assert self._popen is not None
@@ -105,3 +115,17 @@ async def test_make_run_serves_the_seed_requests_and_keeps_data_across_restarts(
         assert await stats(client) == expected
     assert stack.interrupt() == 0
     assert not accepts_connections(stack.http_port)
+
+
+def test_make_run_refuses_a_taken_http_port_before_starting_anything(
+    data_dir: Path, held_port: int
+) -> None:
+    finished = Stack(data_dir, http_port=held_port).run_until_exit()
+
+    assert finished.returncode == 1
+    assert finished.stderr == (
+        f"analytics-run: cannot listen on 127.0.0.1:{held_port} (HTTP_LISTEN): "
+        "Address already in use; set HTTP_LISTEN to a free address\n"
+    )
+    assert finished.stdout == ""
+    assert not data_dir.exists()

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 
 import httpx
 from analytics.v1.report_pb2 import GetStatsRequest, Stats
 
 from stack.config import Address, Settings
+from stack.embedded import free_port
 from stack.serve import _listening_socket, serving
 from tests.support.clients import grpc_clients
 from tests.support.waiting import eventually
@@ -58,6 +62,27 @@ async def test_http_connections_are_accepted_with_tcp_nodelay(settings: Settings
         writer.close()
 
     assert nodelay == [1]
+
+
+def test_a_service_refuses_a_taken_port_before_it_connects_to_anything(held_port: int) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "report_server"],
+        env={
+            **os.environ,
+            "GRPC_LISTEN": f"127.0.0.1:{held_port}",
+            "HTTP_LISTEN": f"127.0.0.1:{free_port()}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert finished.returncode == 1
+    assert finished.stderr == (
+        f"analytics-report: cannot listen on 127.0.0.1:{held_port} (GRPC_LISTEN): "
+        "Address already in use; set GRPC_LISTEN to a free address\n"
+    )
 
 
 async def _length(items: list[int]) -> int:
