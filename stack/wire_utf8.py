@@ -101,7 +101,8 @@ class _Walk:
 
     def _map_entry_problem(self, name: str, entry: Descriptor, value: memoryview) -> str | None:
         """A bad value is named by its key (`properties[plan]`) where the key could be a valid
-        one, which also bounds the name's length; anything else by the map."""
+        one (short and printable), which bounds the name and keeps it to one clean line;
+        anything else by the map."""
         inner = self.message(entry, value)
         if inner != "value":
             return None if inner is None else name
@@ -112,7 +113,7 @@ class _Walk:
             if number == key_number and key is not None and _is_utf8(key)
         ]
         key = bytes(keys[-1]).decode() if keys else ""
-        if len(key) > LIMITS.max_property_key_length:
+        if len(key) > LIMITS.max_property_key_length or not key.isprintable():
             return name
         return f"{name}[{key}]"
 

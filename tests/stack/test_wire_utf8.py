@@ -66,6 +66,14 @@ def test_a_property_value_under_a_key_longer_than_any_valid_one_is_named_by_the_
     assert invalid_utf8_field(Event.DESCRIPTOR, data) == "properties"
 
 
+def test_a_property_value_under_a_key_with_a_control_character_is_named_by_the_map() -> None:
+    event = Event(site_id="site-123", properties={"a\nb": "pro"})
+
+    data = with_bytes(event, "pro", b"p\xfe\xff")
+
+    assert invalid_utf8_field(Event.DESCRIPTOR, data) == "properties"
+
+
 def test_bytes_malformed_before_the_string_name_no_field() -> None:
     data = b"\x00\x01" + with_bytes(EVENT, "site-123", b"site-\xff23")  # a field numbered 0
 
