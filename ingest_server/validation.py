@@ -223,9 +223,28 @@ def _plain_properties(properties: ScalarMap[str, str]) -> bool:
     )
 
 
-def _properties_violations(properties: ScalarMap[str, str]) -> list[FieldViolation]:
-    if len(properties) > LIMITS.max_properties:
+def property_count_violations(count: int) -> list[FieldViolation]:
+    """Shared with the HTTP door, which checks the count before it reads the entries."""
+    if count > LIMITS.max_properties:
         return [FieldViolation("properties", f"at most {LIMITS.max_properties} entries")]
+    return []
+
+
+def listed_property_violations(violations: list[FieldViolation]) -> list[FieldViolation]:
+    """An event's property violations as its error lists them: the first
+    MAX_LISTED_PROPERTY_VIOLATIONS, then one counting the rest. Shared with the HTTP door."""
+    if len(violations) <= MAX_LISTED_PROPERTY_VIOLATIONS:
+        return violations
+    unlisted = len(violations) - MAX_LISTED_PROPERTY_VIOLATIONS
+    return [
+        *violations[:MAX_LISTED_PROPERTY_VIOLATIONS],
+        FieldViolation("properties", f"invalid entries not listed: {unlisted}"),
+    ]
+
+
+def _properties_violations(properties: ScalarMap[str, str]) -> list[FieldViolation]:
+    if too_many := property_count_violations(len(properties)):
+        return too_many
     violations: list[FieldViolation] = []
     for key in sorted(properties):
         if not key:
@@ -245,11 +264,7 @@ def _properties_violations(properties: ScalarMap[str, str]) -> list[FieldViolati
             violations += _text_violations(
                 f"properties[{key}]", properties[key], LIMITS.max_property_value_length
             )
-    if len(violations) > MAX_LISTED_PROPERTY_VIOLATIONS:
-        unlisted = len(violations) - MAX_LISTED_PROPERTY_VIOLATIONS
-        del violations[MAX_LISTED_PROPERTY_VIOLATIONS:]
-        violations.append(FieldViolation("properties", f"invalid entries not listed: {unlisted}"))
-    return violations
+    return listed_property_violations(violations)
 
 
 def _timestamp_violations(timestamp: Timestamp, received_at: datetime) -> list[FieldViolation]:

@@ -19,6 +19,7 @@ from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import Stats
 
 from ingest_server.ingestor import Outcome
+from ingest_server.validation import listed_property_violations, property_count_violations
 from stack.errors import FieldViolation, InvalidArgument, ServiceError
 
 _TEXT_FIELDS = ("event_id", "site_id", "event_type", "path", "user_id", "referrer")
@@ -199,6 +200,8 @@ def encodes_as_utf8(text: str) -> bool:
 def _fill_properties(event: Event, properties: object) -> list[FieldViolation]:
     if not isinstance(properties, dict):
         return [FieldViolation("properties", "must be an object of strings")]
+    if too_many := property_count_violations(len(properties)):
+        return too_many
     violations = []
     if isinstance(properties, _RepeatedKeys):
         violations += [
@@ -212,7 +215,7 @@ def _fill_properties(event: Event, properties: object) -> list[FieldViolation]:
             violations.append(FieldViolation(field, problem))
         else:
             event.properties[key] = value
-    return violations
+    return listed_property_violations(violations)
 
 
 def rfc3339_instant(value: object) -> tuple[int, int]:

@@ -142,6 +142,23 @@ def test_a_property_value_that_is_not_a_string_is_named_by_its_key() -> None:
     ]
 
 
+def test_property_values_that_are_not_strings_are_listed_up_to_five_then_counted() -> None:
+    properties = {f"n{number}": number for number in range(8)}
+
+    assert violations_of({**SEED_EVENT, "properties": properties}) == [
+        *(FieldViolation(f"properties[n{number}]", "must be a string") for number in range(5)),
+        FieldViolation("properties", "invalid entries not listed: 3"),
+    ]
+
+
+def test_more_than_32_properties_are_refused_by_their_count_whatever_their_values() -> None:
+    properties = {f"n{number}": number for number in range(33)}
+
+    assert violations_of({**SEED_EVENT, "properties": properties}) == [
+        FieldViolation("properties", "at most 32 entries")
+    ]
+
+
 def test_properties_must_be_an_object() -> None:
     assert violations_of({**SEED_EVENT, "properties": ["a"]}) == [
         FieldViolation("properties", "must be an object of strings")
