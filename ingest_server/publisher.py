@@ -28,7 +28,7 @@ from stack.stream import MAX_MESSAGE_EVENTS, EventStream
 STREAM_LIMIT_REACHED = 10077
 # A message closes at MAX_MESSAGE_EVENTS events; one whose events serialize to more than this
 # many bytes goes out in several, each filled up to it (an event alone is at most ~170 KB), so
-# every NATS message stays under the server's default 1 MiB max_payload.
+# every NATS message stays well under the stream's MAX_STREAM_MESSAGE_BYTES.
 MAX_MESSAGE_BYTES = 512 * 1024
 
 logger = logging.getLogger(__name__)

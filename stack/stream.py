@@ -33,6 +33,12 @@ STREAM_NAME_IN_USE = 10058
 # asked for, as while it starts or restarts. Waiting helps.
 NO_PEERS_FOR_PLACEMENT = 10005
 MAX_MESSAGE_EVENTS = 500
+# The largest message the event stream takes, headers included: NATS's default max_payload
+# (1 MiB) less room for the headers a dead letter adds to the same bytes (a reason of at most
+# 1000 characters, the original subject, which NATS keeps under 4 KiB, and three short ones).
+# A message the stream took but could not move to the dead letters would stall the writer:
+# NATS refuses the oversized publish by closing the connection.
+MAX_STREAM_MESSAGE_BYTES = 1024 * 1024 - 16 * 1024
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 logger = logging.getLogger(__name__)
@@ -75,6 +81,7 @@ class EventStream:
             discard=DiscardPolicy.NEW,
             max_bytes=self.max_bytes,
             max_msgs=self.max_msgs,
+            max_msg_size=MAX_STREAM_MESSAGE_BYTES,
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )

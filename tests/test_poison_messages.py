@@ -14,9 +14,10 @@ import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError
 
 from stack.config import Settings
-from stack.stream import DeadLetterStream, EventStream
+from stack.stream import MAX_STREAM_MESSAGE_BYTES, DeadLetterStream, EventStream
 from tests.support.env import settings_env
 from tests.support.jetstream import message_of
 from tests.support.text import incompressible
@@ -66,6 +67,10 @@ async def reasons(dead_letters: DeadLetters) -> list[str]:
     return [letter.reason for letter in await letters(dead_letters)]
 
 
+async def data_sizes(dead_letters: DeadLetters) -> list[int]:
+    return [len(letter.data) for letter in await letters(dead_letters)]
+
+
 async def publish(js: JetStreamContext, stream: EventStream, *payloads: bytes) -> list[int]:
     acks = [await js.publish(stream.subject, payload) for payload in payloads]
     return [ack.seq for ack in acks]
@@ -97,6 +102,29 @@ async def test_an_undecodable_message_becomes_a_dead_letter_and_the_rest_is_stor
     )
     assert letter.data == b"\xff not protobuf"
     assert await stored_ids(db) == ["a", "b"]
+
+
+async def test_the_largest_message_the_stream_takes_can_become_a_dead_letter(
+    writer_running: None,
+    js: JetStreamContext,
+    stream: EventStream,
+    dead_letters: DeadLetters,
+    db: asyncpg.Connection,
+) -> None:
+    poison = b"\xff" * MAX_STREAM_MESSAGE_BYTES
+    await publish(js, stream, poison, message(event("a")))
+
+    await eventually(lambda: stored_ids(db), ["a"])
+    await eventually(lambda: data_sizes(dead_letters), [MAX_STREAM_MESSAGE_BYTES])
+
+
+async def test_a_message_too_large_to_become_a_dead_letter_is_refused_by_the_stream(
+    writer_running: None, js: JetStreamContext, stream: EventStream
+) -> None:
+    with pytest.raises(BadRequestError) as refusal:
+        await js.publish(stream.subject, b"\xff" * (MAX_STREAM_MESSAGE_BYTES + 1))
+
+    assert refusal.value.description == "message size exceeds maximum allowed"
 
 
 # Validation keeps both out of events; a message from elsewhere can still hold them.

@@ -46,6 +46,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     nats.errors.Error,
 )
 
+# Not worth retrying: a NATS connection closed for good. It reconnects forever otherwise, so
+# this means NATS refused something by closing it; retrying would store nothing, for ever,
+# while failing ends the writer and lets its supervisor start it with a new connection.
+_FATAL: tuple[type[BaseException], ...] = (nats.errors.ConnectionClosedError,)
+
 logger = logging.getLogger(__name__)
 
 
@@ -166,6 +171,8 @@ class EventConsumer:
             )
         except TimeoutError:
             return []  # nothing to do
+        except _FATAL:
+            raise
         except nats.errors.Error as error:
             await self._pause(self._fetch_backoff, f"fetching failed ({error!r})")
             return []
@@ -283,7 +290,7 @@ class EventConsumer:
         while True:
             try:
                 return await attempt()
-            except REFUSALS:
+            except (*REFUSALS, *_FATAL):
                 raise
             except _RETRYABLE as error:
                 await self._pause(backoff, f"{what} failed ({type(error).__name__}: {error})")

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
+import nats
+import nats.errors
 import pytest
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 
 from stack.config import Settings
+from stack.embedded import EmbeddedNats
 from stack.stream import DeadLetterStream, EventStream, ensure_stream
 from tests.support.jetstream import message_of
 from writer.consumer import EventConsumer
@@ -66,4 +69,32 @@ async def test_a_consumer_that_fails_leaves_no_fetch_running(
         await consumer.run(asyncio.Event())
 
     assert failure.group_contains(RuntimeError, match="a bug in the store")
+    assert fetches_running() == []
+
+
+async def test_a_consumer_whose_nats_connection_closes_for_good_fails(
+    settings: Settings, nats_server: EmbeddedNats, stream: EventStream, pool: asyncpg.Pool
+) -> None:
+    await migrate(pool)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    consumer = EventConsumer(
+        js,
+        EventStore(pool),
+        stream,
+        DeadLetters(js, DeadLetterStream.from_settings(settings)),
+        durable=settings.writer_durable,
+        batch_size=settings.writer_batch_size,
+        concurrency=2,
+        ack_wait=settings.writer_ack_wait,
+        max_deliveries=settings.writer_max_deliveries,
+    )
+    running = asyncio.create_task(consumer.run(asyncio.Event()))
+    await consumer.ready.wait()
+
+    await nc.close()
+
+    with pytest.raises(ExceptionGroup) as failure:
+        await asyncio.wait_for(running, timeout=30)
+    assert failure.group_contains(nats.errors.ConnectionClosedError)
     assert fetches_running() == []
