@@ -220,7 +220,7 @@ async def test_a_resent_event_id_counts_once_whichever_door_it_uses(
     http: httpx.AsyncClient, rpc: GrpcClients, writer: RunningWriter
 ) -> None:
     event = page_view("/once", "u1", event_id="order-42:view")
-    # A resend need not be identical: the first one sent wins.
+    # A resend need not be identical; sent one after another, the first one is kept.
     changed = {**event, "path": "/changed", "user_id": "u2"}
 
     first = await http.post("/event", json=event)
