@@ -39,6 +39,23 @@ def one_event() -> Event:
     return event
 
 
+def consumer_of(
+    js: JetStreamContext, store: EventStore, stream: EventStream, settings: Settings
+) -> EventConsumer:
+    """A consumer storing two batches at once, as the writer does by default."""
+    return EventConsumer(
+        js,
+        store,
+        stream,
+        DeadLetters(js, DeadLetterStream.from_settings(settings)),
+        durable=settings.writer_durable,
+        batch_size=settings.writer_batch_size,
+        concurrency=2,
+        ack_wait=settings.writer_ack_wait,
+        max_deliveries=settings.writer_max_deliveries,
+    )
+
+
 def fetches_running() -> list[asyncio.Task[object]]:
     return [
         task
@@ -53,17 +70,7 @@ async def test_a_consumer_that_fails_leaves_no_fetch_running(
     await migrate(pool)
     await ensure_stream(js, stream)
     await js.publish(stream.subject, message_of(one_event(), received_at=DAY))
-    consumer = EventConsumer(
-        js,
-        BrokenStore(pool),
-        stream,
-        DeadLetters(js, DeadLetterStream.from_settings(settings)),
-        durable=settings.writer_durable,
-        batch_size=settings.writer_batch_size,
-        concurrency=2,
-        ack_wait=settings.writer_ack_wait,
-        max_deliveries=settings.writer_max_deliveries,
-    )
+    consumer = consumer_of(js, BrokenStore(pool), stream, settings)
 
     with pytest.raises(ExceptionGroup) as failure:
         await consumer.run(asyncio.Event())
@@ -78,17 +85,7 @@ async def test_a_consumer_whose_nats_connection_closes_for_good_fails(
     await migrate(pool)
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
-    consumer = EventConsumer(
-        js,
-        EventStore(pool),
-        stream,
-        DeadLetters(js, DeadLetterStream.from_settings(settings)),
-        durable=settings.writer_durable,
-        batch_size=settings.writer_batch_size,
-        concurrency=2,
-        ack_wait=settings.writer_ack_wait,
-        max_deliveries=settings.writer_max_deliveries,
-    )
+    consumer = consumer_of(js, EventStore(pool), stream, settings)
     running = asyncio.create_task(consumer.run(asyncio.Event()))
     await consumer.ready.wait()
 
