@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-PROTOS := $(wildcard proto/analytics/v1/*.proto)
+PROTOS := $(wildcard proto/analytics/v1/*.proto proto/analytics/internal/v1/*.proto)
 
-.PHONY: run test check lint typecheck proto proto-check lock clean
+.PHONY: run test check lint typecheck layers proto proto-check lock clean
 
 run: $(STAMP)
 	$(BIN)/analytics-run
@@ -15,7 +15,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-check: lint typecheck proto-check
+check: lint typecheck layers proto-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -23,6 +23,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The layers' import rules ([tool.importlinter] in pyproject.toml): a wrong import fails with
+# the rule it breaks.
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 # Regenerate gen/ (messages, gRPC stubs and their .pyi stubs) from proto/.
 proto: $(STAMP)
@@ -56,10 +61,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 define protoc
-	mkdir -p $(1)/analytics/v1
+	mkdir -p $(1)/analytics/v1 $(1)/analytics/internal/v1
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I proto \
 		--python_out=$(1) --mypy_out=$(1) --grpc_python_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
-	touch $(1)/analytics/__init__.py $(1)/analytics/v1/__init__.py $(1)/analytics/py.typed
+	touch $(1)/analytics/__init__.py $(1)/analytics/v1/__init__.py $(1)/analytics/py.typed \
+		$(1)/analytics/internal/__init__.py $(1)/analytics/internal/v1/__init__.py
 endef
 
 # `make bench`: the performance benchmark (bench/): starts the stack on embedded servers, runs

@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from bench.cpu import PidGroup, find_process, process_tree
-from stack.config import Address, Settings
-from stack.embedded import EmbeddedNats, EmbeddedPostgres, accepts_connections, free_port
+from core.settings import Address, Settings
+from devstack.embedded import EmbeddedNats, EmbeddedPostgres, accepts_connections, free_port
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench.dataset import DatasetShape, EventFactory
-from ingest_server.event_ids import new_event_id
+from core.event_ids import new_event_id
 from writer.decoding import Row, row_of
 from writer.store import EventStore
 

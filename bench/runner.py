@@ -68,8 +68,8 @@ from bench.writer_load import (
     time_writer,
     wait_for_consumer,
 )
-from stack.config import Settings
-from stack.embedded import accepts_connections, free_port
+from core.settings import Settings
+from devstack.embedded import accepts_connections, free_port
 
 HTTP_CONNECTIONS = 64
 WRK_THREADS = 2

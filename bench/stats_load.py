@@ -28,7 +28,7 @@ from bench.dataset import DatasetShape
 from bench.http_load import run_wrk
 from bench.loader import LoadResult, load
 from bench.writer_load import create_database, migrate_database
-from stack.config import Address
+from core.settings import Address
 
 WARMUP_CALLS = 5
 WARMUP_SECONDS = 1.0

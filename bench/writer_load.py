@@ -30,9 +30,9 @@ from bench.cluster import BenchError, Cluster
 from bench.cpu import CpuMeter, CpuUse, PidGroup
 from bench.dataset import EventFactory, recent_window
 from bench.grpc_load import LoadReport
-from ingest_server.event_ids import new_event_id
-from stack.config import Address, Settings
-from writer.schema import migrate
+from core.event_ids import new_event_id
+from core.migrator import migrate
+from core.settings import Address, Settings
 
 POLL_SECONDS = 0.01
 DRAIN_TIMEOUT_SECONDS = 300.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from stack.serve import main_for
+from ingest_server.service import ingest_doors
+from runtime.serve import main_for
 
 
 def main() -> None:
-    main_for("analytics-ingest", "ingest_server", ingest=True, report=False)
+    main_for("analytics-ingest", "ingest_server", [ingest_doors])
 
 
 if __name__ == "__main__":

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from analytics.v1.event_pb2 import Event
 
-from ingest_server.event_ids import new_event_ids
+from core.errors import FieldViolation, InvalidArgument
+from core.event_ids import new_event_ids
+from core.events import batch_size_violations, validate_event
 from ingest_server.publisher import EventPublisher
-from ingest_server.validation import batch_size_violations, validate_event
-from stack.errors import FieldViolation, InvalidArgument
 
 
 @dataclass(slots=True)

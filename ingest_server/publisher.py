@@ -8,7 +8,6 @@ awaiting its PubAck, events go at once (no linger).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import logging
@@ -17,19 +16,15 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import nats.errors
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.event_pb2 import Event
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from stack.errors import ResourceExhausted, ServiceError, Unavailable
-from stack.stream import MAX_MESSAGE_EVENTS, EventStream
+from core.errors import ResourceExhausted, ServiceError, Unavailable
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
-# A message closes at MAX_MESSAGE_EVENTS events; one whose events serialize to more than this
-# many bytes goes out in several, each filled up to it (an event alone is at most ~170 KB), so
-# every NATS message stays well under the stream's MAX_STREAM_MESSAGE_BYTES.
-MAX_MESSAGE_BYTES = 512 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +184,7 @@ class _Message:
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
         EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
-        return _parts(self.events, self.received_at)
+        return encode_messages(self.events, self.received_at)
 
     def answer(self, error: ServiceError | None) -> None:
         if self.answered:
@@ -209,52 +204,6 @@ def _refusal(ack: asyncio.Future[None]) -> ServiceError | None:
     if error is None or isinstance(error, ServiceError):
         return error
     raise error
-
-
-def _parts(events: list[Event], received_at: datetime) -> list[tuple[bytes, str]]:
-    # The bytes of EventBatch{events, received_at}, written from each event's own serialization:
-    # building an EventBatch would copy every event into it first, twice the cost.
-    stamp = EventBatch()
-    stamp.received_at.FromDatetime(received_at)
-    received_at_field = stamp.SerializeToString()
-    parts: list[tuple[bytes, str]] = []
-    fields: list[bytes] = []  # each event's field header, then its bytes
-    size = first = 0
-    headers = _EVENTS_FIELD_HEADERS
-    for index, event in enumerate(events):
-        data = event.SerializeToString()
-        header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
-        if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
-            parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:index])))
-            fields, size, first = [], 0, index
-        fields += (header, data)
-        size += len(header) + len(data)
-    parts.append((b"".join(fields) + received_at_field, _msg_id(events[first:])))
-    return parts
-
-
-def _events_field_header(size: int) -> bytes:
-    """The start of one element of EventBatch.events on the wire: tag (field 1,
-    length-delimited), then the length."""
-    header = bytearray(b"\x0a")
-    while size > 0x7F:
-        header.append(size & 0x7F | 0x80)
-        size >>= 7
-    header.append(size)
-    return bytes(header)
-
-
-_EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
-
-
-def _msg_id(events: list[Event]) -> str:
-    """The message's Nats-Msg-Id. The two kinds have prefixes of their own, so that no
-    event_id (a client's own text) can be the id of a message of other events: JetStream would
-    drop that message as a duplicate, and its events would be acknowledged, not stored."""
-    if len(events) == 1:
-        return "event-" + events[0].event_id
-    ids = "\n".join(event.event_id for event in events)
-    return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 
 
 class _AckedPublisher:

@@ -1,4 +1,5 @@
-"""The ingest service's resources: a NATS connection and the stream it publishes to."""
+"""The ingest service's resources and doors: a NATS connection, the stream it publishes to, and
+the Ingestor both doors call."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from analytics.v1 import ingest_pb2
+
+from core.nats_connection import close_nats, connect_nats
+from core.settings import Settings
+from core.stream import EventStream, ensure_stream
+from ingest_server import http
+from ingest_server.grpc import IngestServicer
 from ingest_server.ingestor import Ingestor
 from ingest_server.publisher import EventPublisher
-from stack.config import Settings
-from stack.connections import close_nats, connect_nats
-from stack.stream import EventStream, ensure_stream
+from runtime.serve import Doors
 
 
 @asynccontextmanager
@@ -34,3 +40,15 @@ async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
                     await publisher.flush()
     finally:
         await close_nats(nc)
+
+
+@asynccontextmanager
+async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
+    """IngestService over gRPC, `POST /event(s)` over HTTP."""
+    async with open_ingestor(settings) as ingestor:
+        yield Doors(
+            servicers=[
+                (ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], IngestServicer(ingestor))
+            ],
+            routes=http.routes(ingestor, settings.max_body_bytes),
+        )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from stack.serve import main_for
+from report_server.service import report_doors
+from runtime.serve import main_for
 
 
 def main() -> None:
-    main_for("analytics-report", "report_server", ingest=False, report=True)
+    main_for("analytics-report", "report_server", [report_doors])
 
 
 if __name__ == "__main__":

@@ -1,23 +1,42 @@
-"""The report service's resources: a PostgreSQL pool over a migrated schema."""
+"""The report service's resources and doors: a PostgreSQL pool over a schema the writer
+migrated, and the StatsReader both doors call. It only reads: it waits, saying so, until the
+schema is at the version it was written for."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from analytics.v1 import report_pb2
+
+from core.database import create_pool
+from core.schema import wait_for_schema
+from core.settings import Settings
+from report_server import http
+from report_server.grpc import ReportServicer
 from report_server.stats import StatsReader
-from stack.config import Settings
-from stack.connections import create_pool
-from writer.schema import migrate
+from runtime.serve import Doors
 
 
 @asynccontextmanager
 async def open_stats_reader(settings: Settings) -> AsyncIterator[StatsReader]:
-    """A StatsReader on a pool of connections. It applies the schema migrations too, so the
-    report server and the writer may start in either order."""
+    """A StatsReader on a pool of connections, once the schema is at its version: the report
+    server and the writer may start in either order."""
     pool = await create_pool(settings, max_size=10)
     try:
-        await migrate(pool)
+        await wait_for_schema(pool, "analytics-report")
         yield StatsReader(pool)
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
+    """ReportService over gRPC, `GET /stats` over HTTP."""
+    async with open_stats_reader(settings) as reader:
+        yield Doors(
+            servicers=[
+                (report_pb2.DESCRIPTOR.services_by_name["ReportService"], ReportServicer(reader))
+            ],
+            routes=http.routes(reader),
+        )

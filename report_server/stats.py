@@ -9,10 +9,10 @@ from datetime import date as Date
 import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
-from ingest_server.validation import event_type_violations, site_id_violations
+from core.database import POSTGRES_UNAVAILABLE
+from core.errors import FieldViolation, InvalidArgument, Unavailable
+from core.events import event_type_violations, site_id_violations
 from report_server.queries import ALL_TIME_STATS, DAY_STATS, RANGE_STATS
-from stack.connections import POSTGRES_UNAVAILABLE
-from stack.errors import FieldViolation, InvalidArgument, Unavailable
 
 DEFAULT_EVENT_TYPE = "page_view"
 DEFAULT_LIMIT = 10

@@ -18,14 +18,16 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from stack.config import Address, Settings
-from stack.embedded import ChildProcess, EmbeddedNats, EmbeddedPostgres
-from stack.serve import ApiServer, serving
-from stack.stream import EventStream
+from core.migrator import migrate
+from core.settings import Address, Settings
+from core.stream import EventStream
+from devstack.api import SERVICES
+from devstack.embedded import EmbeddedNats, EmbeddedPostgres
+from runtime.processes import ChildProcess
+from runtime.serve import ApiServer, serving
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.env import ServiceStarter, start_service
 from tests.support.jetstream import jetstream
-from writer.schema import migrate
 from writer.service import RunningWriter, running_writer
 
 
@@ -96,9 +98,16 @@ def stream(settings: Settings) -> EventStream:
 
 
 @pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[ApiServer]:
+async def migrated(settings: Settings) -> None:
+    """The test's database at the schema's latest version, as the writer leaves it."""
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
+        await migrate(pool)
+
+
+@pytest.fixture
+async def api(settings: Settings, migrated: None) -> AsyncIterator[ApiServer]:
     """The ingest and report services, gRPC and HTTP, in this process."""
-    async with serving(settings, ingest=True, report=True) as addresses:
+    async with serving(settings, SERVICES) as addresses:
         yield addresses
 
 
@@ -152,10 +161,8 @@ def services() -> Iterator[ServiceStarter]:
 
 
 @pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+async def db(settings: Settings, migrated: None) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test's database, its schema migrated."""
-    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
-        await migrate(pool)
     connection = await asyncpg.connect(settings.database_url)
     yield connection
     await connection.close()

@@ -22,8 +22,8 @@ from analytics.v1.ingest_pb2 import (
 from analytics.v1.report_pb2 import GetStatsRequest
 from nats.js import JetStreamContext
 
-from stack.serve import ApiServer
-from stack.stream import EventStream
+from core.stream import EventStream
+from runtime.serve import ApiServer
 from tests.support.clients import GrpcClients, field_violations
 from tests.support.jetstream import events_in
 from tests.support.waiting import eventually

@@ -17,10 +17,11 @@ import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest
 
-from stack.config import Settings
-from stack.embedded import ClusterMembership, EmbeddedNats, free_port
-from stack.serve import serving
-from stack.stream import EventStream, ensure_stream
+from core.settings import Settings
+from core.stream import EventStream, ensure_stream
+from devstack.embedded import ClusterMembership, EmbeddedNats, free_port
+from ingest_server.service import ingest_doors
+from runtime.serve import serving
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
@@ -115,7 +116,7 @@ async def test_killing_the_stream_leader_loses_and_doubles_no_accepted_event(
             accepted += len(batch.events)
 
     async with (
-        serving(settings, ingest=True, report=False) as api,
+        serving(settings, [ingest_doors]) as api,
         running_writer(settings),
         grpc_clients(api.grpc) as rpc,
     ):

@@ -15,12 +15,13 @@ from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest
 from nats.js import JetStreamContext
 
-from stack.config import Settings
-from stack.serve import ApiServer, serving
-from stack.stream import EventStream, ensure_stream
+from core.settings import Settings
+from core.stream import EventStream, encode_batch, ensure_stream
+from ingest_server.service import ingest_doors
+from runtime.serve import ApiServer, serving
 from tests.support.clients import GrpcClients, grpc_clients
 from tests.support.env import ServiceStarter
-from tests.support.jetstream import events_in, message_of
+from tests.support.jetstream import events_in
 from tests.support.waiting import eventually
 from writer.service import RunningWriter, running_writer
 
@@ -69,7 +70,7 @@ def small_batches(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def ingest_only(small_batches: Settings) -> AsyncIterator[ApiServer]:
-    async with serving(small_batches, ingest=True, report=False) as addresses:
+    async with serving(small_batches, [ingest_doors]) as addresses:
         yield addresses
 
 
@@ -109,13 +110,13 @@ async def test_a_resend_after_the_duplicate_window_counts_once(
     # JetStream forgets a Nats-Msg-Id after its duplicate window; a resend then reaches the
     # writer as a new message, and the database must absorb it.
     for attempt in ("first", "resend-days-later"):
-        message = message_of(event(1), received_at=DAY)
+        message = encode_batch([event(1)], DAY)
         await js.publish(
             stream.subject,
             message,
             headers={"Nats-Msg-Id": attempt},
         )
-    await js.publish(stream.subject, message_of(event(2), received_at=DAY))
+    await js.publish(stream.subject, encode_batch([event(2)], DAY))
 
     await eventually(lambda: stored_count(db), 2)
     assert await aggregates(db) == ([("/p1", 1), ("/p2", 1)], (2, 2))
@@ -166,7 +167,7 @@ async def test_batches_stored_at_once_count_the_events_they_share_once(
     await ensure_stream(js, stream)
     for start in range(0, total, 50):  # each message shares half its events with the next
         events = [event(n) for n in range(start, min(total, start + 100))]
-        message = message_of(*events, received_at=DAY)
+        message = encode_batch(events, DAY)
         await js.publish(stream.subject, message)
 
     async with running_writer(replace(small_batches, writer_concurrency=4)):
@@ -184,7 +185,7 @@ async def test_messages_on_the_per_site_subjects_of_earlier_versions_are_stored(
     # still holds such messages after an upgrade is drained all the same.
     await ensure_stream(js, stream)
     events = [event(n) for n in range(3)]
-    message = message_of(*events, received_at=DAY)
+    message = encode_batch(events, DAY)
     await js.publish(f"{stream.subject_prefix}.site-1", message)
 
     async with running_writer(settings):
@@ -203,7 +204,7 @@ async def test_events_stored_while_postgres_terminates_the_writers_sessions_coun
     await ensure_stream(js, stream)
     for start in range(0, total, 500):
         events = [event(n) for n in range(start, start + 500)]
-        message = message_of(*events, received_at=DAY)
+        message = encode_batch(events, DAY)
         await js.publish(stream.subject, message)
 
     async with running_writer(replace(small_batches, writer_concurrency=4)):

@@ -15,21 +15,21 @@ import asyncpg
 import grpc
 import httpx
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.internal.v1.stream_pb2 import EventBatch
+from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestRequest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2, status_pb2
 from nats.js import JetStreamContext
 
-from stack.config import Settings
-from stack.embedded import EmbeddedNats, EmbeddedPostgres
-from stack.grpc_errors import STATUS_DETAILS_KEY
-from stack.serve import ApiServer, serving
-from stack.stream import EventStream
-from tests.support.clients import grpc_clients
+from core.migrator import migrate
+from core.settings import Settings
+from core.stream import EventStream
+from devstack.embedded import EmbeddedNats, EmbeddedPostgres
+from ingest_server.service import ingest_doors
+from runtime.serve import ApiServer, serving
+from tests.support.clients import grpc_clients, retry_delay
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
-from writer.schema import migrate
 from writer.service import running_writer
 
 EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
@@ -53,19 +53,6 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def retry_delay(error: grpc.aio.AioRpcError) -> int:
-    """The RetryInfo delay, in seconds, in the details of a failed call."""
-    for key, value in error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY:
-            assert isinstance(value, bytes)
-            for detail in status_pb2.Status.FromString(value).details:
-                retry_info = error_details_pb2.RetryInfo()
-                if detail.Unpack(retry_info):
-                    seconds: int = retry_info.retry_delay.seconds
-                    return seconds
-    raise AssertionError(f"no RetryInfo in {error!r}")
-
-
 async def post_status(http: httpx.AsyncClient) -> int:
     return (await http.post("/event", json=EVENT)).status_code
 
@@ -77,7 +64,7 @@ class TestNatsOutage:
 
     @pytest.fixture
     async def api(self, outage_settings: Settings) -> AsyncIterator[ApiServer]:
-        async with serving(outage_settings, ingest=True, report=False) as addresses:
+        async with serving(outage_settings, [ingest_doors]) as addresses:
             yield addresses
 
     @pytest.fixture
@@ -140,7 +127,7 @@ class TestStreamFull:
 
     @pytest.fixture
     async def api(self, full_settings: Settings) -> AsyncIterator[ApiServer]:
-        async with serving(full_settings, ingest=True, report=False) as addresses:
+        async with serving(full_settings, [ingest_doors]) as addresses:
             yield addresses
 
     @pytest.fixture
@@ -199,7 +186,7 @@ async def test_ingestion_keeps_accepting_while_postgres_is_down_and_the_writer_c
 
     caplog.set_level(logging.WARNING, logger="writer.consumer")
     async with (
-        serving(settings, ingest=True, report=False) as api,
+        serving(settings, [ingest_doors]) as api,
         running_writer(settings),
         httpx.AsyncClient(base_url=f"http://{api.http}") as http,
     ):

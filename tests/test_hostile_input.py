@@ -25,8 +25,8 @@ from analytics.v1.ingest_pb2 import IngestRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stack.config import Address, Settings
-from stack.embedded import accepts_connections, free_port
+from core.settings import Address, Settings
+from devstack.embedded import accepts_connections, free_port
 from tests.support.env import ServiceStarter
 
 EXAMPLES = settings(
@@ -83,7 +83,7 @@ def deployed(
         http_listen=Address("127.0.0.1", http_port),
         grpc_listen=Address("127.0.0.1", grpc_port),
     )
-    services("stack.serve", settings)
+    services("devstack.api", settings)
     services("writer", settings)
     deadline = time.monotonic() + 30
     while not (accepts_connections(http_port) and accepts_connections(grpc_port)):

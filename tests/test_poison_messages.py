@@ -16,10 +16,9 @@ from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError
 
-from stack.config import Settings
-from stack.stream import MAX_STREAM_MESSAGE_BYTES, DeadLetterStream, EventStream
+from core.settings import Settings
+from core.stream import MAX_STREAM_MESSAGE_BYTES, DeadLetterStream, EventStream, encode_batch
 from tests.support.env import settings_env
-from tests.support.jetstream import message_of
 from tests.support.text import incompressible
 from tests.support.waiting import eventually
 from writer.dead_letters import DeadLetter, DeadLetters
@@ -51,7 +50,7 @@ def event(event_id: str, path: str = "/home") -> Event:
 
 
 def message(*events: Event) -> bytes:
-    return message_of(*events, received_at=DAY)
+    return encode_batch(events, DAY)
 
 
 async def stored_ids(db: asyncpg.Connection) -> list[str]:
@@ -90,8 +89,8 @@ async def test_an_undecodable_message_becomes_a_dead_letter_and_the_rest_is_stor
     await eventually(
         lambda: reasons(dead_letters),
         [
-            "not an analytics.v1.EventBatch: Error parsing message with type "
-            "'analytics.v1.EventBatch': Wire format was corrupt"
+            "not an analytics.internal.v1.EventBatch: Error parsing message with type "
+            "'analytics.internal.v1.EventBatch': Wire format was corrupt"
         ],
     )
     [letter] = await letters(dead_letters)
@@ -228,7 +227,7 @@ async def test_the_command_lists_replays_and_drops_dead_letters(
         str(first.sequence),
         str(second.sequence),
     ]
-    assert "not an analytics.v1.EventBatch" in listing
+    assert "not an analytics.internal.v1.EventBatch" in listing
     assert dropped == "dropped 1 dead letter\n"
     assert [letter.sequence for letter in after_drop] == [second.sequence]
     assert command("replay", "--all") == "replayed 1 dead letter\n"

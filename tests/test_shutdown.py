@@ -13,10 +13,10 @@ from analytics.v1.event_pb2 import Event
 from analytics.v1.ingest_pb2 import IngestBatchRequest
 from nats.js import JetStreamContext
 
-from stack.config import Address, Settings
-from stack.embedded import accepts_connections, free_port
-from stack.serve import ApiServer
-from stack.stream import EventStream
+from core.settings import Address, Settings
+from core.stream import EventStream
+from devstack.embedded import accepts_connections, free_port
+from runtime.serve import ApiServer
 from tests.support.clients import grpc_clients
 from tests.support.env import ServiceStarter
 from tests.support.jetstream import events_in
@@ -74,7 +74,7 @@ async def test_an_api_stopped_by_sigterm_loses_nothing_it_accepted(
         http_listen=Address("127.0.0.1", http_port),
         grpc_listen=Address("127.0.0.1", free_port()),
     )
-    api = services("stack.serve", settings)
+    api = services("devstack.api", settings)
     await eventually(lambda: _listening(http_port), True)
     accepted: set[str] = set()
 

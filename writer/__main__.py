@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from stack.config import Settings
-from stack.lifecycle import Lifecycle, run_service
+from core.settings import Settings
+from runtime.lifecycle import Lifecycle, run_service
 from writer.service import running_writer
 
 logger = logging.getLogger("writer")

@@ -25,9 +25,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from stack.backoff import Backoff
-from stack.connections import POSTGRES_UNAVAILABLE
-from stack.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
+from core.database import POSTGRES_UNAVAILABLE
+from core.retry import Backoff
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
 from writer.dead_letters import DeadLetters
 from writer.decoding import Poison, Row, rows_of
 from writer.store import REFUSALS, EventStore

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from stack.stream import DeadLetterStream, ensure_stream
+from core.stream import DeadLetterStream, ensure_stream
 
 REASON = "Analytics-Reason"
 ORIGINAL_SUBJECT = "Analytics-Original-Subject"

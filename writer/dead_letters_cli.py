@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import nats
 
-from stack.config import ConfigError, Settings
-from stack.stream import DeadLetterStream
+from core.settings import ConfigError, Settings
+from core.stream import DeadLetterStream
 from writer.dead_letters import DeadLetter, DeadLetters
 
 

@@ -12,8 +12,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from analytics.v1.event_pb2 import Event, EventBatch
-from google.protobuf.message import DecodeError
+from analytics.v1.event_pb2 import Event
+
+from core.stream import UndecodableMessage, decode_message
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -43,11 +44,9 @@ class Row(NamedTuple):
 def rows_of(data: bytes) -> list[Row]:
     """The rows of one message's events; Poison if the message cannot be stored."""
     try:
-        batch = EventBatch.FromString(data)
-    except DecodeError as error:
-        raise Poison(f"not an analytics.v1.EventBatch: {error}") from None
-    if not batch.HasField("received_at"):
-        raise Poison("received_at is not set")
+        batch = decode_message(data)
+    except UndecodableMessage as error:
+        raise Poison(error.reason) from None
     received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos)
     if received_at is None:
         raise Poison("received_at is out of range")

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from stack.config import Settings
-from stack.connections import close_nats, connect_nats, create_pool
-from stack.lifecycle import until_stopping
-from stack.stream import DeadLetterStream, EventStream
+from core.database import create_pool
+from core.migrator import migrate
+from core.nats_connection import close_nats, connect_nats
+from core.settings import Settings
+from core.stream import DeadLetterStream, EventStream
+from runtime.lifecycle import until_stopping
 from writer.consumer import EventConsumer
 from writer.dead_letters import DeadLetters
-from writer.schema import migrate
 from writer.store import EventStore
 
 

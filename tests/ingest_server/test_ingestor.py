@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from core.errors import FieldViolation
 from ingest_server.ingestor import BatchOutcome, Outcome
-from stack.errors import FieldViolation
 
 MISSING_PATH = (FieldViolation("path", "is required"),)
 

@@ -9,15 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.internal.v1.stream_pb2 import EventBatch
+from analytics.v1.event_pb2 import Event
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from ingest_server.publisher import MAX_MESSAGE_BYTES, EventPublisher
-from stack.config import Settings
-from stack.errors import Unavailable
-from stack.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
+from core.errors import Unavailable
+from core.settings import Settings
+from core.stream import MAX_MESSAGE_BYTES, MAX_MESSAGE_EVENTS, EventStream, ensure_stream
+from ingest_server.publisher import EventPublisher
 from tests.support.jetstream import events_in
 
 RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)

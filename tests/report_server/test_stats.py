@@ -11,11 +11,11 @@ import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import PathViews
 
+from core.migrator import migrate
 from report_server.queries import RANGE_STATS
 from report_server.stats import StatsQuery, StatsReader
 from tests.support.stats import site_stats, summary
 from writer.decoding import row_of
-from writer.schema import migrate
 from writer.store import EventStore
 
 _event_ids = count()

@@ -4,8 +4,8 @@ from datetime import date
 
 import pytest
 
+from core.errors import FieldViolation, InvalidArgument
 from report_server.stats import DayRange, StatsQuery
-from stack.errors import FieldViolation, InvalidArgument
 
 
 def violations_of(**fields: object) -> list[FieldViolation]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from analytics.v1 import ingest_pb2_grpc, report_pb2_grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from stack.config import Address
-from stack.grpc_errors import STATUS_DETAILS_KEY
+from core.settings import Address
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,26 @@ async def grpc_clients(address: Address) -> AsyncIterator[GrpcClients]:
 
 def field_violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
     """The (field, description) pairs of the BadRequest detail of a failed call."""
-    for key, value in error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY:
-            assert isinstance(value, bytes)
-            status = status_pb2.Status.FromString(value)
-            assert status.code == error.code().value[0]
-            for detail in status.details:
-                bad_request = error_details_pb2.BadRequest()
-                if detail.Unpack(bad_request):
-                    return [(v.field, v.description) for v in bad_request.field_violations]
-    raise AssertionError(f"no BadRequest detail in {error!r}")
+    bad_request = status_detail(error, error_details_pb2.BadRequest)
+    return [(v.field, v.description) for v in bad_request.field_violations]
+
+
+def retry_delay(error: grpc.aio.AioRpcError) -> int:
+    """The RetryInfo delay, in seconds, in the details of a failed call."""
+    seconds: int = status_detail(error, error_details_pb2.RetryInfo).retry_delay.seconds
+    return seconds
+
+
+M = TypeVar("M", bound=Message)
+
+
+def status_detail(error: grpc.aio.AioRpcError, kind: type[M]) -> M:
+    """The detail of type `kind` in the google.rpc.Status of a failed call, read as a client
+    would, with grpcio-status (which also checks that code and message match the call's)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, f"no google.rpc.Status in {error!r}"
+    for detail in status.details:
+        found = kind()
+        if detail.Unpack(found):
+            return found
+    raise AssertionError(f"no {kind.DESCRIPTOR.full_name} detail in {error!r}")

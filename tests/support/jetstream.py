@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 import nats
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+
+from core.stream import decode_message
 
 
 @asynccontextmanager
@@ -31,12 +32,5 @@ async def events_in(js: JetStreamContext, stream: str) -> list[Event]:
                 message = await js.get_msg(stream, sequence)
             except NotFoundError:
                 continue  # acknowledged, so deleted from the work queue
-            events.extend(EventBatch.FromString(message.data or b"").events)
+            events.extend(decode_message(message.data or b"").events)
     return events
-
-
-def message_of(*events: Event, received_at: datetime) -> bytes:
-    """A message as the publisher puts it on the stream, for a test to publish by hand."""
-    batch = EventBatch(events=events)
-    batch.received_at.FromDatetime(received_at)
-    return batch.SerializeToString()

@@ -13,14 +13,13 @@ import pytest
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 
-from stack.config import Settings
-from stack.embedded import EmbeddedNats
-from stack.stream import DeadLetterStream, EventStream, ensure_stream
-from tests.support.jetstream import message_of
+from core.migrator import migrate
+from core.settings import Settings
+from core.stream import DeadLetterStream, EventStream, encode_batch, ensure_stream
+from devstack.embedded import EmbeddedNats
 from writer.consumer import EventConsumer
 from writer.dead_letters import DeadLetters
 from writer.decoding import Row
-from writer.schema import migrate
 from writer.store import EventStore
 
 DAY = datetime(2025, 11, 14, 10, 0, tzinfo=UTC)
@@ -69,7 +68,7 @@ async def test_a_consumer_that_fails_leaves_no_fetch_running(
 ) -> None:
     await migrate(pool)
     await ensure_stream(js, stream)
-    await js.publish(stream.subject, message_of(one_event(), received_at=DAY))
+    await js.publish(stream.subject, encode_batch([one_event()], DAY))
     consumer = consumer_of(js, BrokenStore(pool), stream, settings)
 
     with pytest.raises(ExceptionGroup) as failure:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from analytics.v1.event_pb2 import Event, EventBatch
+from analytics.internal.v1.stream_pb2 import EventBatch
+from analytics.v1.event_pb2 import Event
 
 from writer.decoding import Poison, Row, rows_of
 
@@ -64,7 +65,7 @@ def test_absent_optional_fields_become_nulls_and_empty_properties() -> None:
 
 
 def test_bytes_that_are_not_an_event_batch_are_poison() -> None:
-    with pytest.raises(Poison, match=r"not an analytics\.v1\.EventBatch"):
+    with pytest.raises(Poison, match=r"not an analytics\.internal\.v1\.EventBatch"):
         rows_of(b"\xff\xff\xff")
 
 

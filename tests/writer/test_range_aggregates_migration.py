@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 from analytics.v1.event_pb2 import Event
 
+from core.migrator import migrate
 from report_server.stats import StatsReader
 from tests.support.stats import site_stats, summary
 from tests.support.waiting import eventually
 from writer.decoding import row_of
-from writer.schema import migrate
 from writer.store import EventStore
 
 # (event_id, site_id, event_type, path, user_id, occurred_at), as stored before 0002.

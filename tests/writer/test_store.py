@@ -8,12 +8,12 @@ import asyncpg
 import pytest
 from analytics.v1.event_pb2 import Event
 
-from ingest_server.validation import LIMITS, validate_event
+from core.events import LIMITS, validate_event
+from core.migrator import migrate
 from tests.support.text import incompressible
 from tests.support.waiting import eventually
 from writer.decoding import Row, row_of
 from writer.queries import STORE_EVENTS
-from writer.schema import migrate
 from writer.store import EventStore
 
 RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61nalytics/v1/event.proto\x12\x0c\x61nalytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08referrer\x18\x07 \x01(\t\x12\x37\n\nproperties\x18\x08 \x03(\x0b\x32#.analytics.v1.Event.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"b\n\nEventBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61nalytics/v1/event.proto\x12\x0c\x61nalytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08referrer\x18\x07 \x01(\t\x12\x37\n\nproperties\x18\x08 \x03(\x0b\x32#.analytics.v1.Event.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,4 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT']._serialized_end=342
   _globals['_EVENT_PROPERTIESENTRY']._serialized_start=293
   _globals['_EVENT_PROPERTIESENTRY']._serialized_end=342
-  _globals['_EVENTBATCH']._serialized_start=344
-  _globals['_EVENTBATCH']._serialized_end=442
 # @@protoc_insertion_point(module_scope)

@@ -92,35 +92,3 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
-
-@_typing.final
-class EventBatch(_message.Message):
-    """The payload of one message on the events stream: validated events, each with its event_id and
-    timestamp filled in.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENTS_FIELD_NUMBER: _builtins.int
-    RECEIVED_AT_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
-    @_builtins.property
-    def received_at(self) -> _timestamp_pb2.Timestamp:
-        """When the ingest server received these events: the latest of their receive times, so
-        never before the timestamp it gave an event that came without one.
-        """
-
-    def __init__(
-        self,
-        *,
-        events: _abc.Iterable[Global___Event] | None = ...,
-        received_at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "received_at", b"received_at"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015

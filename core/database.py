@@ -1,0 +1,43 @@
+"""Connections to PostgreSQL, made the same way by every service that uses it.
+
+At start a service waits for PostgreSQL, retrying with backoff and saying so in its log, so that
+starting the services before the servers (as containers often do) just works.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from core.retry import retrying
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+# The errors meaning PostgreSQL is unreachable, restarting, or out of connections, as opposed
+# to refusing what we asked: worth retrying later.
+POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,  # the connection was closed under us
+    # The server ended the session mid-statement and asyncpg lost track of the connection
+    # (MagicStack/asyncpg#784); the pool discards it, so the next attempt gets a new one.
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full
+)
+
+
+async def create_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
+    """A pool of connections, once PostgreSQL answers."""
+    return await retrying(
+        lambda: asyncpg.create_pool(
+            settings.database_dsn, min_size=1, max_size=max_size, command_timeout=60
+        ),
+        what="connecting to PostgreSQL",
+        retryable=lambda error: isinstance(error, POSTGRES_UNAVAILABLE),
+        logger=logger,
+    )

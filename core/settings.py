@@ -1,0 +1,378 @@
+"""Every setting of every service, declared once: its environment variable, its default, how
+its text is read and checked, and what it means.
+
+From these declarations come the services' `Settings`, the environment that hands settings to
+a child process (`Settings.to_env`), and the README's configuration table
+(`python -m core.settings` prints it; a test keeps the README's copy equal to it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/analytics"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the services cannot use."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class Kind(Generic[T]):
+    """How a setting's text becomes its value, and back."""
+
+    def parse(self, name: str, raw: str) -> T:
+        raise NotImplementedError
+
+    def render(self, value: T) -> str:
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    kind: Kind[Any]
+    meaning: str
+    # The README's default column where the value alone does not say it all (markdown).
+    shown_default: str | None = None
+
+
+def _setting(
+    env: str, default: T, kind: Kind[T], meaning: str, *, shown_default: str | None = None
+) -> T:
+    """A Settings field declared with everything known about it."""
+    return field(default=default, metadata={"setting": Setting(env, kind, meaning, shown_default)})
+
+
+class _Text(Kind[str | None]):
+    def parse(self, name: str, raw: str) -> str | None:
+        return raw
+
+
+class _Integer(Kind[int]):
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+
+    def parse(self, name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected an integer, got {raw!r}") from None
+        if not self.low <= value <= self.high:
+            raise ConfigError(name, f"must be between {self.low} and {self.high}, got {value}")
+        return value
+
+
+class _Seconds(Kind[float]):
+    def parse(self, name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+        if not 0 < value <= 3600:
+            raise ConfigError(name, f"must be more than 0 and at most 3600, got {raw}")
+        return value
+
+    def render(self, value: float) -> str:
+        return f"{value:g}"
+
+
+class _Address(Kind[Address]):
+    def parse(self, name: str, raw: str) -> Address:
+        host, sep, port = raw.rpartition(":")
+        valid_port = port.isascii() and port.isdigit() and 0 <= int(port) <= 65535
+        if not sep or not host or not valid_port:
+            raise ConfigError(name, f"expected host:port, got {raw!r}")
+        return Address(host.strip("[]"), int(port))
+
+
+class _Token(Kind[str]):
+    def parse(self, name: str, raw: str) -> str:
+        if not all(c.isascii() and (c.isalnum() or c in "_-") for c in raw):
+            raise ConfigError(name, f"only letters, digits, '_' and '-' are allowed, got {raw!r}")
+        return raw
+
+
+class _Subject(Kind[str]):
+    def parse(self, name: str, raw: str) -> str:
+        tokens = raw.split(".")
+        if any(not t or any(c in t for c in "*> \t") for t in tokens):
+            raise ConfigError(name, f"expected a NATS subject without wildcards, got {raw!r}")
+        return raw
+
+
+class _Words(Kind[tuple[str, ...]]):
+    def parse(self, name: str, raw: str) -> tuple[str, ...]:
+        return tuple(w for w in raw.replace(",", " ").split() if w)
+
+    def render(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)
+
+
+class _Flag(Kind[bool]):
+    def parse(self, name: str, raw: str) -> bool:
+        if raw.lower() not in ("0", "1", "true", "false"):
+            raise ConfigError(name, f"expected 1, 0, true or false, got {raw!r}")
+        return raw.lower() in ("1", "true")
+
+    def render(self, value: bool) -> str:
+        return "1" if value else "0"
+
+
+class _Choice(Kind[str]):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def parse(self, name: str, raw: str) -> str:
+        value = raw.upper()
+        if value not in self.choices:
+            raise ConfigError(name, f"expected one of {', '.join(self.choices)}, got {value!r}")
+        return value
+
+
+class _Path(Kind[Path]):
+    def parse(self, name: str, raw: str) -> Path:
+        return Path(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str | None = _setting(
+        "NATS_URL",
+        None,
+        _Text(),
+        "NATS server, or a cluster's servers comma-separated",
+        shown_default=f"`{DEFAULT_NATS_URL}`; `make run`: embedded",
+    )
+    database_url: str | None = _setting(
+        "DATABASE_URL",
+        None,
+        _Text(),
+        "PostgreSQL",
+        shown_default=f"`{DEFAULT_DATABASE_URL}`; `make run`: embedded",
+    )
+    grpc_listen: Address = _setting(
+        "GRPC_LISTEN",
+        Address("127.0.0.1", 50051),
+        _Address(),
+        "gRPC address of the ingest/report server",
+    )
+    http_listen: Address = _setting(
+        "HTTP_LISTEN", Address("127.0.0.1", 8000), _Address(), "HTTP address of the same"
+    )
+    api_processes: int = _setting(
+        "API_PROCESSES",
+        1,
+        _Integer(1, 64),
+        "processes serving those two ports (`analytics-ingest`, `analytics-report`, `make "
+        "run`'s API); more than one when one core is the limit, see below",
+    )
+    share_ports: bool = _setting(
+        "SHARE_PORTS",
+        False,
+        _Flag(),
+        "`1`: bind the ports with `SO_REUSEPORT`, so that processes started side by side share "
+        "them (set for the processes `API_PROCESSES` starts)",
+    )
+    stream_name: str = _setting(
+        "STREAM_NAME", "ANALYTICS_EVENTS", _Token(), "JetStream stream, created if missing"
+    )
+    subject_prefix: str = _setting(
+        "SUBJECT_PREFIX",
+        "analytics.events",
+        _Subject(),
+        "events go to `<prefix>.all`; the stream takes `<prefix>.>`",
+    )
+    stream_max_bytes: int = _setting(
+        "STREAM_MAX_BYTES",
+        1024**3,
+        _Integer(-1, 2**62),
+        "the stream's size limit (the writer's backlog); beyond it ingestion answers 429; `-1`: "
+        "none",
+    )
+    stream_max_msgs: int = _setting(
+        "STREAM_MAX_MSGS",
+        -1,
+        _Integer(-1, 2**62),
+        "the stream's message limit, likewise; `-1`: none",
+    )
+    stream_replicas: int = _setting(
+        "STREAM_REPLICAS",
+        1,
+        _Integer(1, 5),
+        "replicas of the streams in a NATS cluster (3 survives the loss of a server)",
+    )
+    writer_durable: str = _setting(
+        "WRITER_DURABLE", "writer", _Token(), "the writer's durable consumer"
+    )
+    # Events per transaction: a bigger batch shares each aggregate row's upsert among more
+    # events (docs/benchmarks.md).
+    writer_batch_size: int = _setting(
+        "WRITER_BATCH_SIZE",
+        5000,
+        _Integer(1, 100_000),
+        "events the writer stores per transaction (about: it fetches whole messages, of 1 to "
+        "500 events each)",
+    )
+    writer_concurrency: int = _setting(
+        "WRITER_CONCURRENCY",
+        2,
+        _Integer(1, 16),
+        "batches the writer stores at once, each in its own transaction and acknowledged after "
+        "its own commit",
+    )
+    writer_ack_wait: float = _setting(
+        "WRITER_ACK_WAIT",
+        30.0,
+        _Seconds(),
+        "seconds before JetStream redelivers a message a writer holds unacknowledged (after a "
+        "crash; a writer still working on it says so in time)",
+    )
+    writer_max_deliveries: int = _setting(
+        "WRITER_MAX_DELIVERIES",
+        5,
+        _Integer(1, 1000),
+        "deliveries of a message the writer cannot store before it becomes a dead letter",
+    )
+    dead_letter_stream: str = _setting(
+        "DEAD_LETTER_STREAM",
+        "ANALYTICS_DEAD_LETTERS",
+        _Token(),
+        "where such messages, and events PostgreSQL refuses, are kept with the reason",
+    )
+    dead_letter_subject: str = _setting(
+        "DEAD_LETTER_SUBJECT",
+        "analytics.dead_letters",
+        _Subject(),
+        "the dead-letter stream's subject",
+    )
+    dead_letter_max_bytes: int = _setting(
+        "DEAD_LETTER_MAX_BYTES",
+        256 * 1024**2,
+        _Integer(-1, 2**62),
+        "the dead-letter stream's size limit; at it the writer keeps the message that cannot "
+        "be stored and logs an error until letters are dropped; `-1`: none",
+    )
+    dead_letter_max_msgs: int = _setting(
+        "DEAD_LETTER_MAX_MSGS",
+        100_000,
+        _Integer(-1, 2**62),
+        "the dead-letter stream's message limit, likewise; `-1`: none",
+    )
+    publish_timeout: float = _setting(
+        "PUBLISH_TIMEOUT",
+        5.0,
+        _Seconds(),
+        "seconds the ingest server waits for PubAcks before answering 503 / `UNAVAILABLE`",
+    )
+    max_body_bytes: int = _setting(
+        "MAX_BODY_BYTES", 1024 * 1024, _Integer(1024, 64 * 1024 * 1024), "largest HTTP request body"
+    )
+    cors_allow_origins: tuple[str, ...] = _setting(
+        "CORS_ALLOW_ORIGINS",
+        ("*",),
+        _Words(),
+        "origins allowed to call the HTTP door, comma- or space-separated",
+    )
+    log_level: str = _setting(
+        "LOG_LEVEL",
+        "INFO",
+        _Choice("DEBUG", "INFO", "WARNING", "ERROR"),
+        "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
+    )
+    data_dir: Path = _setting(
+        "DATA_DIR", Path(".data"), _Path(), "where `make run` keeps the embedded servers' data"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings, failing with a ConfigError that names the variable at fault. An unset
+        or blank variable takes the default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, setting in _declared():
+            raw = env.get(setting.env, "").strip()
+            if raw:
+                values[name] = setting.kind.parse(setting.env, raw)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables under which a process reads these settings (those that
+        are None are left out: unset, they read as None)."""
+        env: dict[str, str] = {}
+        for name, setting in _declared():
+            value = getattr(self, name)
+            if value is not None:
+                env[setting.env] = setting.kind.render(value)
+        return env
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """NATS_URL may list several servers of a cluster, comma-separated."""
+        return [url.strip() for url in (self.nats_url or DEFAULT_NATS_URL).split(",")]
+
+    @property
+    def database_dsn(self) -> str:
+        return self.database_url or DEFAULT_DATABASE_URL
+
+
+def _declared() -> list[tuple[str, Setting]]:
+    """Each Settings field's name and declaration, in order."""
+    return [(f.name, f.metadata["setting"]) for f in fields(Settings)]
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    defaults = Settings()
+    for name, setting in _declared():
+        default = setting.shown_default or f"`{setting.kind.render(getattr(defaults, name))}`"
+        lines.append(f"| `{setting.env}` | {default} | {setting.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def redacted(urls: str) -> str:
+    """URLs (comma-separated) fit for a log line: passwords and tokens removed."""
+    return ",".join(_without_credentials(url.strip()) for url in urls.split(","))
+
+
+# URL schemes of NATS servers, where a user part without a password is a token.
+_TOKEN_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    user_info, at, host = authority.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = user_info.partition(":")
+    if colon:
+        user_info = f"{user}:***"
+    elif scheme.lower() in _TOKEN_SCHEMES:
+        user_info = "***"  # nats://TOKEN@host: the whole user part is the secret
+    return f"{scheme}{sep}{user_info}@{host}{slash}{path}"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,151 @@
+"""`make run`: the whole stack in one terminal.
+
+Starts an embedded NATS server and PostgreSQL cluster (data kept in DATA_DIR across restarts)
+unless NATS_URL / DATABASE_URL point elsewhere, then the writer and one API process serving both
+gRPC services and the HTTP shim. Ctrl-C stops everything in order: the API first (in-flight
+requests finish), then the writer (its batch in hand is stored), then the servers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from types import FrameType
+
+from core.settings import ConfigError, Settings, redacted
+from devstack.embedded import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    accepts_connections,
+)
+from runtime.lifecycle import configure_logging
+from runtime.ports import listen_refusal
+from runtime.processes import ChildProcess, ProcessExited
+
+API_START_TIMEOUT_SECONDS = 60.0
+
+
+class _Stop(Exception):
+    pass
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        sys.exit(f"analytics-run: configuration error: {error}")
+    if refusal := listen_refusal(settings):
+        sys.exit(f"analytics-run: {refusal}")
+    configure_logging(settings.log_level)
+    _signals.install()
+    try:
+        with ExitStack() as running:
+            env = _start_servers(settings, running)
+            children = []
+            for name, module in (("writer", "writer"), ("API", "devstack.api")):
+                child = ChildProcess(name, signal.SIGTERM)
+                with _signals.deferred():
+                    child.spawn([sys.executable, "-m", module], env=env)
+                    running.callback(child.stop)  # stopped in reverse order: the API first
+                children.append(child)
+            _wait_for_api(settings, children)
+            _print_banner(settings, env)
+            while all(child.running for child in children):
+                time.sleep(0.2)
+            failed = next(child for child in children if not child.running)
+            sys.exit(f"analytics-run: the {failed.name} process exited; stopping everything")
+    except _Stop:
+        print("\nanalytics-run: stopped", file=sys.stderr)
+    except (EmbeddedServerError, ProcessExited) as error:
+        sys.exit(f"analytics-run: {error}")
+
+
+def _start_servers(settings: Settings, running: ExitStack) -> dict[str, str]:
+    """Start the embedded servers that are not configured away; the children's environment."""
+    env = dict(os.environ)
+    if settings.nats_url is None:
+        nats = EmbeddedNats(settings.data_dir / "nats")
+        with _signals.deferred():
+            nats.start()
+            running.callback(nats.stop)
+        env["NATS_URL"] = nats.url
+    if settings.database_url is None:
+        postgres = EmbeddedPostgres(settings.data_dir / "postgres")
+        with _signals.deferred():
+            postgres.start()
+            running.callback(postgres.stop)
+        env["DATABASE_URL"] = postgres.url()
+    return env
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM stop us by raising _Stop, except while something starts and its
+    cleanup is registered (`deferred()`): then they take effect right after, so that stopping
+    never leaves a started server behind."""
+
+    def __init__(self) -> None:
+        self._deferring = False
+        self._received = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self._received:
+            self._stop()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._received = True
+        if not self._deferring:
+            self._stop()
+
+    def _stop(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Stop
+
+
+_signals = _StopSignals()
+
+
+def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
+    deadline = time.monotonic() + API_START_TIMEOUT_SECONDS
+    for address in (settings.http_listen, settings.grpc_listen):
+        while not accepts_connections(address.port, address.host):
+            if not all(child.running for child in children) or time.monotonic() > deadline:
+                sys.exit(f"analytics-run: the API did not start listening on {address}")
+            time.sleep(0.05)
+
+
+def _print_banner(settings: Settings, env: dict[str, str]) -> None:
+    def origin(configured: str | None, name: str) -> str:
+        return "external" if configured else f"embedded, data in {settings.data_dir / name}"
+
+    print(
+        "\nThe analytics stack is running.\n"
+        f"  HTTP      http://{settings.http_listen}   POST /event, POST /events, GET /stats\n"
+        f"  gRPC      {settings.grpc_listen}   "
+        "analytics.v1.IngestService, analytics.v1.ReportService\n"
+        f"  NATS      {redacted(env['NATS_URL'])}   "
+        f"{origin(settings.nats_url, 'nats')}\n"
+        f"  Postgres  {redacted(env['DATABASE_URL'])}   "
+        f"{origin(settings.database_url, 'postgres')}\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

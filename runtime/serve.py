@@ -1,0 +1,134 @@
+"""One process serving the doors of one or more services: their gRPC servicers on one address,
+their HTTP routes on another.
+
+A service hands the runtime an opener of its `Doors` (an async context manager that holds the
+service's connections while it serves); the runtime knows no service. `analytics-ingest` and
+`analytics-report` each serve one; the development stack serves both from one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from core.settings import Address, Settings
+from runtime.http_server import GRACE_SECONDS, HttpServer
+from runtime.lifecycle import (
+    Lifecycle,
+    configure_logging,
+    run_service,
+    settings_or_exit,
+    until_stopping,
+)
+from runtime.ports import listen_refusal
+from runtime.workers import run_workers
+from transports.cors import Cors
+from transports.grpc_decoding import add_servicer
+from transports.http_app import Handler, create_app
+
+# A 1000-event batch of typical events is well under 1 MiB.
+MAX_GRPC_MESSAGE_BYTES = 16 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Doors:
+    """What a service serves: gRPC servicers, each with the service it implements, and HTTP
+    routes (path → method → handler)."""
+
+    servicers: Sequence[tuple[ServiceDescriptor, object]] = ()
+    routes: Mapping[str, Mapping[str, Handler]] = field(default_factory=dict)
+
+
+# Opens a service's doors for as long as the block runs, closing its connections after.
+DoorsOpener = Callable[[Settings], AbstractAsyncContextManager[Doors]]
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    grpc: Address
+    http: Address
+    # Done if the HTTP server stopped on its own (gRPC's server has no such failure).
+    _stopped: asyncio.Task[None]
+
+    async def wait(self, stopping: asyncio.Event) -> None:
+        """Return when `stopping` is set; raise if a server stopped on its own before."""
+        await until_stopping(stopping, self._stopped)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncIterator[ApiServer]:
+    """Serve the doors of `services` until the block exits, then stop taking requests, finish
+    those in flight (up to GRACE_SECONDS, gRPC and HTTP together) and close the connections.
+    The yielded addresses have the real ports where settings asked for port 0."""
+    async with AsyncExitStack() as stack:
+        doors = [await stack.enter_async_context(opener(settings)) for opener in services]
+        grpc_server = grpc.aio.server(
+            options=[
+                # Unless asked, a second server must not share the port unnoticed.
+                ("grpc.so_reuseport", int(settings.share_ports)),
+                ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+                # Keep each stream's flow-control window at gRPC's 64 KiB instead of growing it
+                # to the measured bandwidth-delay product: a client streaming faster than we
+                # store is then held back at the sender rather than buffered here (it doubled
+                # the ingest server's memory under IngestBatchStream).
+                ("grpc.http2.bdp_probe", 0),
+            ]
+        )
+        routes: dict[str, Mapping[str, Handler]] = {}
+        for door in doors:
+            for service, servicer in door.servicers:
+                add_servicer(grpc_server, service, servicer)
+            routes.update(door.routes)
+        grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
+        await grpc_server.start()
+        http = HttpServer(
+            create_app(routes, Cors(settings.cors_allow_origins)),
+            settings.http_listen,
+            share_port=settings.share_ports,
+        )
+        try:
+            http_port = await http.start()
+        except BaseException:
+            await grpc_server.stop(None)
+            raise
+
+        async def stop_both() -> None:
+            await asyncio.gather(grpc_server.stop(GRACE_SECONDS), http.stop())
+
+        stack.push_async_callback(stop_both)
+        stopped = asyncio.create_task(http.finished(), name="the HTTP server")
+        stack.callback(stopped.cancel)
+        yield ApiServer(
+            Address(settings.grpc_listen.host, grpc_port),
+            Address(settings.http_listen.host, http_port),
+            stopped,
+        )
+
+
+def main_for(name: str, module: str, services: Sequence[DoorsOpener]) -> None:
+    """The body of a service's console script (also run as `python -m <module>`), serving in
+    one process or, with API_PROCESSES, in several."""
+    settings = settings_or_exit(name)
+    if not settings.share_ports and (refusal := listen_refusal(settings)):
+        print(f"{name}: {refusal}", file=sys.stderr)
+        sys.exit(1)
+    if settings.api_processes > 1:
+        configure_logging(settings.log_level)
+        sys.exit(run_workers(name, module, settings))
+
+    async def serve(settings: Settings, life: Lifecycle) -> None:
+        async with serving(settings, services) as server:
+            life.started()
+            logger.info("%s: gRPC on %s, HTTP on http://%s", name, server.grpc, server.http)
+            await server.wait(life.stopping)
+
+    run_service(name, serve)

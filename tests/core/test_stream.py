@@ -1,0 +1,56 @@
+"""The event stream's codec: what the ingest servers write and the writer reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from analytics.v1.event_pb2 import Event
+
+from core.stream import UndecodableMessage, decode_message, encode_batch, encode_messages
+
+# A message written by the version that declared EventBatch in the public analytics.v1
+# package (before 2026-12-06): analytics.v1.EventBatch{events: [one event with every field],
+# received_at: 2025-11-14T10:00:01Z}, serialized by protobuf.
+MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH = bytes.fromhex(
+    "0a640a0d6f726465722d34323a766965771208736974652d3132331a09706167655f7669657722092f636865"
+    "636b6f75742a03753130320b08a0fbdbc806108094ef3a3a1468747470733a2f2f6578616d706c652e636f6d"
+    "2f420b0a04706c616e120370726f120608a1fbdbc806"
+)
+RECEIVED = datetime(2025, 11, 14, 10, 0, 1, tzinfo=UTC)
+
+
+def test_a_message_written_before_the_stream_message_left_the_public_package_is_read() -> None:
+    message = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH)
+
+    expected = Event(
+        event_id="order-42:view",
+        site_id="site-123",
+        event_type="page_view",
+        path="/checkout",
+        user_id="u10",
+        referrer="https://example.com/",
+        properties={"plan": "pro"},
+    )
+    expected.timestamp.FromJsonString("2025-11-14T10:00:00.123456Z")
+    assert list(message.events) == [expected]
+    assert message.received_at.ToDatetime(UTC) == RECEIVED
+
+
+def test_the_bytes_written_now_are_the_bytes_written_before() -> None:
+    event = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).events[0]
+
+    [(payload, _)] = encode_messages([event], RECEIVED)
+
+    assert payload == MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH
+    assert encode_batch([event], RECEIVED) == MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH
+
+
+def test_bytes_that_are_not_an_event_batch_are_undecodable() -> None:
+    with pytest.raises(UndecodableMessage, match=r"not an analytics\.internal\.v1\.EventBatch"):
+        decode_message(b"\xff\xff")
+
+
+def test_a_message_without_receive_time_is_undecodable() -> None:
+    with pytest.raises(UndecodableMessage, match="received_at is not set"):
+        decode_message(b"")

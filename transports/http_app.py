@@ -1,0 +1,219 @@
+"""The HTTP door's plumbing, for whatever routes a service hands it: a plain ASGI application
+that routes by path and method, reads bodies within bounds, answers in JSON, and maps our
+errors to HTTP statuses in one table. It knows no route of its own and no business rule.
+
+It is a plain ASGI application rather than a framework's: a handful of routes need no router,
+and a framework's request, response and middleware objects cost more CPU than the rest of
+`POST /event` together (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from core.errors import FieldViolation, InvalidArgument, ServiceError
+from transports.cors import Cors
+from transports.http_json import encodes_as_utf8, error_to_json, parse_body
+
+# ASGI's three callables, as uvicorn calls an application.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = tuple[tuple[bytes, bytes], ...]
+
+logger = logging.getLogger(__name__)
+# One encoder for every answer: `json.dumps` with options builds a new one per call.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class PayloadTooLarge(ServiceError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    code = "unsupported_media_type"
+
+
+# The one table from our error codes to HTTP statuses.
+HTTP_STATUS: Mapping[str, HTTPStatus] = {
+    "invalid_argument": HTTPStatus.BAD_REQUEST,
+    "payload_too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    "unsupported_media_type": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    "resource_exhausted": HTTPStatus.TOO_MANY_REQUESTS,
+    "unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
+    "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+
+
+# Plain slotted dataclasses: a frozen one costs several times as much to make, per request.
+@dataclass(slots=True)
+class Request:
+    """What a route handler gets of an HTTP request."""
+
+    method: str
+    path: str
+    headers: dict[bytes, bytes]
+    query_string: bytes
+    receive: Receive
+
+
+@dataclass(slots=True)
+class Reply:
+    """A JSON answer (no body when `body` is None)."""
+
+    status: int
+    body: Any
+    headers: Headers = ()
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
+# Path → method → handler.
+Routes = Mapping[str, Mapping[str, Handler]]
+
+
+def create_app(routes: Routes, cors: Cors) -> ASGIApp:
+    """An ASGI application serving `routes`."""
+    return _App(routes, cors)
+
+
+class _App:
+    def __init__(self, routes: Routes, cors: Cors) -> None:
+        self._routes = routes
+        self._cors = cors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; nothing else is served
+        request = Request(
+            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"], receive
+        )
+        try:
+            reply = await self._route(request)
+        except ServiceError as error:
+            reply = error_reply(error)
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.path)
+            reply = Reply(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal", "message": "internal error"}
+            )
+        origin = request.headers.get(b"origin")
+        if origin is not None:
+            reply = Reply(reply.status, reply.body, reply.headers + self._cors.headers_for(origin))
+        await _send_json(send, reply)
+
+    async def _route(self, request: Request) -> Reply:
+        methods = self._routes.get(request.path)
+        if methods is None:
+            return _http_error(request, HTTPStatus.NOT_FOUND)
+        handler = methods.get(request.method)
+        if handler is not None:
+            return await handler(request)
+        if request.method == "OPTIONS" and b"access-control-request-method" in request.headers:
+            preflight = self._cors.preflight(request.headers, tuple(methods))
+            return Reply(preflight.status, preflight.body, preflight.headers)
+        allow = ", ".join(methods).encode()
+        return _http_error(request, HTTPStatus.METHOD_NOT_ALLOWED, ((b"allow", allow),))
+
+
+def error_reply(error: ServiceError) -> Reply:
+    """The answer to a request that failed with `error`."""
+    retry_after: Headers = (
+        () if error.retry_after is None else ((b"retry-after", b"%d" % error.retry_after),)
+    )
+    return Reply(HTTP_STATUS[error.code], error_to_json(error), retry_after)
+
+
+async def json_body(request: Request, max_bytes: int) -> Any:
+    """The request's body, which must be JSON (UTF-8) of at most `max_bytes` bytes, decoded."""
+    content_type = request.headers.get(b"content-type", b"").decode("latin-1")
+    media_type, _, parameters = content_type.partition(";")
+    charset = parameters.strip().lower().removeprefix("charset=").strip('"')
+    if media_type.strip().lower() != "application/json" or charset not in ("", "utf-8"):
+        raise UnsupportedMediaType("Content-Type must be application/json (UTF-8)")
+    return parse_body(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request's body; PayloadTooLarge as soon as it is known to exceed `max_bytes`."""
+    declared = request.headers.get(b"content-length", b"")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    # Joined once at the end: adding each chunk to the bytes so far would copy them again for
+    # every chunk, quadratic in a body that a client trickles in small pieces.
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            raise InvalidArgument.single("body", "the client went away before sending it")
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+    return b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body must be at most {max_bytes} bytes")
+
+
+def query_parameters(
+    request: Request, known: tuple[str, ...]
+) -> tuple[dict[str, str], list[FieldViolation]]:
+    """The query string's parameters by name, and a violation for each parameter that is
+    unknown, repeated, or not UTF-8 once percent-decoded (the caller adds its own and raises
+    them together)."""
+    params: dict[str, str] = {}
+    seen: set[str] = set()
+    violations: list[FieldViolation] = []
+    # Percent-encoded bytes that are not UTF-8 become lone surrogates here, so that the
+    # parameter holding them is refused by name rather than read with U+FFFD in it.
+    query = parse_qsl(
+        request.query_string.decode(errors="surrogateescape"),
+        keep_blank_values=True,
+        errors="surrogateescape",
+    )
+    for name, value in query:
+        if name not in known:
+            shown = name.encode(errors="surrogateescape").decode(errors="replace")
+            violations.append(FieldViolation(shown[:64], "is not a known parameter"))
+        elif name in seen:
+            violations.append(FieldViolation(name, "appears more than once"))
+        elif encodes_as_utf8(value):
+            params[name] = value
+        else:
+            # Not kept, not to be judged again as the text it is not.
+            violations.append(FieldViolation(name, "must be valid UTF-8"))
+        seen.add(name)
+    return params, violations
+
+
+def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> Reply:
+    code = status.phrase.lower().replace(" ", "_")
+    message = f"{request.method} {request.path}: {status.phrase}"
+    return Reply(status, {"error": code, "message": message}, headers)
+
+
+async def _send_json(send: Send, reply: Reply) -> None:
+    if reply.body is None:
+        headers = list(reply.headers)
+        body = b""
+    else:
+        body = _JSON_ENCODER.encode(reply.body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            *reply.headers,
+        ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
