@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -247,6 +248,32 @@ async def test_a_resent_event_id_counts_once_whichever_door_it_uses(
             "top_paths": [{"path": "/after", "views": 1}, {"path": "/once", "views": 1}],
         },
     )
+
+
+async def test_two_sites_sending_the_same_event_id_are_each_counted(
+    http: httpx.AsyncClient, rpc: GrpcClients, writer: RunningWriter
+) -> None:
+    # The README's own example id, sent by two sites, one after the other, through each door.
+    first = page_view("/checkout", "u1", event_id="order-42:view")
+    second = {**first, "site_id": "other-shop"}
+
+    await http.post("/event", json=first)
+    await http.post("/event", json=second)
+    await rpc.ingest.Ingest(IngestRequest(event=as_proto({**first, "site_id": "third-shop"})))
+
+    for site in ("site-123", "other-shop", "third-shop"):
+        await eventually(
+            partial(http_stats, http, site_id=site, date=DAY),
+            {
+                "site_id": site,
+                "date": DAY,
+                "start_date": DAY,
+                "end_date": DAY,
+                "total_views": 1,
+                "unique_users": 1,
+                "top_paths": [{"path": "/checkout", "views": 1}],
+            },
+        )
 
 
 async def test_a_stream_of_events_is_summarized_on_close(

@@ -1,11 +1,11 @@
 """The writer's SQL."""
 
 # Store a batch of events and count the newly stored ones into the aggregates, in one statement.
-# Events whose event_id is already stored are skipped (ON CONFLICT DO NOTHING); so is a later
-# copy within the batch, the rows going in in array (stream) order: the first copy is kept.
-# Only the rows this statement inserted feed the aggregates, so a redelivered or resent event
-# never counts twice. Aggregate rows are written in key order so that concurrent writers lock
-# them in the same order. Returns the number of events newly stored.
+# Events whose site and event_id are already stored are skipped (ON CONFLICT DO NOTHING); so
+# is a later copy within the batch, the rows going in in array (stream) order: the first copy
+# is kept. Only the rows this statement inserted feed the aggregates, so a redelivered or
+# resent event never counts twice. Aggregate rows are written in key order so that concurrent
+# writers lock them in the same order. Returns the number of events newly stored.
 #
 # Users: a user_id the site has not had before gets the site's next number (site_users, from
 # the counter in site_user_counters); if a concurrent writer numbered it first, the upsert
@@ -23,7 +23,7 @@ WITH inserted AS (
         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
     ) AS t(event_id, site_id, event_type, path, user_id,
            occurred_at, referrer, properties, received_at)
-    ON CONFLICT (event_id) DO NOTHING
+    ON CONFLICT (site_id, event_id) DO NOTHING
     RETURNING site_id, event_type, (occurred_at AT TIME ZONE 'UTC')::date AS day, path, user_id
 ),
 path_counts AS (

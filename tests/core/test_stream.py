@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from analytics.v1.event_pb2 import Event
 
-from core.stream import UndecodableMessage, decode_message, encode_batch, encode_messages
+from core.stream import (
+    UndecodableMessage,
+    decode_message,
+    encode_batch,
+    encode_messages,
+    message_id,
+)
 
 # A message written by the version that declared EventBatch in the public analytics.v1
 # package (before 2026-12-06): analytics.v1.EventBatch{events: [one event with every field],
@@ -54,3 +60,23 @@ def test_bytes_that_are_not_an_event_batch_are_undecodable() -> None:
 def test_a_message_without_receive_time_is_undecodable() -> None:
     with pytest.raises(UndecodableMessage, match="received_at is not set"):
         decode_message(b"")
+
+
+def test_a_message_of_one_event_is_identified_by_its_site_and_event_id() -> None:
+    shop_a = Event(site_id="shop-a", event_id="order-42:view")
+    shop_b = Event(site_id="shop-b", event_id="order-42:view")
+
+    assert [message_id([shop_a]), message_id([shop_b])] == [
+        "event-shop-a/order-42:view",
+        "event-shop-b/order-42:view",
+    ]
+
+
+def test_messages_of_the_same_event_ids_in_other_sites_have_other_ids() -> None:
+    ids = ["e-1", "e-2"]
+
+    in_a = message_id([Event(site_id="a", event_id=i) for i in ids])
+    in_b = message_id([Event(site_id="b", event_id=i) for i in ids])
+
+    assert in_a.startswith("batch-")
+    assert in_a != in_b

@@ -156,7 +156,7 @@ async def test_a_resent_message_of_the_same_events_is_dropped_by_the_stream(
 async def test_an_event_id_shaped_like_the_id_of_other_events_message_drops_nothing(
     publisher: EventPublisher, js: JetStreamContext, stream: EventStream
 ) -> None:
-    digest = hashlib.blake2b(b"e-1\ne-2", digest_size=16).hexdigest()
+    digest = hashlib.blake2b(b"site-1/e-1\nsite-1/e-2", digest_size=16).hexdigest()
     await publisher.publish([Event(event_id=f"batch-{digest}", site_id="s", path="/")], RECEIVED)
     await publisher.publish([event(1), event(2)], RECEIVED)
 

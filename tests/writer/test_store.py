@@ -131,6 +131,19 @@ async def test_a_resent_event_id_in_a_mixed_batch_counts_once(
     assert await path_views(pool) == [(date(2025, 11, 14), "/x", 2)]
 
 
+async def test_two_sites_using_the_same_event_id_each_store_their_event(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    stored = await store.store([received("order-42:view", site_id="shop-a")])
+    stored += await store.store([received("order-42:view", site_id="shop-b")])
+
+    assert stored == 2
+    assert await totals(pool) == [
+        ("shop-a", "page_view", date(2025, 11, 14), 1, 0),
+        ("shop-b", "page_view", date(2025, 11, 14), 1, 0),
+    ]
+
+
 async def test_an_event_id_twice_in_one_batch_counts_once(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:

@@ -54,8 +54,9 @@ class Event(_message.Message):
     REFERRER_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    """Idempotency key, unique across all sites: the same event_id sent twice is stored and counted
-    once. Optional on input; the server assigns a time-ordered UUIDv7 when it is empty.
+    """Idempotency key within the site: the same site_id and event_id sent twice is stored and
+    counted once; another site may use the same event_id for an event of its own. Optional on
+    input; the server assigns a time-ordered UUIDv7 when it is empty.
     """
     site_id: _builtins.str
     event_type: _builtins.str
