@@ -22,11 +22,15 @@ from nats.aio.msg import Msg
 
 from core.errors import ResourceExhausted, ServiceError, Unavailable
 from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages
+from core.throttled_log import ThrottledLog
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
 
 logger = logging.getLogger(__name__)
+# Seconds between log lines about refused messages: a full stream refuses every message until
+# the writer catches up, and one line says so, not one per message.
+REFUSAL_LOG_SECONDS = 10.0
 
 
 class EventPublisher:
@@ -220,6 +224,7 @@ class _AckedPublisher:
         self._inbox = ""
         self._tokens = itertools.count()
         self._pending: dict[str, asyncio.Future[None]] = {}
+        self._refusals = ThrottledLog(logger, logging.WARNING, REFUSAL_LOG_SECONDS)
 
     @property
     def is_connected(self) -> bool:
@@ -253,14 +258,14 @@ class _AckedPublisher:
         future = self._pending.get(msg.subject[len(self._inbox) :])
         if future is None or future.done():
             return  # we stopped waiting for it
-        error = _pub_ack_error(msg)
+        error = _pub_ack_error(msg, self._refusals)
         if error is None:
             future.set_result(None)
         else:
             future.set_exception(error)
 
 
-def _pub_ack_error(msg: Msg) -> ServiceError | None:
+def _pub_ack_error(msg: Msg, log_refusal: ThrottledLog) -> ServiceError | None:
     """None for a PubAck, else the error a client should see."""
     if msg.headers and msg.headers.get("Status") == "503":
         return Unavailable("no stream is listening for events")
@@ -271,7 +276,7 @@ def _pub_ack_error(msg: Msg) -> ServiceError | None:
     problem = answer.get("error")
     if problem is None:
         return None
-    logger.warning("JetStream refused a message: %s", problem)
+    log_refusal("JetStream refused a message: %s", problem)
     if problem.get("err_code") == STREAM_LIMIT_REACHED:
         return ResourceExhausted("the event stream is full; retry later")
     return Unavailable(f"the event stream refused the events: {problem.get('description')}")

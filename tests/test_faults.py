@@ -159,6 +159,19 @@ class TestStreamFull:
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert retry_delay(caught.value) == 5
 
+    async def test_many_refused_messages_are_logged_in_one_warning(
+        self, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="ingest_server.publisher")
+
+        statuses = [await post_status(http) for _ in range(20)]
+
+        assert statuses == [429] * 20
+        assert [record.getMessage() for record in caplog.records] == [
+            "JetStream refused a message: "
+            "{'code': 503, 'err_code': 10077, 'description': 'maximum messages exceeded'}"
+        ]
+
     async def test_the_stream_accepts_again_once_the_writer_drains_it(
         self, http: httpx.AsyncClient, full_settings: Settings, db: asyncpg.Connection
     ) -> None:
@@ -266,3 +279,39 @@ def stored_event(event_id: str) -> Event:
         path="/home",
         timestamp=Timestamp(seconds=1_763_114_400),
     )
+
+
+async def test_batches_held_through_an_outage_longer_than_the_ack_wait_are_not_redelivered(
+    settings: Settings,
+    own_postgres: EmbeddedPostgres,
+    js: JetStreamContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One loop holds the batch it retries and the batch it fetched after it, for three times
+    # WRITER_ACK_WAIT: JetStream must hear that the writer still works on both, or it would
+    # redeliver them to whoever pulls next (here the test, as another writer would).
+    settings = replace(
+        settings,
+        database_url=own_postgres.url(),
+        writer_batch_size=10,
+        writer_concurrency=1,
+        writer_ack_wait=2.0,
+    )
+    stream = EventStream.from_settings(settings)
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+    async with running_writer(settings):
+        own_postgres.stop()
+        for number in (0, 10):
+            batch = EventBatch(events=[stored_event(f"e{n}") for n in range(number, number + 10)])
+            batch.received_at.GetCurrentTime()
+            await js.publish(stream.subject, batch.SerializeToString())
+        await eventually(lambda: _retrying(caplog), True, within=30)
+        await asyncio.sleep(3 * settings.writer_ack_wait)
+        other_writer = await js.pull_subscribe_bind(settings.writer_durable, stream.name)
+        with pytest.raises(TimeoutError):
+            await other_writer.fetch(2, timeout=1.0)
+        own_postgres.start()
+        await eventually(lambda: _count(own_postgres), 20, within=30)
+
+        consumer = await js.consumer_info(stream.name, settings.writer_durable)
+    assert consumer.num_redelivered == 0

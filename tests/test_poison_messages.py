@@ -3,6 +3,7 @@ deliveries, with the reason; everything else keeps flowing; dead letters can be 
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,10 +15,17 @@ import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy
 from nats.js.errors import BadRequestError
 
 from core.settings import Settings
-from core.stream import MAX_STREAM_MESSAGE_BYTES, DeadLetterStream, EventStream, encode_batch
+from core.stream import (
+    MAX_STREAM_MESSAGE_BYTES,
+    DeadLetterStream,
+    EventStream,
+    decode_message,
+    encode_batch,
+)
 from tests.support.env import settings_env
 from tests.support.text import incompressible
 from tests.support.waiting import eventually
@@ -64,6 +72,10 @@ async def letters(dead_letters: DeadLetters) -> list[DeadLetter]:
 
 async def reasons(dead_letters: DeadLetters) -> list[str]:
     return [letter.reason for letter in await letters(dead_letters)]
+
+
+async def data_of(dead_letters: DeadLetters) -> list[bytes]:
+    return [letter.data for letter in await letters(dead_letters)]
 
 
 async def data_sizes(dead_letters: DeadLetters) -> list[int]:
@@ -156,15 +168,91 @@ async def test_an_event_postgresql_refuses_becomes_a_dead_letter_and_its_batch_i
     assert await db.fetchval("SELECT views FROM daily_totals") == 6
 
 
-async def test_an_event_without_an_event_id_becomes_a_dead_letter(
+async def test_an_event_postgresql_refuses_is_a_dead_letter_alone_the_rest_of_its_message_stored(
     writer_running: None,
     js: JetStreamContext,
     stream: EventStream,
     dead_letters: DeadLetters,
+    db: asyncpg.Connection,
 ) -> None:
-    await publish(js, stream, message(event("")))
+    refused = event("bad", path="/a\x00b")
+    [sequence] = await publish(js, stream, message(event("good-1"), refused, event("good-2")))
 
-    await eventually(lambda: reasons(dead_letters), ["event 0 lacks event_id"])
+    # Stored at its first delivery, before the refused event has used up its deliveries.
+    await eventually(lambda: stored_ids(db), ["good-1", "good-2"])
+    assert await letters(dead_letters) == []
+    await eventually(lambda: _count(dead_letters), 1)
+    [letter] = await letters(dead_letters)
+    assert (letter.original_sequence, letter.original_position, letter.deliveries) == (
+        sequence,
+        1,
+        3,
+    )
+    assert letter.reason == 'PostgreSQL refused it: invalid byte sequence for encoding "UTF8": 0x00'
+    assert list(decode_message(letter.data).events) == [refused]
+    assert await db.fetchval("SELECT views FROM daily_totals") == 2
+
+
+async def test_an_event_without_an_event_id_is_a_dead_letter_alone(
+    writer_running: None,
+    js: JetStreamContext,
+    stream: EventStream,
+    dead_letters: DeadLetters,
+    db: asyncpg.Connection,
+) -> None:
+    await publish(js, stream, message(event("a"), event(""), event("c")))
+
+    await eventually(lambda: reasons(dead_letters), ["event 1 lacks event_id"])
+    [letter] = await letters(dead_letters)
+    assert letter.original_position == 1
+    assert list(decode_message(letter.data).events) == [event("")]
+    assert await stored_ids(db) == ["a", "c"]
+
+
+async def test_the_dead_letter_stream_is_bounded_as_configured(
+    writer_running: None, js: JetStreamContext, quick_settings: Settings
+) -> None:
+    config = (await js.stream_info(quick_settings.dead_letter_stream)).config
+
+    assert (config.max_bytes, config.max_msgs, config.discard) == (
+        quick_settings.dead_letter_max_bytes,
+        quick_settings.dead_letter_max_msgs,
+        DiscardPolicy.NEW,
+    )
+
+
+async def test_a_letter_the_full_dead_letter_stream_refuses_waits_unacknowledged_for_room(
+    settings: Settings,
+    db: asyncpg.Connection,
+    js: JetStreamContext,
+    stream: EventStream,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    one_letter = replace(settings, writer_max_deliveries=1, dead_letter_max_msgs=1)
+    dead_letters = DeadLetters(js, DeadLetterStream.from_settings(one_letter))
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+    async with running_writer(one_letter):
+        await publish(js, stream, b"garbage one")
+        await eventually(lambda: _count(dead_letters), 1)
+        await publish(js, stream, b"garbage two", message(event("a")))
+        await eventually(lambda: _adding_a_letter_failed(caplog), True)
+
+        assert await stored_ids(db) == ["a"]
+        assert await _unacknowledged(js, one_letter) == 1
+        [first] = await letters(dead_letters)
+        await dead_letters.drop(first)
+        await eventually(lambda: data_of(dead_letters), [b"garbage two"])
+        await eventually(lambda: _unacknowledged(js, one_letter), 0)
+
+
+async def _adding_a_letter_failed(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("adding a dead letter failed" in record.getMessage() for record in caplog.records)
+
+
+async def _unacknowledged(js: JetStreamContext, settings: Settings) -> int:
+    info = await js.consumer_info(settings.stream_name, settings.writer_durable)
+    pending: int = info.num_ack_pending
+    return pending
 
 
 async def test_a_replayed_dead_letter_is_stored_once_its_cause_is_fixed(
@@ -219,6 +307,7 @@ async def test_the_command_lists_replays_and_drops_dead_letters(
         return result.stdout
 
     listing = command("list")
+    first_only = command("list", "--limit", "1")
     dropped = command("drop", str(first.sequence))
     after_drop = await letters(dead_letters)
 
@@ -228,6 +317,10 @@ async def test_the_command_lists_replays_and_drops_dead_letters(
         str(second.sequence),
     ]
     assert "not an analytics.internal.v1.EventBatch" in listing
+    assert first_only.splitlines()[1:] == [
+        listing.splitlines()[1],
+        "... more dead letters not shown (--limit 1)",
+    ]
     assert dropped == "dropped 1 dead letter\n"
     assert [letter.sequence for letter in after_drop] == [second.sequence]
     assert command("replay", "--all") == "replayed 1 dead letter\n"

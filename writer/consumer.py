@@ -1,13 +1,19 @@
 """The durable pull consumer: fetch a batch, store it, acknowledge it, repeat.
 
 Messages are acknowledged only after their events are committed, so a crash at any point
-leaves them to be redelivered; the store's idempotency makes the redelivery harmless.
+leaves them to be redelivered; the store's idempotency makes the redelivery harmless. While
+the writer holds messages longer than a third of `ack_wait` (a batch retried through an
+outage, and the next batch fetched meanwhile), it tells JetStream it is still working on them,
+so that they are not redelivered to another writer.
 
-A message that cannot be stored (it does not decode, an event lacks what makes it storable, or
-PostgreSQL refuses it) is handed back for a later delivery, and after `max_deliveries` moved to
-the dead-letter stream with the reason; the rest of its batch is stored meanwhile. Failures a
-retry can outlive (PostgreSQL or NATS down, a deadlock) are retried with capped backoff, for as
-long as they last.
+What cannot be stored is isolated to the smallest part that cannot: a message that does not
+decode is given up whole; an event that lacks what makes it storable, or that PostgreSQL
+refuses, is given up alone, and the other events of its message and batch are stored. A message
+holding such an event is handed back for a later delivery (its stored events are not stored
+again), and after `max_deliveries` the event goes to the dead-letter stream with the reason,
+as a message of its own, and the message is acknowledged. Failures a retry can outlive
+(PostgreSQL or NATS down, a deadlock) are retried with capped backoff, for as long as they
+last.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import asyncpg
@@ -26,10 +33,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from core.database import POSTGRES_UNAVAILABLE
-from core.retry import Backoff
-from core.stream import MAX_MESSAGE_EVENTS, EventStream, ensure_stream
+from core.retry import Stopped, describe, retrying
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_batch, ensure_stream
 from writer.dead_letters import DeadLetters
-from writer.decoding import Poison, Row, rows_of
+from writer.decoding import MessageContents, Poison, Row, contents_of
 from writer.store import REFUSALS, EventStore
 
 FETCH_TIMEOUT_SECONDS = 0.5
@@ -50,6 +57,11 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 # this means NATS refused something by closing it; retrying would store nothing, for ever,
 # while failing ends the writer and lets its supervisor start it with a new connection.
 _FATAL: tuple[type[BaseException], ...] = (nats.errors.ConnectionClosedError,)
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, _RETRYABLE) and not isinstance(error, (*REFUSALS, *_FATAL))
+
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +86,19 @@ class BatchSize:
             self._events_per_message = max(1.0, events / messages)
 
 
-class _Stopping(Exception):
-    """Asked to stop while waiting to retry: leave the batch unacknowledged."""
+@dataclass(frozen=True)
+class _Fetched:
+    message: Msg
+    contents: MessageContents
 
 
 @dataclass(frozen=True)
-class _Decoded:
-    message: Msg
-    rows: list[Row]
+class _Entry:
+    """One storable event of a batch: the message it came from, its position there, its row."""
+
+    fetched: _Fetched
+    position: int
+    row: Row
 
 
 class EventConsumer:
@@ -109,7 +126,9 @@ class EventConsumer:
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
         self._stopping = asyncio.Event()
-        self._fetch_backoff = Backoff(maximum=5.0)
+        # The messages fetched and not yet acknowledged or handed back, by their reply subject
+        # (one per delivery), with when JetStream last heard of them from us.
+        self._held: dict[str, tuple[Msg, float]] = {}
         # Set once the consumer is subscribed and the streams exist.
         self.ready = asyncio.Event()
 
@@ -118,7 +137,7 @@ class EventConsumer:
         self._stopping = stopping
         try:
             await self._retrying("subscribing", self._subscribe)
-        except _Stopping:
+        except Stopped:
             return
         logger.info(
             "consuming %s as %s, %d batches at a time",
@@ -127,11 +146,16 @@ class EventConsumer:
             self._concurrency,
         )
         self.ready.set()
-        # Each loop stores its batches in a transaction of its own, so one's rows are sent and
-        # inserted while another's commit is flushed: the writer and PostgreSQL wait less.
-        async with asyncio.TaskGroup() as loops:
-            for _ in range(self._concurrency):
-                loops.create_task(self._consume())
+        keeping_alive = asyncio.create_task(self._keep_held_messages_alive())
+        try:
+            # Each loop stores its batches in a transaction of its own, so one's rows are sent
+            # and inserted while another's commit is flushed: the writer and PostgreSQL wait
+            # less.
+            async with asyncio.TaskGroup() as loops:
+                for _ in range(self._concurrency):
+                    loops.create_task(self._consume())
+        finally:
+            keeping_alive.cancel()
 
     async def _consume(self) -> None:
         """Fetch, store and acknowledge batches, on a subscription of this loop's own."""
@@ -140,7 +164,7 @@ class EventConsumer:
                 "subscribing",
                 lambda: self._js.pull_subscribe_bind(self._durable, self._stream.name),
             )
-        except _Stopping:
+        except Stopped:
             return
         # The next batch is fetched and decoded while the current one is stored: PostgreSQL
         # and NATS each wait less for the other.
@@ -152,7 +176,7 @@ class EventConsumer:
                 await self._store_and_ack(batch)
             # The batch being fetched is in flight too: store it rather than leave it held.
             await self._store_and_ack(await fetching + await self._fetch_delivered(subscription))
-        except _Stopping:
+        except Stopped:
             logger.warning("stopping with a batch unstored; it will be redelivered")
             await self._hand_back(fetching)
         finally:
@@ -161,29 +185,27 @@ class EventConsumer:
             fetching.cancel()
             await asyncio.wait([fetching])
             # A connection already closing need not be told; the others' loops go on.
-            await self._ignoring_nats_errors(subscription.unsubscribe())
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
-    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[_Decoded]:
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[_Fetched]:
         """The next batch, decoded; empty if none came in time."""
-        try:
-            messages = await subscription.fetch(
-                self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
-            )
-        except TimeoutError:
-            return []  # nothing to do
-        except _FATAL:
-            raise
-        except nats.errors.Error as error:
-            await self._pause(self._fetch_backoff, f"fetching failed ({error!r})")
-            return []
-        self._fetch_backoff = Backoff(maximum=5.0)
-        batch = await self._decode(messages)
-        self._batch.observe(len(batch), sum(len(item.rows) for item in batch))
+
+        async def fetch() -> list[Msg]:
+            try:
+                return await subscription.fetch(
+                    self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
+                )
+            except TimeoutError:
+                return []  # nothing to do
+
+        batch = await self._decode(await self._retrying("fetching", fetch))
+        self._batch.observe(len(batch), sum(len(item.contents.rows) for item in batch))
         return batch
 
     async def _fetch_delivered(
         self, subscription: JetStreamContext.PullSubscription
-    ) -> list[_Decoded]:
+    ) -> list[_Fetched]:
         """Messages the server delivered after a fetch had stopped waiting for them."""
         messages: list[Msg] = []
         with contextlib.suppress(TimeoutError, nats.errors.Error):
@@ -191,24 +213,26 @@ class EventConsumer:
                 messages += await subscription.fetch(1, timeout=FETCH_TIMEOUT_SECONDS)
         return await self._decode(messages)
 
-    async def _decode(self, messages: Sequence[Msg]) -> list[_Decoded]:
-        """The messages' rows; poison is given back."""
-        decoded: list[_Decoded] = []
+    async def _decode(self, messages: Sequence[Msg]) -> list[_Fetched]:
+        """The messages' contents; a message that cannot be read is given back whole."""
+        now = asyncio.get_running_loop().time()
+        decoded: list[_Fetched] = []
         for message in messages:
+            self._held[message.reply] = (message, now)
             try:
-                decoded.append(_Decoded(message, rows_of(message.data)))
+                decoded.append(_Fetched(message, contents_of(message.data)))
             except Poison as poison:
                 await self._give_back(message, poison.reason)
         return decoded
 
-    async def _hand_back(self, fetching: asyncio.Task[list[_Decoded]]) -> None:
+    async def _hand_back(self, fetching: asyncio.Task[list[_Fetched]]) -> None:
         """Stopping unstored: a batch fetched meanwhile goes back for redelivery at once."""
         try:
             batch = await fetching
-        except _Stopping:
+        except Stopped:
             return
         for item in batch:
-            await self._ignoring_nats_errors(item.message.nak())
+            await self._release(item.message, item.message.nak(), "hand back")
 
     async def _subscribe(self) -> None:
         await ensure_stream(self._js, self._stream)
@@ -225,43 +249,98 @@ class EventConsumer:
             ),
         )
 
-    async def _store_and_ack(self, batch: list[_Decoded]) -> None:
-        """Store the batch and acknowledge it. When PostgreSQL refuses it, halve it until the
-        refused messages are found; store and acknowledge the others."""
-        rows = [row for item in batch for row in item.rows]
-        try:
-            if rows:
-                stored = await self._retrying(
-                    f"storing {len(rows)} events",
-                    lambda: self._store.store(rows),
-                    messages=[item.message for item in batch],
-                )
-                logger.debug("stored %d new of %d events", stored, len(rows))
-        except REFUSALS as refusal:
-            if len(batch) == 1:
-                await self._give_back(batch[0].message, f"PostgreSQL refused it: {refusal.message}")
-                return
-            half = len(batch) // 2
-            await self._store_and_ack(batch[:half])
-            await self._store_and_ack(batch[half:])
-            return
+    async def _store_and_ack(self, batch: list[_Fetched]) -> None:
+        """Store the batch's events and acknowledge its messages; give back each message
+        holding an event that could not be stored, the others stored."""
+        entries = [
+            _Entry(item, position, row)
+            for item in batch
+            for position, row in zip(item.contents.positions, item.contents.rows, strict=True)
+        ]
+        refused = await self._store_isolating(entries)
         for item in batch:
-            await self._acknowledge(item.message)
+            problems = dict(item.contents.unstorable)
+            problems.update(refused.get(item.message.reply, {}))
+            if problems:
+                await self._give_back_events(item, problems)
+            else:
+                await self._acknowledge(item.message)
+
+    async def _store_isolating(self, entries: list[_Entry]) -> dict[str, dict[int, str]]:
+        """Store the entries, halving a part PostgreSQL refuses until each refused event is
+        found; the others are stored. The refused events' reasons, by their message's reply
+        subject and their position in it."""
+        if not entries:
+            return {}
+        rows = [entry.row for entry in entries]
+        try:
+            stored = await self._retrying(
+                f"storing {len(rows)} events", lambda: self._store.store(rows)
+            )
+        except REFUSALS as refusal:
+            if len(entries) == 1:
+                entry = entries[0]
+                reason = f"PostgreSQL refused it: {refusal.message}"
+                return {entry.fetched.message.reply: {entry.position: reason}}
+            half = len(entries) // 2
+            first = await self._store_isolating(entries[:half])
+            second = await self._store_isolating(entries[half:])
+            return {
+                reply: {**first.get(reply, {}), **second.get(reply, {})}
+                for reply in first.keys() | second.keys()
+            }
+        logger.debug("stored %d new of %d events", stored, len(rows))
+        return {}
+
+    async def _give_back_events(self, item: _Fetched, problems: dict[int, str]) -> None:
+        """Have a message holding events that cannot be stored delivered again later (its
+        other events are stored), or, after its last allowed delivery, move each such event
+        to the dead letters alone and acknowledge the message."""
+        message = item.message
+        deliveries = message.metadata.num_delivered
+        sequence = message.metadata.sequence.stream
+        reasons = "; ".join(problems.values())
+        if deliveries < self._max_deliveries:
+            logger.warning(
+                "message %s holds %d events that cannot be stored (delivery %d of %d): %s",
+                sequence,
+                len(problems),
+                deliveries,
+                self._max_deliveries,
+                reasons,
+            )
+            await self._release(message, message.nak(delay=REDELIVERY_DELAY_SECONDS), "hand back")
+            return
+        received_at, events = item.contents.received_at, item.contents.events
+        for position, reason in sorted(problems.items()):
+            letter = encode_batch([events[position]], received_at)
+            await self._retrying(
+                "adding a dead letter",
+                partial(self._dead_letters.add_event, message, position, letter, reason),
+            )
+        logger.error(
+            "message %s: %d events moved to the dead letters after %d deliveries: %s",
+            sequence,
+            len(problems),
+            deliveries,
+            reasons,
+        )
+        await self._acknowledge(message)
 
     async def _give_back(self, message: Msg, reason: str) -> None:
-        """Have a message that cannot be stored delivered again later, or, after its last
-        allowed delivery, moved to the dead letters."""
+        """Have a message that cannot be read delivered again later, or, after its last
+        allowed delivery, moved to the dead letters whole."""
         deliveries = message.metadata.num_delivered
         sequence = message.metadata.sequence.stream
         if deliveries < self._max_deliveries:
             logger.warning(
-                "message %s cannot be stored (delivery %d of %d): %s",
+                "message %s cannot be read (delivery %d of %d): %s",
                 sequence,
                 deliveries,
                 self._max_deliveries,
                 reason,
             )
-            await self._ignoring_nats_errors(message.nak(delay=REDELIVERY_DELAY_SECONDS))
+            await self._release(message, message.nak(delay=REDELIVERY_DELAY_SECONDS), "hand back")
             return
         await self._retrying(
             "adding a dead letter", lambda: self._dead_letters.add(message, reason)
@@ -276,41 +355,53 @@ class EventConsumer:
 
     async def _acknowledge(self, message: Msg) -> None:
         # A lost ack means a redelivery, which the idempotent store absorbs.
-        await self._ignoring_nats_errors(message.ack())
+        await self._release(message, message.ack(), "acknowledge")
 
-    async def _retrying(
-        self,
-        what: str,
-        attempt: Callable[[], Awaitable[T]],
-        messages: Sequence[Msg] = (),
-    ) -> T:
-        """Run `attempt` until it succeeds, retrying failures a retry can outlive; raises
-        _Stopping if asked to stop meanwhile, and lets every other error through."""
-        backoff = Backoff(maximum=10.0)
+    async def _release(self, message: Msg, answer: Awaitable[None], what: str) -> None:
+        """Answer JetStream about a message we hold, and hold it no more."""
+        self._held.pop(message.reply, None)
+        await self._ignoring_nats_errors(answer, what, message)
+
+    async def _keep_held_messages_alive(self) -> None:
+        """Tell JetStream we are still working on each message held for a third of ack_wait
+        (a batch stored through an outage, the batch fetched after it), so that it is not
+        redelivered meanwhile; messages stored at once are never touched."""
+        interval = self._ack_wait / 3
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                return await attempt()
-            except (*REFUSALS, *_FATAL):
-                raise
-            except _RETRYABLE as error:
-                await self._pause(backoff, f"{what} failed ({type(error).__name__}: {error})")
-                for message in messages:  # still working on them: do not redeliver yet
-                    await self._ignoring_nats_errors(message.in_progress())
+            await asyncio.sleep(interval / 2)
+            now = loop.time()
+            for reply, (message, since) in list(self._held.items()):
+                if now - since >= interval and reply in self._held:
+                    self._held[reply] = (message, now)
+                    await self._ignoring_nats_errors(message.in_progress(), "keep alive", message)
 
-    async def _pause(self, backoff: Backoff, problem: str) -> None:
-        if self._stopping.is_set():
-            raise _Stopping
-        delay = backoff.next_delay()
-        logger.warning("%s; retrying in %.1fs", problem, delay)
-        try:
-            await asyncio.wait_for(self._stopping.wait(), delay)
-        except TimeoutError:
-            return
-        raise _Stopping
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` until it succeeds, retrying failures a retry can outlive; raises
+        Stopped if asked to stop meanwhile, and lets every other error through."""
+        return await retrying(
+            attempt,
+            what=what,
+            retryable=_retryable,
+            logger=logger,
+            maximum=10.0,
+            stopping=self._stopping,
+        )
 
     @staticmethod
-    async def _ignoring_nats_errors(operation: Awaitable[None]) -> None:
+    async def _ignoring_nats_errors(
+        operation: Awaitable[None], what: str, message: Msg | None = None
+    ) -> None:
+        """Tell NATS something it may miss: a lost ack or keep-alive means a redelivery,
+        which the idempotent store absorbs; a lost nak, a redelivery after ack_wait instead
+        of at once. Worth a warning, not a failure."""
         try:
             await operation
         except nats.errors.Error as error:
-            logger.debug("NATS: %r", error)
+            sequence = message.metadata.sequence.stream if message is not None else None
+            logger.warning(
+                "could not %s%s (%s); JetStream redelivers what it does not hear of",
+                what,
+                f" message {sequence}" if sequence is not None else "",
+                describe(error),
+            )

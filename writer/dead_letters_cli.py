@@ -1,13 +1,15 @@
 """`analytics-dead-letters`: list, replay or drop what the writer could not store.
 
-    analytics-dead-letters list
+    analytics-dead-letters list [--limit N]
     analytics-dead-letters replay (--all | SEQUENCE ...)
     analytics-dead-letters drop (--all | SEQUENCE ...)
 
-Replay puts a message back on its original subject, for the writer to store once the cause is
-fixed (a migration that loosens a constraint, say); a message that still cannot be stored comes
-back to the dead letters after its deliveries. Configured by the services' environment
-variables (NATS_URL, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT).
+Replay puts a letter (a whole message, or one event as a message of its own) back on its
+original subject, for the writer to store once the cause is fixed (a migration that loosens a
+constraint, say); what still cannot be stored comes back to the dead letters after its
+deliveries. Letters are read one at a time, so the command's memory does not grow with their
+number. Configured by the services' environment variables (NATS_URL, DEAD_LETTER_STREAM,
+DEAD_LETTER_SUBJECT).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import nats
 
@@ -38,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="analytics-dead-letters", description="List, replay or drop dead letters."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="show every dead letter, oldest first")
+    listing = commands.add_parser("list", help="show the dead letters, oldest first")
+    listing.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="show the N oldest only"
+    )
     for name, action in (("replay", "put back on its subject"), ("drop", "discard")):
         command = commands.add_parser(name, help=f"{action} dead letters")
         which = command.add_mutually_exclusive_group(required=True)
@@ -55,44 +60,61 @@ async def _run(settings: Settings, arguments: argparse.Namespace) -> int:
         return 1
     try:
         dead_letters = DeadLetters(nc.jetstream(), DeadLetterStream.from_settings(settings))
-        letters = [letter async for letter in dead_letters.all()]
         if arguments.command == "list":
-            _print_table(letters)
+            await _print_table(dead_letters.all(), arguments.limit)
             return 0
-        chosen = letters if arguments.all else _pick(letters, arguments.sequences)
-        if chosen is None:
-            return 1
-        for letter in chosen:
+        chosen = dead_letters.all() if arguments.all else _picked(dead_letters, arguments.sequences)
+        done = 0
+        async for letter in chosen:
             if arguments.command == "replay":
                 await dead_letters.replay(letter)
             else:
                 await dead_letters.drop(letter)
+            done += 1
         verb = "replayed" if arguments.command == "replay" else "dropped"
-        print(f"{verb} {len(chosen)} dead letter{'s' if len(chosen) != 1 else ''}")
+        print(f"{verb} {done} dead letter{'s' if done != 1 else ''}")
         return 0
+    except _UnknownLetters as unknown:
+        print(f"analytics-dead-letters: no dead letter {unknown}", file=sys.stderr)
+        return 1
     finally:
         await nc.close()
 
 
-def _pick(letters: list[DeadLetter], sequences: list[int]) -> list[DeadLetter] | None:
-    by_sequence = {letter.sequence: letter for letter in letters}
-    unknown = [str(s) for s in sequences if s not in by_sequence]
-    if unknown:
-        print(f"analytics-dead-letters: no dead letter {', '.join(unknown)}", file=sys.stderr)
-        return None
-    return [by_sequence[s] for s in sequences]
+class _UnknownLetters(Exception):
+    """Sequences asked for that hold no dead letter."""
 
 
-def _print_table(letters: list[DeadLetter]) -> None:
-    if not letters:
-        print("no dead letters")
-        return
-    print("SEQUENCE  DEAD AT (UTC)        DELIVERIES  ORIGINAL SUBJECT AND SEQUENCE  REASON")
-    for letter in letters:
+async def _picked(dead_letters: DeadLetters, sequences: list[int]) -> AsyncIterator[DeadLetter]:
+    """The letters of those sequences; _UnknownLetters, before any is yielded, if some of
+    them hold none."""
+    letters = {sequence: await dead_letters.get(sequence) for sequence in sequences}
+    if unknown := [str(sequence) for sequence, letter in letters.items() if letter is None]:
+        raise _UnknownLetters(", ".join(unknown))
+    for letter in letters.values():
+        assert letter is not None
+        yield letter
+
+
+async def _print_table(letters: AsyncIterator[DeadLetter], limit: int | None) -> None:
+    shown = 0
+    async for letter in letters:
+        if shown == limit:
+            print(f"... more dead letters not shown (--limit {limit})")
+            return
+        if not shown:
+            print(
+                "SEQUENCE  DEAD AT (UTC)        DELIVERIES  ORIGINAL SUBJECT, SEQUENCE, EVENT  "
+                "REASON"
+            )
+        event = "" if letter.original_position is None else f" event {letter.original_position}"
         print(
             f"{letter.sequence:<8}  {letter.dead_at:%Y-%m-%d %H:%M:%S}  {letter.deliveries:<10}  "
-            f"{letter.original_subject} #{letter.original_sequence}  {letter.reason}"
+            f"{letter.original_subject} #{letter.original_sequence}{event}  {letter.reason}"
         )
+        shown += 1
+    if not shown:
+        print("no dead letters")
 
 
 if __name__ == "__main__":

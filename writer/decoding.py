@@ -1,14 +1,17 @@
 """From stream messages to rows for the events table.
 
 The ingest servers validate every event before publishing, so this checks only what the writer
-itself relies on: the message decodes, and each event has the fields that make it storable
-exactly once (event_id, site_id, event_type, path, timestamp). Anything else a foreign or
-corrupt message gets wrong is left to PostgreSQL to refuse.
+itself relies on: the message decodes (else the whole message is poison), and each event has
+the fields that make it storable exactly once (event_id, site_id, event_type, path, timestamp;
+else that event alone is unstorable, and the others of its message are stored). Anything else
+a foreign or corrupt message gets wrong is left to PostgreSQL to refuse.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -20,7 +23,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Poison(Exception):
-    """A message that can never be stored, with the reason why."""
+    """A message that can never be read, with the reason why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnstorableEvent(Exception):
+    """An event of a message that can never be stored, with the reason why."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -41,8 +52,20 @@ class Row(NamedTuple):
     received_at: datetime
 
 
-def rows_of(data: bytes) -> list[Row]:
-    """The rows of one message's events; Poison if the message cannot be stored."""
+@dataclass(frozen=True)
+class MessageContents:
+    """What the writer makes of one message: a row for each storable event, and the reason
+    each other event cannot be stored, by the event's position in the message."""
+
+    events: Sequence[Event]
+    received_at: datetime
+    rows: list[Row]
+    positions: list[int]  # the position in the message of each row's event
+    unstorable: dict[int, str]
+
+
+def contents_of(data: bytes) -> MessageContents:
+    """The rows of one message's events; Poison if the message cannot be read."""
     try:
         batch = decode_message(data)
     except UndecodableMessage as error:
@@ -50,17 +73,25 @@ def rows_of(data: bytes) -> list[Row]:
     received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos)
     if received_at is None:
         raise Poison("received_at is out of range")
-    return [row_of(event, received_at, index) for index, event in enumerate(batch.events)]
+    contents = MessageContents(batch.events, received_at, [], [], {})
+    for position, event in enumerate(batch.events):
+        try:
+            contents.rows.append(row_of(event, received_at, position))
+        except UnstorableEvent as error:
+            contents.unstorable[position] = error.reason
+        else:
+            contents.positions.append(position)
+    return contents
 
 
 def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
     if not (event.event_id and event.site_id and event.event_type and event.path) or (
         not event.HasField("timestamp")
     ):
-        raise Poison(f"event {index} lacks {', '.join(_missing(event))}")
+        raise UnstorableEvent(f"event {index} lacks {', '.join(_missing(event))}")
     occurred_at = _datetime(event.timestamp.seconds, event.timestamp.nanos)
     if occurred_at is None:
-        raise Poison(f"event {index} timestamp is out of range")
+        raise UnstorableEvent(f"event {index} timestamp is out of range")
     properties = event.properties
     return Row(
         event.event_id,

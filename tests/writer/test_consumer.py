@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ import nats
 import nats.errors
 import pytest
 from analytics.v1.event_pb2 import Event
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from core.migrator import migrate
@@ -94,3 +96,44 @@ async def test_a_consumer_whose_nats_connection_closes_for_good_fails(
         await asyncio.wait_for(running, timeout=30)
     assert failure.group_contains(nats.errors.ConnectionClosedError)
     assert fetches_running() == []
+
+
+class DisconnectingStore(EventStore):
+    """A store that loses the consumer's NATS connection right after a commit."""
+
+    def __init__(self, pool: asyncpg.Pool, nc: NATS) -> None:
+        super().__init__(pool)
+        self._nc = nc
+
+    async def store(self, rows: Sequence[Row]) -> int:
+        stored = await super().store(rows)
+        await self._nc.close()
+        return stored
+
+
+async def test_an_acknowledgement_that_cannot_be_sent_is_a_warning(
+    settings: Settings,
+    nats_server: EmbeddedNats,
+    stream: EventStream,
+    pool: asyncpg.Pool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await migrate(pool)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js, stream)
+    await js.publish(stream.subject, encode_batch([one_event()], DAY))
+    consumer = consumer_of(js, DisconnectingStore(pool, nc), stream, settings)
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+
+    with pytest.raises(ExceptionGroup):
+        await asyncio.wait_for(consumer.run(asyncio.Event()), timeout=30)
+
+    assert [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith("could not acknowledge")
+    ] == [
+        "could not acknowledge message 1 (ConnectionClosedError: nats: connection closed); "
+        "JetStream redelivers what it does not hear of"
+    ]

@@ -48,10 +48,14 @@ async def test_every_event_and_aggregate_stored_before_it_is_kept(pool: asyncpg.
         ("shop-a", "1"),
         ("shop-b", "2"),
     ]
-    assert [tuple(row) for row in await pool.fetch(AGGREGATES)] == before == [
-        ("shop-a", date(2025, 11, 14), 1, 1),
-        ("shop-b", date(2025, 11, 14), 1, 0),
-    ]
+    assert (
+        [tuple(row) for row in await pool.fetch(AGGREGATES)]
+        == before
+        == [
+            ("shop-a", date(2025, 11, 14), 1, 1),
+            ("shop-b", date(2025, 11, 14), 1, 0),
+        ]
+    )
 
 
 async def test_after_it_another_site_may_use_a_stored_event_id(pool: asyncpg.Pool) -> None:
