@@ -7,7 +7,8 @@ its time on the wire, not on building protobufs; the server assigns every event 
 every event sent is a new event.
 
     batch   IngestBatch calls of BATCH events, CONCURRENCY in flight over CONNECTIONS
-            connections in turn, for --seconds
+            connections in turn, for --seconds; with --rate, paced to about that many
+            events per second
     stream  IngestStream calls of STREAM_EVENTS events each (the server publishes them in
             chunks of 500), CONCURRENCY in flight, for --seconds
     batchstream
@@ -98,7 +99,14 @@ class _Calls:
 
 
 async def run_timed(
-    target: str, mode: str, *, seconds: float, warmup: float, concurrency: int, seed: int
+    target: str,
+    mode: str,
+    *,
+    seconds: float,
+    warmup: float,
+    concurrency: int,
+    seed: int,
+    rate: float | None = None,
 ) -> LoadReport:
     """Count the events of the calls that complete within [warmup, warmup + seconds).
 
@@ -115,8 +123,7 @@ async def run_timed(
     batches = _batches(seed)
     streams = _streams(seed) if mode == "stream" else []
     begin = time.perf_counter()
-    window_start = begin + warmup
-    window_end = window_start + seconds
+    window_start, window_end = begin + warmup, begin + warmup + seconds
 
     async def one_call(calls: _Calls, index: int) -> tuple[int, int]:
         if mode == "stream":
@@ -145,6 +152,7 @@ async def run_timed(
     async def worker(number: int) -> None:
         index = number
         while time.perf_counter() < window_end:
+            await _turn_of(index, begin, rate)
             try:
                 accepted, rejected = await one_call(connections[index % CONNECTIONS], index)
             except grpc.aio.AioRpcError as error:
@@ -167,6 +175,13 @@ async def run_timed(
             await channel.close()
     report.seconds = seconds
     return report
+
+
+async def _turn_of(call: int, begin: float, rate: float | None) -> None:
+    """Wait until call number `call` is due, for `rate` events per second from `begin`
+    (unpaced, None: at once)."""
+    if rate is not None:
+        await asyncio.sleep(max(0.0, begin + call * BATCH / rate - time.perf_counter()))
 
 
 async def run_total(target: str, events: int, concurrency: int, seed: int) -> LoadReport:
@@ -210,6 +225,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rate", type=float, default=None, help="events per second (batch)")
     args = parser.parse_args()
     if args.mode == "total":
         report = asyncio.run(run_total(args.target, args.events, args.concurrency, args.seed))
@@ -222,6 +238,7 @@ def main() -> None:
                 warmup=args.warmup,
                 concurrency=args.concurrency,
                 seed=args.seed,
+                rate=args.rate,
             )
         )
     print(json.dumps(asdict(report)))

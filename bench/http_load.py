@@ -27,6 +27,14 @@ request = function()
   next_body = next_body %% count + 1
   return wrk.format(nil, nil, nil, bodies[next_body])
 end
+%s"""
+
+# With a pace, each connection waits this many milliseconds after an answer before its next
+# request: an offered rate of about connections * 1000 / (delay + latency) per second.
+_DELAY = """\
+delay = function()
+  return %d
+end
 """
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -50,14 +58,16 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def write_post_script(path: Path, bodies: list[bytes]) -> Path:
+def write_post_script(path: Path, bodies: list[bytes], delay_ms: int | None = None) -> Path:
+    """The Lua script; with `delay_ms`, each connection pauses that long between requests."""
     lines = []
     for body in bodies:
         text = body.decode()
         if "]==]" in text:
             raise ValueError("a body would end the Lua long string")
         lines.append(f"  [==[{text}]==],")
-    path.write_text(_LUA_TEMPLATE % "\n".join(lines))
+    pace = "" if delay_ms is None else _DELAY % delay_ms
+    path.write_text(_LUA_TEMPLATE % ("\n".join(lines), pace))
     return path
 
 

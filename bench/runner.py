@@ -4,13 +4,16 @@
    interleaved run by run.
 2. gRPC: the grpc.aio load generator against IngestBatch, then IngestStream.
 3. Writer: the writer draining a pre-filled stream, then the plain statement, run by run.
-4. Stats: the small and large stored histories, GetStats and `GET /stats` against each.
-5. Memory: the peak RSS every service process reached in all of the above.
+4. Whole stack: every service running, the writer draining, HTTP and then IngestBatch load:
+   a probe as fast as the stack answers, then a minute at the highest rate the writer keeps
+   up with (the probe's, or just under what the writer stored during it).
+5. Stats: the small and large stored histories, GetStats and `GET /stats` against each.
+6. Memory: the peak RSS every service process reached in all of the above.
 
-The writer is stopped during the ingest phases, so that each ingest figure is what the ingest
-server and JetStream do on this machine, not what is left to them beside a busy writer and
-PostgreSQL; the stream is emptied between phases. A phase that fails is reported as an error
-row and the others still run.
+The writer is stopped during the ingest phases 1 and 2, so that those figures are what the
+ingest server and JetStream do on this machine, not what is left to them beside a busy writer
+and PostgreSQL (phase 4 measures that); the stream is emptied between phases. A phase that
+fails is reported as an error row and the others still run.
 """
 
 from __future__ import annotations
@@ -48,6 +51,14 @@ from bench.report import (
     rate,
     verdict,
     write_results,
+)
+from bench.stack_load import (
+    FLAT_BACKLOG_SECONDS,
+    StackRun,
+    grpc_run,
+    http_run,
+    pace_delay_ms,
+    wait_drained,
 )
 from bench.stats_load import (
     RANGE_DAYS,
@@ -90,6 +101,10 @@ WRITER_RATIO = 0.60
 DAY_P50_MS = 10.0
 RANGE_P50_MS = 50.0
 GROWTH = 1.5
+# The whole stack's, on the same machine, load generator included.
+STACK_HTTP_RATE = 15_000.0
+STACK_HTTP_RATIO = 0.50
+STACK_GRPC_RATE = 200_000.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,13 @@ class Plan:
     stats_seconds: float
     load_workers: int = 2
     load_batch: int = 10_000
-    phases: tuple[str, ...] = ("http", "grpc", "writer", "stats")
+    phases: tuple[str, ...] = ("http", "grpc", "writer", "stack", "stats")
+    # The whole-stack phase: the probe as fast as the stack answers, the search for the
+    # highest rate the writer keeps up with (paced runs), then the sustained run.
+    probe_seconds: float = 15
+    search_seconds: float = 6
+    search_steps: int = 4
+    sustain_seconds: float = 60
     service_env: dict[str, str] = field(default_factory=dict)
     # API_PROCESSES of the ingest server: one process's core is what limits ingestion.
     ingest_processes: int = 2
@@ -144,6 +165,10 @@ class Plan:
             stats_small=100_000,
             stats_large=1_000_000,
             stats_seconds=1,
+            probe_seconds=4,
+            search_seconds=3,
+            search_steps=2,
+            sustain_seconds=8,
             quick=True,
         )
         return _with(plan, overrides)
@@ -155,7 +180,7 @@ def _with(plan: Plan, overrides: dict[str, object]) -> Plan:
 
 
 def plan_runs_everything(plan: Plan) -> bool:
-    return set(plan.phases) >= {"http", "grpc", "writer", "stats"}
+    return set(plan.phases) >= {"http", "grpc", "writer", "stack", "stats"}
 
 
 def count_label(events: int) -> str:
@@ -180,6 +205,9 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     ingest: ApiService | None = None
     datasets: Datasets | None = None
+    # The HTTP phase's request bodies and the raw handler's median rate, for the stack phase.
+    http_bodies: list[bytes] = field(default_factory=list)
+    raw_rate: float | None = None
 
     def database_url(self, name: str) -> str:
         return self.cluster.postgres.url(name)
@@ -234,23 +262,29 @@ def _start_raw_asgi(ctx: Context) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}/event"
 
 
+def _http_bodies(ctx: Context) -> list[bytes]:
+    """The JSON bodies wrk posts, made once per run."""
+    if not ctx.http_bodies:
+        plan = ctx.plan
+        shape = TrafficShape()
+        if plan.http_sites is not None:
+            share = 1 / plan.http_sites
+            sites = tuple((f"site-{n}.example.com", share) for n in range(plan.http_sites))
+            shape = replace(shape, sites=sites)
+            ctx.table.notes.append(
+                f"HTTP POST /event: the bodies spread evenly over {plan.http_sites:,} sites "
+                "(--http-sites), instead of the traffic shape's 4."
+            )
+        ctx.http_bodies = EventFactory(shape, seed=3).json_bodies(
+            max(200, 2 * len(shape.sites)), *recent_window()
+        )
+    return ctx.http_bodies
+
+
 def _http_phase(ctx: Context) -> None:
     assert ctx.ingest is not None
     plan = ctx.plan
-    shape = TrafficShape()
-    if plan.http_sites is not None:
-        share = 1 / plan.http_sites
-        shape = replace(
-            shape, sites=tuple((f"site-{n}.example.com", share) for n in range(plan.http_sites))
-        )
-        ctx.table.notes.append(
-            f"HTTP POST /event: the bodies spread evenly over {plan.http_sites:,} sites "
-            "(--http-sites), instead of the traffic shape's 4."
-        )
-    bodies = EventFactory(shape, seed=3).json_bodies(
-        max(200, 2 * len(shape.sites)), *recent_window()
-    )
-    script = write_post_script(ctx.cluster.root / "post_event.lua", bodies)
+    script = write_post_script(ctx.cluster.root / "post_event.lua", _http_bodies(ctx))
     raw, raw_url = _start_raw_asgi(ctx)
     service_url = f"http://{ctx.ingest.http}/event"
 
@@ -311,6 +345,7 @@ def _http_phase(ctx: Context) -> None:
         )
     )
     raw_rate = median([r.rate for r in raws])
+    ctx.raw_rate = raw_rate
     raw_p99 = median([r.p99_ms for r in raws])
     ctx.table.add(
         Row(RAW_FIGURE, f"{raw_rate:,.0f} req/s, p99 {millis(raw_p99)}", "", "", REFERENCE)
@@ -463,6 +498,209 @@ def _writer_phase(ctx: Context) -> None:
     )
     ctx.table.record_runs("writer ev/s", [f"{w.rate:,.0f}" for w in writers])
     ctx.table.record_runs("plain statement ev/s", [f"{p.rate:,.0f}" for p in plains])
+
+
+# --- the whole stack -------------------------------------------------------------------------
+
+STACK_HTTP_FIGURE = (
+    "Whole stack, every service running, writer draining: HTTP POST /event sustained, "
+    f"{HTTP_CONNECTIONS} connections"
+)
+STACK_HTTP_TARGET = (
+    f"≥ {STACK_HTTP_RATE:,.0f} ev/s, p99 ≤ {HTTP_P99_MS:g} ms, ≥ {percent(STACK_HTTP_RATIO)} of "
+    "raw ASGI, backlog flat"
+)
+STACK_GRPC_TARGET = f"≥ {STACK_GRPC_RATE:,.0f} ev/s, backlog flat"
+
+
+def stack_grpc_figure(plan: Plan) -> str:
+    return (
+        "Whole stack, every service running, writer draining: gRPC IngestBatch sustained, "
+        f"{BATCH}-event batches, {plan.grpc_calls} calls in flight"
+    )
+
+
+def _stack_phase(ctx: Context) -> None:
+    """HTTP, then gRPC, against the ingest server with the writer and the report server
+    running: for each, a probe as fast as the stack answers, then a run of sustain_seconds at
+    the probe's rate if the writer kept up with it, or paced just under what it stored."""
+    assert ctx.ingest is not None
+    plan, cluster = ctx.plan, ctx.cluster
+    database_url = ctx.database_url("analytics")
+    asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
+    writer = cluster.start_writer(database_url, plan.service_env)
+    report = None
+    try:
+        report = cluster.start_api("report", "report_server", database_url, plan.service_env)
+        asyncio.run(wait_for_consumer(cluster.nats.url, ctx.settings))
+        _stack_http(ctx, database_url)
+        _stack_grpc(ctx, database_url)
+    finally:
+        if report is not None:
+            ctx.stop(report.process)
+        ctx.stop(writer)
+        asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
+    ctx.table.notes.append(
+        "Whole stack: the ingest server, the writer and the report server run together on the "
+        "same 2 cores as NATS, PostgreSQL and the load generator. Each door is probed for "
+        f"{plan.probe_seconds:g} s as fast as the stack answers; if the backlog grew, "
+        f"{plan.search_steps} paced runs of {plan.search_seconds:g} s halve the range between "
+        "what the writer stored and what was accepted (wrk's per-connection delay, the gRPC "
+        "client's schedule), and the sustained run is paced to the highest rate found flat. "
+        "The backlog is what a run "
+        "accepted and the writer had not stored at its end (from the aggregates the writer "
+        f"commits with the events); flat means at most {FLAT_BACKLOG_SECONDS:g} s of events."
+    )
+
+
+def _sustainable_rate(
+    ctx: Context, probe: StackRun, paced_run: Callable[[float], StackRun]
+) -> float | None:
+    """The highest rate whose backlog stays flat: None (unpaced) if the probe's did; else
+    found by halving, on a geometric scale, the range between what the writer stored during
+    the probe (it kept up with that much while ingestion took all the CPU it could) and what
+    was accepted, with short paced runs."""
+    if probe.flat:
+        return None
+    low, high = probe.stored_rate, probe.rate
+    for _ in range(ctx.plan.search_steps):
+        middle = (low * high) ** 0.5
+        trial = paced_run(middle)
+        asyncio.run(wait_drained(ctx.cluster.nats.url, ctx.settings))
+        ctx.say(
+            f"  paced to {middle:,.0f}/s: accepted {trial.rate:,.0f}/s, stored "
+            f"{trial.stored_rate:,.0f}/s, backlog {trial.backlog:,} "
+            f"({'flat' if trial.flat else 'growing'})"
+        )
+        if trial.flat:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _stack_http(ctx: Context, database_url: str) -> None:
+    assert ctx.ingest is not None
+    plan = ctx.plan
+    url = f"http://{ctx.ingest.http}/event"
+    root = ctx.cluster.root
+
+    def run(seconds: float, script: Path) -> StackRun:
+        with measuring(ctx.cluster.cpu_groups(), "wrk") as cpu:
+            result = http_run(
+                url,
+                script,
+                seconds=seconds,
+                connections=HTTP_CONNECTIONS,
+                threads=WRK_THREADS,
+                database_url=database_url,
+            )
+        ctx.table.cpu["Whole stack, HTTP"] = cpu.describe()
+        return result
+
+    bodies = _http_bodies(ctx)
+    probe = run(plan.probe_seconds, write_post_script(root / "stack.lua", bodies))
+
+    def paced(seconds: float, target: float | None) -> StackRun:
+        latency = probe.p50_ms or 0.0
+        delay = None if target is None else pace_delay_ms(target, HTTP_CONNECTIONS, latency)
+        return run(seconds, write_post_script(root / "stack.lua", bodies, delay))
+
+    drained = asyncio.run(wait_drained(ctx.cluster.nats.url, ctx.settings))
+    target = _sustainable_rate(ctx, probe, lambda rate: paced(plan.search_seconds, rate))
+    sustained = paced(plan.sustain_seconds, target)
+    drain = asyncio.run(wait_drained(ctx.cluster.nats.url, ctx.settings))
+    ctx.say(
+        f"whole stack HTTP: probe {probe.rate:,.0f}/s (stored {probe.stored_rate:,.0f}/s, "
+        f"drained in {drained:.1f}s); sustained {sustained.rate:,.0f}/s p99 "
+        f"{sustained.p99_ms:.1f} ms, backlog {sustained.backlog:,}"
+    )
+    ratio = sustained.rate / ctx.raw_rate if ctx.raw_rate else 0.0
+    p99 = sustained.p99_ms or 0.0
+    ctx.table.add(
+        Row(
+            STACK_HTTP_FIGURE,
+            f"{rate(sustained.rate)} for {sustained.seconds:.0f} s, p99 {millis(p99)}, backlog "
+            f"{sustained.backlog:,} events"
+            + (f" ({sustained.failures} non-2xx or socket errors)" if sustained.failures else ""),
+            STACK_HTTP_TARGET,
+            f"{percent(ratio)} of raw" if ctx.raw_rate else "no raw figure this run",
+            verdict(
+                sustained.rate >= STACK_HTTP_RATE
+                and p99 <= HTTP_P99_MS
+                and ratio >= STACK_HTTP_RATIO
+                and sustained.flat
+                and not sustained.failures
+            ),
+        )
+    )
+    _stack_info_row(ctx, "HTTP", probe=probe, target=target, sustained=sustained, drain=drain)
+
+
+def _stack_grpc(ctx: Context, database_url: str) -> None:
+    assert ctx.ingest is not None
+    plan = ctx.plan
+
+    def run(seconds: float, paced: float | None) -> StackRun:
+        assert ctx.ingest is not None
+        with measuring(ctx.cluster.cpu_groups(), "gRPC client") as cpu:
+            result = grpc_run(
+                ctx.ingest.grpc,
+                seconds=seconds,
+                calls=plan.grpc_calls,
+                rate=paced,
+                database_url=database_url,
+            )
+        ctx.table.cpu["Whole stack, gRPC IngestBatch"] = cpu.describe()
+        return result
+
+    probe = run(plan.probe_seconds, None)
+    asyncio.run(wait_drained(ctx.cluster.nats.url, ctx.settings))
+    target = _sustainable_rate(ctx, probe, lambda rate: run(plan.search_seconds, rate))
+    sustained = run(plan.sustain_seconds, target)
+    drain = asyncio.run(wait_drained(ctx.cluster.nats.url, ctx.settings))
+    ctx.say(
+        f"whole stack gRPC: probe {probe.rate:,.0f}/s (stored {probe.stored_rate:,.0f}/s); "
+        f"sustained {sustained.rate:,.0f}/s, backlog {sustained.backlog:,}"
+    )
+    ctx.table.add(
+        Row(
+            stack_grpc_figure(plan),
+            f"{rate(sustained.rate)} for {sustained.seconds:.0f} s, backlog "
+            f"{sustained.backlog:,} events"
+            + (f" ({sustained.failures} failed calls)" if sustained.failures else ""),
+            STACK_GRPC_TARGET,
+            "",
+            verdict(
+                sustained.rate >= STACK_GRPC_RATE and sustained.flat and not sustained.failures
+            ),
+        )
+    )
+    _stack_info_row(
+        ctx, "gRPC IngestBatch", probe=probe, target=target, sustained=sustained, drain=drain
+    )
+
+
+def _stack_info_row(
+    ctx: Context,
+    door: str,
+    *,
+    probe: StackRun,
+    target: float | None,
+    sustained: StackRun,
+    drain: float,
+) -> None:
+    pace = "unpaced: the writer kept up" if target is None else f"paced to {rate(target)}"
+    ctx.table.add(
+        Row(
+            f"Whole stack, {door}: probe as fast as the stack answers, and the writer meanwhile",
+            f"accepted {rate(probe.rate)}, stored {rate(probe.stored_rate)}; sustained run "
+            f"{pace}, stored {rate(sustained.stored_rate)}, the rest drained in {drain:.1f} s",
+            "",
+            "",
+            INFO,
+        )
+    )
 
 
 # --- stats -----------------------------------------------------------------------------------
@@ -653,6 +891,26 @@ def _header(
     ]
 
 
+def _ingest_phases(ctx: Context, figures_of: dict[str, list[tuple[str, str]]]) -> None:
+    """The phases against the running ingest server, in order."""
+    plan = ctx.plan
+    if "http" in plan.phases:
+        _guarded(ctx, "http", figures_of["http"], lambda: _http_phase(ctx))
+        asyncio.run(purge_stream(ctx.cluster.nats.url, ctx.settings))
+    if "grpc" in plan.phases:
+        for mode in GRPC_MODES:
+            _guarded(
+                ctx,
+                f"grpc {mode}",
+                [(grpc_figure(plan, mode), GRPC_TARGET)],
+                functools.partial(_grpc_phase, ctx, mode),
+            )
+    if "writer" in plan.phases:
+        _guarded(ctx, "writer", figures_of["writer"], lambda: _writer_phase(ctx))
+    if "stack" in plan.phases:
+        _guarded(ctx, "stack", figures_of["stack"], lambda: _stack_phase(ctx))
+
+
 def run(plan: Plan) -> int:
     started = datetime.now(UTC)
     source_at_start = source_state()
@@ -662,6 +920,10 @@ def run(plan: Plan) -> int:
         "http": [(HTTP_FIGURE, HTTP_TARGET), (HTTP_P99_FIGURE, HTTP_P99_TARGET)],
         "grpc": [(grpc_figure(plan, m), GRPC_TARGET) for m in GRPC_MODES],
         "writer": [(WRITER_FIGURE, WRITER_TARGET)],
+        "stack": [
+            (STACK_HTTP_FIGURE, STACK_HTTP_TARGET),
+            (stack_grpc_figure(plan), STACK_GRPC_TARGET),
+        ],
     }
     say(f"starting NATS and PostgreSQL ({'quick' if plan.quick else 'full'} plan)")
     table.notes.append(
@@ -689,23 +951,14 @@ def run(plan: Plan) -> int:
             say(f"ingest server up: gRPC {ctx.ingest.grpc}, HTTP {ctx.ingest.http}")
 
         ingest_figures = [
-            f for p in ("http", "grpc", "writer") if p in plan.phases for f in figures_of[p]
+            f
+            for p in ("http", "grpc", "writer", "stack")
+            if p in plan.phases
+            for f in figures_of[p]
         ]
         _guarded(ctx, "setup", ingest_figures, setup)
         if ctx.ingest is not None:
-            if "http" in plan.phases:
-                _guarded(ctx, "http", figures_of["http"], lambda: _http_phase(ctx))
-                asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
-            if "grpc" in plan.phases:
-                for mode in GRPC_MODES:
-                    _guarded(
-                        ctx,
-                        f"grpc {mode}",
-                        [(grpc_figure(plan, mode), GRPC_TARGET)],
-                        functools.partial(_grpc_phase, ctx, mode),
-                    )
-            if "writer" in plan.phases:
-                _guarded(ctx, "writer", figures_of["writer"], lambda: _writer_phase(ctx))
+            _ingest_phases(ctx, figures_of)
             ctx.stop(ctx.ingest.process)
         if "stats" in plan.phases:
             stats_figures = [
