@@ -288,6 +288,14 @@ class Settings:
     max_body_bytes: int = _setting(
         "MAX_BODY_BYTES", 1024 * 1024, _Integer(1024, 64 * 1024 * 1024), "largest HTTP request body"
     )
+    http_read_timeout: float = _setting(
+        "HTTP_READ_TIMEOUT",
+        10.0,
+        _Seconds(),
+        "seconds a client has to send a whole HTTP request, head and body, from connecting (a "
+        "connection's first request) or from its first bytes; a request incomplete then is "
+        "answered 408 and its connection closed",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

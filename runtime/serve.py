@@ -94,6 +94,7 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             create_app(routes, Cors(settings.cors_allow_origins)),
             settings.http_listen,
             share_port=settings.share_ports,
+            read_timeout=settings.http_read_timeout,
         )
         try:
             http_port = await http.start()

@@ -1,0 +1,118 @@
+"""Slow and greedy clients: each bound on what one client may hold (a connection, a call, a
+stream, a database connection) is reached and answered, and the clients within it are served."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import httpx
+
+from core.settings import Address, Settings
+from devstack.api import SERVICES
+from runtime.serve import ApiServer, serving
+
+EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
+
+
+@asynccontextmanager
+async def api_with(settings: Settings, **bounds: Any) -> AsyncIterator[ApiServer]:
+    """Both services, serving with `bounds` changed from the test's settings."""
+    async with serving(replace(settings, **bounds), SERVICES) as api:
+        yield api
+
+
+async def sent_then_answer(address: Address, data: bytes) -> bytes:
+    """What the server sends, up to closing the connection, to a client that sends `data` and
+    then nothing more."""
+    reader, writer = await asyncio.open_connection(address.host, address.port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(10):  # the bound under test, with room: not a hang
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+def closing_answer(status: str, body: dict[str, Any]) -> bytes:
+    """An HTTP/1.1 answer with a JSON body that closes its connection."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(content)}\r\nconnection: close\r\n\r\n"
+    ).encode() + content
+
+
+class TestHttpReadTimeout:
+    TIMED_OUT = closing_answer(
+        "408 Request Timeout",
+        {
+            "error": "request_timeout",
+            "message": "the request was not received whole within 0.5 seconds",
+        },
+    )
+
+    async def test_a_body_not_sent_whole_in_time_is_answered_408_and_its_connection_closed(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with api_with(settings, http_read_timeout=0.5) as api:
+            answer = await sent_then_answer(
+                api.http,
+                b"POST /event HTTP/1.1\r\nhost: api\r\ncontent-type: application/json\r\n"
+                b'content-length: 60\r\n\r\n{"site_id": "site-1", ',
+            )
+
+        assert answer == self.TIMED_OUT
+
+    async def test_a_head_not_sent_whole_in_time_is_answered_408_and_its_connection_closed(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with api_with(settings, http_read_timeout=0.5) as api:
+            answer = await sent_then_answer(api.http, b"POST /event HTTP/1.1\r\nhost: ap")
+
+        assert answer == self.TIMED_OUT
+
+    async def test_a_connection_that_sends_nothing_is_answered_408_and_closed(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with api_with(settings, http_read_timeout=0.5) as api:
+            answer = await sent_then_answer(api.http, b"")
+
+        assert answer == self.TIMED_OUT
+
+    async def test_each_request_of_a_kept_alive_connection_has_the_read_timeout_anew(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with api_with(settings, http_read_timeout=0.5) as api:
+            answer = await sent_then_answer(
+                api.http,
+                b"GET /stats?site_id=site-1 HTTP/1.1\r\nhost: api\r\n\r\n"
+                b"GET /stats?site_id=site-1 HTTP/1.1\r\nhost: ap",
+            )
+
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b'"top_paths":[]}' + self.TIMED_OUT)
+
+    async def test_a_body_sent_slowly_but_whole_in_time_is_accepted(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        body = json.dumps(EVENT).encode()
+
+        async def slowly() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), 16):
+                yield body[start : start + 16]
+                await asyncio.sleep(0.1)
+
+        async with (
+            api_with(settings, http_read_timeout=5) as api,
+            httpx.AsyncClient(base_url=f"http://{api.http}") as client,
+        ):
+            response = await client.post(
+                "/event", content=slowly(), headers={"content-type": "application/json"}
+            )
+
+        assert response.status_code == 202
