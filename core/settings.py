@@ -296,6 +296,13 @@ class Settings:
         "connection's first request) or from its first bytes; a request incomplete then is "
         "answered 408 and its connection closed",
     )
+    http_max_connections: int = _setting(
+        "HTTP_MAX_CONNECTIONS",
+        1000,
+        _Integer(1, 1_000_000),
+        "HTTP connections a process serves at once; a connection opened over it has its "
+        "request answered 503 and is closed (keep it below the process's open-file limit)",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

@@ -43,13 +43,21 @@ class _UvicornServer(uvicorn.Server):
 
 class HttpServer:
     def __init__(
-        self, app: ASGIApp, listen: Address, *, share_port: bool, read_timeout: float
+        self,
+        app: ASGIApp,
+        busy_app: ASGIApp,
+        listen: Address,
+        *,
+        share_port: bool,
+        read_timeout: float,
+        max_connections: int,
     ) -> None:
+        """Serve `app`, and `busy_app` on the connections over `max_connections`."""
         self._socket = listening_socket(listen, share_port=share_port)
         self._server = _UvicornServer(
             uvicorn.Config(
                 app,
-                http=bounded_protocol(read_timeout),
+                http=bounded_protocol(read_timeout, max_connections, busy_app),
                 ws="none",  # no WebSocket is served: no connection is handed to another protocol
                 lifespan="off",
                 log_config=None,

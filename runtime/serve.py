@@ -31,7 +31,7 @@ from runtime.ports import listen_refusal
 from runtime.workers import run_workers
 from transports.cors import Cors
 from transports.grpc_decoding import add_servicer
-from transports.http_app import Handler, create_app
+from transports.http_app import Handler, create_app, create_busy_app
 
 # A 1000-event batch of typical events is well under 1 MiB.
 MAX_GRPC_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -90,11 +90,14 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             routes.update(door.routes)
         grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
         await grpc_server.start()
+        cors = Cors(settings.cors_allow_origins)
         http = HttpServer(
-            create_app(routes, Cors(settings.cors_allow_origins)),
+            create_app(routes, cors),
+            create_busy_app(cors),
             settings.http_listen,
             share_port=settings.share_ports,
             read_timeout=settings.http_read_timeout,
+            max_connections=settings.http_max_connections,
         )
         try:
             http_port = await http.start()

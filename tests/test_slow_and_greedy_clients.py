@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +17,7 @@ from devstack.api import SERVICES
 from runtime.serve import ApiServer, serving
 
 EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
+STATS = "/stats?site_id=site-1"
 
 
 @asynccontextmanager
@@ -36,6 +37,16 @@ async def sent_then_answer(address: Address, data: bytes) -> bytes:
             return await reader.read()
     finally:
         writer.close()
+
+
+@asynccontextmanager
+async def http_clients(api: ApiServer, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """`count` HTTP clients, each keeping its own connection."""
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://{api.http}"))
+            for _ in range(count)
+        ]
 
 
 def closing_answer(status: str, body: dict[str, Any]) -> bytes:
@@ -116,3 +127,52 @@ class TestHttpReadTimeout:
             )
 
         assert response.status_code == 202
+
+
+class TestHttpMaxConnections:
+    async def test_a_connection_over_the_bound_is_answered_503_with_retry_after_and_closed(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, http_max_connections=2) as api,
+            http_clients(api, 3) as (first, second, third),
+        ):
+            await first.get(STATS)
+            await second.get(STATS)
+            response = await third.get(STATS)
+
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["connection"] == "close"
+        assert response.json() == {
+            "error": "unavailable",
+            "message": "the server is serving all the connections it may; retry",
+        }
+
+    async def test_the_connections_within_the_bound_are_served_while_one_over_it_is_refused(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, http_max_connections=2) as api,
+            http_clients(api, 3) as (first, second, third),
+        ):
+            await first.get(STATS)
+            await second.get(STATS)
+            refused = await third.get(STATS)
+            served = await first.post("/event", json=EVENT), await second.get(STATS)
+
+        assert refused.status_code == 503
+        assert [response.status_code for response in served] == [202, 200]
+
+    async def test_a_browser_on_an_allowed_origin_may_read_the_503(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, http_max_connections=1) as api,
+            http_clients(api, 2) as (first, second),
+        ):
+            await first.get(STATS)
+            response = await second.get(STATS, headers={"origin": "https://shop.example"})
+
+        assert response.status_code == 503
+        assert response.headers["access-control-allow-origin"] == "*"

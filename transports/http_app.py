@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.errors import FieldViolation, InvalidArgument, ServiceError
+from core.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable
 from transports.cors import Cors
 from transports.http_json import encodes_as_utf8, error_to_json, parse_body
 
@@ -91,6 +91,12 @@ def create_app(routes: Routes, cors: Cors) -> ASGIApp:
     return _App(routes, cors)
 
 
+def create_busy_app(cors: Cors) -> ASGIApp:
+    """An ASGI application answering every request 503 (with Retry-After) and closing its
+    connection: what serves a connection over the server's bound (transports.http_bounds)."""
+    return _Busy({}, cors)
+
+
 class _App:
     def __init__(self, routes: Routes, cors: Cors) -> None:
         self._routes = routes
@@ -128,6 +134,12 @@ class _App:
             return Reply(preflight.status, preflight.body, preflight.headers)
         allow = ", ".join(methods).encode()
         return _http_error(request, HTTPStatus.METHOD_NOT_ALLOWED, ((b"allow", allow),))
+
+
+class _Busy(_App):
+    async def _route(self, request: Request) -> Reply:
+        reply = error_reply(Unavailable("the server is serving all the connections it may; retry"))
+        return Reply(reply.status, reply.body, (*reply.headers, _CLOSE))
 
 
 def error_reply(error: ServiceError) -> Reply:

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol within a bound on slow clients.
+"""uvicorn's HTTP protocol within bounds on slow and greedy clients.
 
 uvicorn waits for a request for as long as its client takes: a client that trickles the head
 or the body of its request, or connects and sends nothing, holds its connection (and what it
@@ -7,6 +7,12 @@ timeout, counted from connecting for its first request and from its first bytes 
 ones (between requests, uvicorn's keep-alive timeout closes an idle connection). A request
 still incomplete then is answered 408 and its connection closed. The protocol writes that
 answer itself, without CORS headers: a head not received whole names no origin.
+
+A connection opened while the server holds as many as it may is served by another application,
+which answers each request 503 and closes the connection; the connections already open are
+served as before. (uvicorn's own `limit_concurrency` answers in plain text, without
+Retry-After or CORS, and refuses every request, on every connection, while as many
+connections are open, idle ones included.)
 
 Most requests arrive whole in the read that brings their first bytes, and get no timer: only
 a request still incomplete at the end of that read does, so the bound costs nothing per
@@ -18,18 +24,23 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from transports.http_app import RequestTimeout, closing_response
+from transports.http_app import ASGIApp, RequestTimeout, closing_response
 from transports.http_writes import OneWriteHttpToolsProtocol
 
 
-def bounded_protocol(read_timeout: float) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class of a server with this read timeout, in seconds (uvicorn makes one
-    protocol per connection)."""
+def bounded_protocol(
+    read_timeout: float, max_connections: int, busy: ASGIApp
+) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class of a server with these bounds (uvicorn makes one protocol per
+    connection): `read_timeout` in seconds, and `busy` the application that serves the
+    connections over `max_connections`."""
 
     class Bounded(BoundedHttpToolsProtocol):
         pass
 
     Bounded.read_timeout = read_timeout
+    Bounded.max_connections = max_connections
+    Bounded.busy = busy
     Bounded.timed_out = closing_response(
         RequestTimeout(f"the request was not received whole within {read_timeout:g} seconds")
     )
@@ -39,12 +50,16 @@ def bounded_protocol(read_timeout: float) -> type[BoundedHttpToolsProtocol]:
 class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
     read_timeout: ClassVar[float]
     timed_out: ClassVar[bytes]  # the 408 answer
+    max_connections: ClassVar[int]
+    busy: ASGIApp  # set on the class, like the others
 
     _read_deadline: asyncio.TimerHandle | None = None
     _mid_request = False  # a request's first bytes are in, its last not yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self.app = self.busy  # what uvicorn starts for each request of the connection
         self._read_deadline = self.loop.call_later(self.read_timeout, self._read_timed_out)
 
     def data_received(self, data: bytes) -> None:
