@@ -303,6 +303,13 @@ class Settings:
         "HTTP connections a process serves at once; a connection opened over it has its "
         "request answered 503 and is closed (keep it below the process's open-file limit)",
     )
+    grpc_max_concurrent_rpcs: int = _setting(
+        "GRPC_MAX_CONCURRENT_RPCS",
+        1000,
+        _Integer(1, 1_000_000),
+        "gRPC calls a process serves at once, streams included; a call over it fails at once "
+        "with `RESOURCE_EXHAUSTED`",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

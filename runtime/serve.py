@@ -81,7 +81,9 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
                 # store is then held back at the sender rather than buffered here (it doubled
                 # the ingest server's memory under IngestBatchStream).
                 ("grpc.http2.bdp_probe", 0),
-            ]
+            ],
+            # Over it grpc answers RESOURCE_EXHAUSTED at once, rather than queueing the call.
+            maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )
         routes: dict[str, Mapping[str, Handler]] = {}
         for door in doors:

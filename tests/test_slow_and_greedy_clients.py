@@ -10,13 +10,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import grpc
 import httpx
+import pytest
+from analytics.v1.event_pb2 import Event
+from analytics.v1.ingest_pb2 import IngestBatchRequest
+from analytics.v1.report_pb2 import GetStatsRequest
 
 from core.settings import Address, Settings
 from devstack.api import SERVICES
 from runtime.serve import ApiServer, serving
+from tests.support.clients import grpc_clients
 
 EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
+PAGE_VIEW = Event(site_id="site-1", event_type="page_view", path="/home")
 STATS = "/stats?site_id=site-1"
 
 
@@ -176,3 +183,22 @@ class TestHttpMaxConnections:
 
         assert response.status_code == 503
         assert response.headers["access-control-allow-origin"] == "*"
+
+
+class TestGrpcMaxConcurrentRpcs:
+    async def test_a_call_over_the_bound_fails_with_resource_exhausted(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, grpc_max_concurrent_rpcs=1) as api,
+            grpc_clients(api.grpc) as rpc,
+        ):
+            stream = rpc.ingest.IngestBatchStream()
+            await stream.write(IngestBatchRequest(events=[PAGE_VIEW]))
+            await stream.read()  # answered: the stream is in flight
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await rpc.report.GetStats(GetStatsRequest(site_id="site-1"))
+            await stream.done_writing()
+
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert refused.value.details() == "Concurrent RPC limit exceeded!"
