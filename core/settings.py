@@ -310,6 +310,20 @@ class Settings:
         "gRPC calls a process serves at once, streams included; a call over it fails at once "
         "with `RESOURCE_EXHAUSTED`",
     )
+    grpc_max_connection_age: float = _setting(
+        "GRPC_MAX_CONNECTION_AGE",
+        300.0,
+        _Seconds(),
+        "seconds after which the server asks a gRPC client to reconnect (GOAWAY; a tenth more "
+        "or less), so that load balancers spread clients anew",
+    )
+    grpc_max_connection_age_grace: float = _setting(
+        "GRPC_MAX_CONNECTION_AGE_GRACE",
+        90.0,
+        _Seconds(),
+        "seconds the calls in flight on a connection past its age have to finish before it is "
+        "closed under them",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

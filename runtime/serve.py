@@ -81,6 +81,14 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
                 # store is then held back at the sender rather than buffered here (it doubled
                 # the ingest server's memory under IngestBatchStream).
                 ("grpc.http2.bdp_probe", 0),
+                # A connection closes at an age (gRPC adds a random tenth either way, so that
+                # connections made together do not close together), which lets load balancers
+                # spread clients anew; its calls in flight then have a grace to finish.
+                ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age * 1000)),
+                (
+                    "grpc.max_connection_age_grace_ms",
+                    round(settings.grpc_max_connection_age_grace * 1000),
+                ),
             ],
             # Over it grpc answers RESOURCE_EXHAUSTED at once, rather than queueing the call.
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,

@@ -14,13 +14,16 @@ import grpc
 import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
-from analytics.v1.ingest_pb2 import IngestBatchRequest
+from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestBatchResponse
+from analytics.v1.ingest_pb2_grpc import IngestServiceStub
 from analytics.v1.report_pb2 import GetStatsRequest
+from analytics.v1.report_pb2_grpc import ReportServiceStub
 
 from core.settings import Address, Settings
 from devstack.api import SERVICES
 from runtime.serve import ApiServer, serving
 from tests.support.clients import grpc_clients
+from tests.support.waiting import eventually
 
 EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
 PAGE_VIEW = Event(site_id="site-1", event_type="page_view", path="/home")
@@ -202,3 +205,49 @@ class TestGrpcMaxConcurrentRpcs:
 
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert refused.value.details() == "Concurrent RPC limit exceeded!"
+
+
+class TestGrpcMaxConnectionAge:
+    async def test_a_connection_is_closed_at_its_age(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, grpc_max_connection_age=0.5) as api,
+            grpc.aio.insecure_channel(str(api.grpc)) as channel,
+        ):
+            await ReportServiceStub(channel).GetStats(GetStatsRequest(site_id="site-1"))
+            connected = channel.get_state()
+            await eventually(lambda: state_of(channel), grpc.ChannelConnectivity.IDLE)
+
+        assert connected == grpc.ChannelConnectivity.READY
+
+    async def test_a_stream_open_when_its_connection_ages_is_served_to_its_end(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async with (
+            api_with(settings, grpc_max_connection_age=0.5) as api,
+            grpc.aio.insecure_channel(str(api.grpc)) as channel,
+        ):
+            stream = IngestServiceStub(channel).IngestBatchStream()
+            await stream.write(IngestBatchRequest(events=[PAGE_VIEW]))
+            first = await accepted_count(stream)
+            await eventually(lambda: state_of(channel), grpc.ChannelConnectivity.IDLE)
+            await stream.write(IngestBatchRequest(events=[PAGE_VIEW]))
+            second = await accepted_count(stream)
+            await stream.done_writing()
+            status = await stream.code()
+
+        assert (first, second, status) == (1, 1, grpc.StatusCode.OK)
+
+
+async def accepted_count(
+    stream: grpc.aio.StreamStreamCall[IngestBatchRequest, IngestBatchResponse],
+) -> int:
+    """The accepted count of the stream's next answer."""
+    answer = await stream.read()
+    assert isinstance(answer, IngestBatchResponse), answer
+    return answer.accepted_count
+
+
+async def state_of(channel: grpc.aio.Channel) -> grpc.ChannelConnectivity:
+    return channel.get_state()
