@@ -324,6 +324,20 @@ class Settings:
         "seconds the calls in flight on a connection past its age have to finish before it is "
         "closed under them",
     )
+    ingest_stream_max_events: int = _setting(
+        "INGEST_STREAM_MAX_EVENTS",
+        100_000,
+        _Integer(1, 1_000_000_000),
+        "events an `IngestStream` may send; the server stores and answers those and ends the "
+        "stream at the next, naming the bound in `limit_reached`",
+    )
+    ingest_stream_max_seconds: float = _setting(
+        "INGEST_STREAM_MAX_SECONDS",
+        60.0,
+        _Seconds(),
+        "seconds an `IngestStream` may stay open, likewise (keep `GRPC_MAX_CONNECTION_AGE_GRACE` "
+        "above it, so that a stream ends at its bound rather than with its connection)",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

@@ -31,8 +31,14 @@ _Answer = asyncio.Task[BatchOutcome] | InvalidArgument | None
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(
+        self, ingestor: Ingestor, stream_max_events: int, stream_max_seconds: float
+    ) -> None:
+        """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
+        it reads."""
         self._ingestor = ingestor
+        self._stream_max_events = stream_max_events
+        self._stream_max_seconds = stream_max_seconds
 
     @translate_errors
     async def Ingest(
@@ -73,14 +79,34 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
             chunk.clear()
 
-        async for event in request_iterator:
-            chunk.append(event)
-            seen += 1
-            if len(chunk) == STREAM_CHUNK_EVENTS:
-                await flush()
+        # The stream is read up to its bounds; what was read before is stored and answered as
+        # usual, and the answer says which bound ended it (a status error would lose the
+        # counts, and with them where the client is to resume).
+        limit_reached = ""
+        deadline = asyncio.get_running_loop().time() + self._stream_max_seconds
+        reading = asyncio.timeout_at(deadline)
+        try:
+            async with reading:
+                async for event in request_iterator:
+                    if seen == self._stream_max_events:
+                        limit_reached = f"at most {seen} events per stream"
+                        break
+                    chunk.append(event)
+                    seen += 1
+                    if len(chunk) == STREAM_CHUNK_EVENTS:
+                        # Only the reading is bounded in time: what was read is stored whole.
+                        reading.reschedule(None)
+                        await flush()
+                        reading.reschedule(deadline)
+        except TimeoutError:
+            if not reading.expired():
+                raise
+            limit_reached = f"at most {self._stream_max_seconds:g} seconds per stream"
         if chunk:
             await flush()
-        response = ingest_pb2.IngestStreamResponse(accepted_count=accepted, rejected_count=rejected)
+        response = ingest_pb2.IngestStreamResponse(
+            accepted_count=accepted, rejected_count=rejected, limit_reached=limit_reached
+        )
         _add_results(response.rejected, details)
         return response
 

@@ -14,15 +14,17 @@ import grpc
 import httpx
 import pytest
 from analytics.v1.event_pb2 import Event
-from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestBatchResponse
+from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestBatchResponse, IngestStreamResponse
 from analytics.v1.ingest_pb2_grpc import IngestServiceStub
 from analytics.v1.report_pb2 import GetStatsRequest
 from analytics.v1.report_pb2_grpc import ReportServiceStub
+from nats.js import JetStreamContext
 
 from core.settings import Address, Settings
 from devstack.api import SERVICES
 from runtime.serve import ApiServer, serving
 from tests.support.clients import grpc_clients
+from tests.support.jetstream import events_in
 from tests.support.waiting import eventually
 
 EVENT = {"site_id": "site-1", "event_type": "page_view", "path": "/home"}
@@ -238,6 +240,59 @@ class TestGrpcMaxConnectionAge:
             status = await stream.code()
 
         assert (first, second, status) == (1, 1, grpc.StatusCode.OK)
+
+
+class TestIngestStreamBounds:
+    async def test_a_stream_over_its_event_bound_is_answered_for_the_events_before_it(
+        self, settings: Settings, migrated: None, js: JetStreamContext
+    ) -> None:
+        async def five_events() -> AsyncIterator[Event]:
+            for number in range(5):
+                yield Event(site_id="site-1", event_type="page_view", path=f"/{number}")
+
+        async with (
+            api_with(settings, ingest_stream_max_events=3) as api,
+            grpc_clients(api.grpc) as rpc,
+        ):
+            summary = await rpc.ingest.IngestStream(five_events())
+
+        assert summary == IngestStreamResponse(
+            accepted_count=3, limit_reached="at most 3 events per stream"
+        )
+        assert [e.path for e in await events_in(js, settings.stream_name)] == ["/0", "/1", "/2"]
+
+    async def test_a_stream_of_as_many_events_as_its_bound_is_read_to_its_end(
+        self, settings: Settings, migrated: None
+    ) -> None:
+        async def three_events() -> AsyncIterator[Event]:
+            for _ in range(3):
+                yield PAGE_VIEW
+
+        async with (
+            api_with(settings, ingest_stream_max_events=3) as api,
+            grpc_clients(api.grpc) as rpc,
+        ):
+            summary = await rpc.ingest.IngestStream(three_events())
+
+        assert summary == IngestStreamResponse(accepted_count=3)
+
+    async def test_a_stream_open_past_its_time_bound_is_answered_for_the_events_read(
+        self, settings: Settings, migrated: None, js: JetStreamContext
+    ) -> None:
+        async with (
+            api_with(settings, ingest_stream_max_seconds=0.5) as api,
+            grpc_clients(api.grpc) as rpc,
+        ):
+            stream = rpc.ingest.IngestStream()
+            await stream.write(PAGE_VIEW)
+            await stream.write(PAGE_VIEW)
+            async with asyncio.timeout(10):  # the bound under test, with room: not a hang
+                summary = await stream
+
+        assert summary == IngestStreamResponse(
+            accepted_count=2, limit_reached="at most 0.5 seconds per stream"
+        )
+        assert len(await events_in(js, settings.stream_name)) == 2
 
 
 async def accepted_count(
