@@ -335,8 +335,10 @@ class Settings:
         "INGEST_STREAM_MAX_SECONDS",
         60.0,
         _Seconds(),
-        "seconds an `IngestStream` may stay open, likewise (keep `GRPC_MAX_CONNECTION_AGE_GRACE` "
-        "above it, so that a stream ends at its bound rather than with its connection)",
+        "seconds an `IngestStream` may stay open, likewise, and an `IngestBatchStream`, which "
+        "then ends with `RESOURCE_EXHAUSTED` once the requests read are answered (keep "
+        "`GRPC_MAX_CONNECTION_AGE_GRACE` above it, so that a stream ends at its bound rather "
+        "than with its connection)",
     )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",

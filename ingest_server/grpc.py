@@ -11,7 +11,7 @@ from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, LimitReached, ServiceError
 from core.events import batch_size_violations
 from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
 from transports.grpc_errors import Context, translate_errors, translate_stream_errors
@@ -27,7 +27,7 @@ STREAM_BATCHES_IN_FLIGHT = 8
 
 # What IngestBatchStream answers a request with, in order: its BatchOutcome once stored, the error
 # that ends the stream, or None after the last request.
-_Answer = asyncio.Task[BatchOutcome] | InvalidArgument | None
+_Answer = asyncio.Task[BatchOutcome] | ServiceError | None
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -35,7 +35,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self, ingestor: Ingestor, stream_max_events: int, stream_max_seconds: float
     ) -> None:
         """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
-        it reads."""
+        it, or an IngestBatchStream, reads."""
         self._ingestor = ingestor
         self._stream_max_events = stream_max_events
         self._stream_max_seconds = stream_max_seconds
@@ -122,7 +122,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
-                if isinstance(answer, InvalidArgument):
+                if isinstance(answer, ServiceError):
                     raise answer
                 yield _batch_response(await answer)
                 in_flight.release()
@@ -140,18 +140,30 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         answers: asyncio.Queue[_Answer],
         in_flight: asyncio.Semaphore,
     ) -> None:
-        """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once. A
-        bad request is answered with its error, and nothing after it is read or stored."""
+        """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once, for
+        as long as the stream may stay open. A bad request is answered with its error, and
+        nothing after it is read or stored; so is the end of that time."""
         try:
-            async for request in requests:
-                await in_flight.acquire()
-                if isinstance(request, InvalidArgument):
-                    answers.put_nowait(request)
-                    return
-                if violations := batch_size_violations(len(request.events)):
-                    answers.put_nowait(InvalidArgument(violations))
-                    return
-                answers.put_nowait(asyncio.create_task(self._ingestor.ingest_batch(request.events)))
+            async with asyncio.timeout(self._stream_max_seconds):
+                async for request in requests:
+                    await in_flight.acquire()
+                    if isinstance(request, InvalidArgument):
+                        answers.put_nowait(request)
+                        return
+                    if violations := batch_size_violations(len(request.events)):
+                        answers.put_nowait(InvalidArgument(violations))
+                        return
+                    answers.put_nowait(
+                        asyncio.create_task(self._ingestor.ingest_batch(request.events))
+                    )
+        except TimeoutError:
+            answers.put_nowait(
+                LimitReached(
+                    f"a stream stays open at most {self._stream_max_seconds:g} seconds; the "
+                    "requests answered were stored, and none after them was: send those in a "
+                    "new stream"
+                )
+            )
         finally:
             answers.put_nowait(None)
 

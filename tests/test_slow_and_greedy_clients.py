@@ -18,6 +18,9 @@ from analytics.v1.ingest_pb2 import IngestBatchRequest, IngestBatchResponse, Ing
 from analytics.v1.ingest_pb2_grpc import IngestServiceStub
 from analytics.v1.report_pb2 import GetStatsRequest
 from analytics.v1.report_pb2_grpc import ReportServiceStub
+from google.rpc.code_pb2 import Code
+from google.rpc.status_pb2 import Status
+from grpc_status import rpc_status
 from nats.js import JetStreamContext
 
 from core.settings import Address, Settings
@@ -292,6 +295,33 @@ class TestIngestStreamBounds:
         assert summary == IngestStreamResponse(
             accepted_count=2, limit_reached="at most 0.5 seconds per stream"
         )
+        assert len(await events_in(js, settings.stream_name)) == 2
+
+
+class TestIngestBatchStreamBound:
+    async def test_a_stream_open_past_its_time_bound_ends_with_resource_exhausted_once_answered(
+        self, settings: Settings, migrated: None, js: JetStreamContext
+    ) -> None:
+        async with (
+            api_with(settings, ingest_stream_max_seconds=0.5) as api,
+            grpc_clients(api.grpc) as rpc,
+        ):
+            stream = rpc.ingest.IngestBatchStream()
+            await stream.write(IngestBatchRequest(events=[PAGE_VIEW, PAGE_VIEW]))
+            answered = await accepted_count(stream)
+            async with asyncio.timeout(10):  # the bound under test, with room: not a hang
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await stream.read()
+
+        assert answered == 2
+        assert ended.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ended.value.details() == (
+            "a stream stays open at most 0.5 seconds; the requests answered were stored, and "
+            "none after them was: send those in a new stream"
+        )
+        assert rpc_status.from_call(ended.value) == Status(
+            code=Code.RESOURCE_EXHAUSTED, message=ended.value.details()
+        )  # no RetryInfo: a new stream may start at once
         assert len(await events_in(js, settings.stream_name)) == 2
 
 

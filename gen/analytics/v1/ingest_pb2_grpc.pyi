@@ -56,8 +56,10 @@ class IngestServiceStub:
     so a client keeps the stream busy without waiting and learns early what became of each
     event. An undecodable request, or one of more than 1000 events, ends the stream with
     INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-    stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-    stored: resending it is safe for events that carry their own event_id.
+    stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+    RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+    request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+    resending it is safe for events that carry their own event_id.
     """
 
 @_typing.type_check_only
@@ -87,8 +89,10 @@ class IngestServiceAsyncStub(IngestServiceStub):
     so a client keeps the stream busy without waiting and learns early what became of each
     event. An undecodable request, or one of more than 1000 events, ends the stream with
     INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-    stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-    stored: resending it is safe for events that carry their own event_id.
+    stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+    RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+    request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+    resending it is safe for events that carry their own event_id.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -139,8 +143,10 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         so a client keeps the stream busy without waiting and learns early what became of each
         event. An undecodable request, or one of more than 1000 events, ends the stream with
         INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-        stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-        stored: resending it is safe for events that carry their own event_id.
+        stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+        RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+        request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+        resending it is safe for events that carry their own event_id.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
