@@ -340,6 +340,18 @@ class Settings:
         "`GRPC_MAX_CONNECTION_AGE_GRACE` above it, so that a stream ends at its bound rather "
         "than with its connection)",
     )
+    report_pool_size: int = _setting(
+        "REPORT_POOL_SIZE",
+        10,
+        _Integer(1, 1000),
+        "PostgreSQL connections a report server process reads with",
+    )
+    report_acquire_timeout: float = _setting(
+        "REPORT_ACQUIRE_TIMEOUT",
+        2.0,
+        _Seconds(),
+        "seconds a report waits for one of them before answering 503 / `UNAVAILABLE`",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

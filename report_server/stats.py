@@ -111,14 +111,17 @@ def _calendar_day(field: str, text: str, violations: list[FieldViolation]) -> Da
 
 
 class StatsReader:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        """`acquire_timeout`: seconds a report waits for a connection of the pool."""
         self._pool = pool
+        self._acquire_timeout = acquire_timeout
 
     async def get_stats(self, query: StatsQuery) -> Stats:
-        """Raises Unavailable when PostgreSQL cannot be reached."""
+        """Raises Unavailable when PostgreSQL cannot be reached, or no connection of the pool
+        is free in time."""
         statement = _statement(query)
         try:
-            rows = await self._pool.fetch(statement.sql, *statement.args)
+            rows = await self._fetch(statement)
         except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
         site_id, days = query.site_id, query.days
@@ -136,6 +139,20 @@ class StatsReader:
                 if row["path"] is not None
             ],
         )
+
+    async def _fetch(self, statement: Statement) -> list[asyncpg.Record]:
+        # Waiting for a connection is bounded, so that reports holding every connection make
+        # the others answer 503 rather than queue without end.
+        try:
+            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise Unavailable(
+                f"no database connection was free within {self._acquire_timeout:g} seconds; retry"
+            ) from None
+        try:
+            return await connection.fetch(statement.sql, *statement.args)
+        finally:
+            await self._pool.release(connection)
 
 
 @dataclass(frozen=True)

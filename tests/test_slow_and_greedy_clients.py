@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -323,6 +324,38 @@ class TestIngestBatchStreamBound:
             code=Code.RESOURCE_EXHAUSTED, message=ended.value.details()
         )  # no RetryInfo: a new stream may start at once
         assert len(await events_in(js, settings.stream_name)) == 2
+
+
+class TestReportBounds:
+    DAY = "/stats?site_id=site-1&date=2025-11-14"
+
+    async def test_a_report_finding_no_free_connection_in_time_is_answered_503(
+        self, settings: Settings, db: asyncpg.Connection
+    ) -> None:
+        async with (
+            api_with(settings, report_pool_size=1, report_acquire_timeout=0.2) as api,
+            http_clients(api, 2) as (first, second),
+        ):
+            async with db.transaction():
+                await db.execute("LOCK TABLE daily_totals IN ACCESS EXCLUSIVE MODE")
+                stalled = asyncio.create_task(first.get(self.DAY))
+                await eventually(lambda: waiting_for_locks(db), 1)  # it holds the connection
+                refused = await second.get(self.DAY)
+            served = await stalled
+
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json() == {
+            "error": "unavailable",
+            "message": "no database connection was free within 0.2 seconds; retry",
+        }
+        assert served.status_code == 200
+
+
+async def waiting_for_locks(db: asyncpg.Connection) -> int:
+    """Statements waiting for a lock on the database, the session of `db` holding it."""
+    waiting: int = await db.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    return waiting
 
 
 async def accepted_count(
