@@ -352,6 +352,14 @@ class Settings:
         _Seconds(),
         "seconds a report waits for one of them before answering 503 / `UNAVAILABLE`",
     )
+    report_statement_timeout: float = _setting(
+        "REPORT_STATEMENT_TIMEOUT",
+        10.0,
+        _Seconds(),
+        "seconds a report's query may run (PostgreSQL's `statement_timeout` on those "
+        "connections) before it is cancelled and the report answered 429 / "
+        "`RESOURCE_EXHAUSTED`",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

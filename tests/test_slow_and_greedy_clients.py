@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from core.settings import Address, Settings
 from devstack.api import SERVICES
 from runtime.serve import ApiServer, serving
-from tests.support.clients import grpc_clients
+from tests.support.clients import grpc_clients, retry_delay
 from tests.support.jetstream import events_in
 from tests.support.waiting import eventually
 
@@ -350,6 +350,42 @@ class TestReportBounds:
             "message": "no database connection was free within 0.2 seconds; retry",
         }
         assert served.status_code == 200
+
+    async def test_a_report_running_past_the_statement_timeout_is_answered_429(
+        self, settings: Settings, db: asyncpg.Connection
+    ) -> None:
+        async with (
+            api_with(settings, report_statement_timeout=0.2) as api,
+            http_clients(api, 1) as (client,),
+            db.transaction(),
+        ):
+            await db.execute("LOCK TABLE daily_totals IN ACCESS EXCLUSIVE MODE")
+            response = await client.get(self.DAY)
+
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "5"
+        assert response.json() == {
+            "error": "resource_exhausted",
+            "message": (
+                "the report ran longer than its bound of 0.2 seconds; retry later or ask for "
+                "fewer days"
+            ),
+        }
+
+    async def test_a_grpc_report_past_the_statement_timeout_fails_with_resource_exhausted(
+        self, settings: Settings, db: asyncpg.Connection
+    ) -> None:
+        async with (
+            api_with(settings, report_statement_timeout=0.2) as api,
+            grpc_clients(api.grpc) as rpc,
+            db.transaction(),
+        ):
+            await db.execute("LOCK TABLE daily_totals IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await rpc.report.GetStats(GetStatsRequest(site_id="site-1", date="2025-11-14"))
+
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert retry_delay(refused.value) == 5
 
 
 async def waiting_for_locks(db: asyncpg.Connection) -> int:
