@@ -58,6 +58,8 @@ HTTP_STATUS: Mapping[str, HTTPStatus] = {
     "unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
     "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
 }
+# The header of an answer after which the server closes the connection.
+_CLOSE = (b"connection", b"close")
 
 
 # Plain slotted dataclasses: a frozen one costs several times as much to make, per request.
@@ -232,9 +234,6 @@ def closing_response(error: ServiceError) -> bytes:
     status = HTTPStatus(reply.status)
     head = b"".join(b"%s: %s\r\n" % header for header in headers)
     return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, status.phrase.encode(), head, body)
-
-
-_CLOSE = (b"connection", b"close")
 
 
 async def _send_json(send: Send, reply: Reply) -> None:
