@@ -31,11 +31,23 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-async def create_pool(settings: Settings, max_size: int) -> asyncpg.Pool:
-    """A pool of connections, once PostgreSQL answers."""
+async def create_pool(
+    settings: Settings, max_size: int, statement_timeout: float | None = None
+) -> asyncpg.Pool:
+    """A pool of connections, once PostgreSQL answers. With `statement_timeout` (seconds),
+    PostgreSQL cancels a statement of theirs that runs longer (QueryCanceledError)."""
+    server_settings = (
+        {}
+        if statement_timeout is None
+        else {"statement_timeout": f"{statement_timeout * 1000:.0f}"}
+    )
     return await retrying(
         lambda: asyncpg.create_pool(
-            settings.database_dsn, min_size=1, max_size=max_size, command_timeout=60
+            settings.database_dsn,
+            min_size=1,
+            max_size=max_size,
+            command_timeout=60,
+            server_settings=server_settings,
         ),
         what="connecting to PostgreSQL",
         retryable=lambda error: isinstance(error, POSTGRES_UNAVAILABLE),

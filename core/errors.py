@@ -62,4 +62,11 @@ class ResourceExhausted(ServiceError):
     for more than a bound allows at once."""
 
     code = "resource_exhausted"
-    retry_after = 5
+    retry_after: ClassVar[int | None] = 5
+
+
+class LimitReached(ResourceExhausted):
+    """A request reached a bound on what one request may do (how long a stream stays open):
+    what came before the bound was done, and the rest may be sent at once, in a new request."""
+
+    retry_after = None

@@ -288,6 +288,78 @@ class Settings:
     max_body_bytes: int = _setting(
         "MAX_BODY_BYTES", 1024 * 1024, _Integer(1024, 64 * 1024 * 1024), "largest HTTP request body"
     )
+    http_read_timeout: float = _setting(
+        "HTTP_READ_TIMEOUT",
+        10.0,
+        _Seconds(),
+        "seconds a client has to send a whole HTTP request, head and body, from connecting (a "
+        "connection's first request) or from its first bytes; a request incomplete then is "
+        "answered 408 and its connection closed",
+    )
+    http_max_connections: int = _setting(
+        "HTTP_MAX_CONNECTIONS",
+        1000,
+        _Integer(1, 1_000_000),
+        "HTTP connections a process serves at once; a connection opened over it has its "
+        "request answered 503 and is closed (keep it below the process's open-file limit)",
+    )
+    grpc_max_concurrent_rpcs: int = _setting(
+        "GRPC_MAX_CONCURRENT_RPCS",
+        1000,
+        _Integer(1, 1_000_000),
+        "gRPC calls a process serves at once, streams included; a call over it fails at once "
+        "with `RESOURCE_EXHAUSTED`",
+    )
+    grpc_max_connection_age: float = _setting(
+        "GRPC_MAX_CONNECTION_AGE",
+        300.0,
+        _Seconds(),
+        "seconds after which the server asks a gRPC client to reconnect (GOAWAY; a tenth more "
+        "or less), so that load balancers spread clients anew",
+    )
+    grpc_max_connection_age_grace: float = _setting(
+        "GRPC_MAX_CONNECTION_AGE_GRACE",
+        90.0,
+        _Seconds(),
+        "seconds the calls in flight on a connection past its age have to finish before it is "
+        "closed under them",
+    )
+    ingest_stream_max_events: int = _setting(
+        "INGEST_STREAM_MAX_EVENTS",
+        100_000,
+        _Integer(1, 1_000_000_000),
+        "events an `IngestStream` may send; the server stores and answers those and ends the "
+        "stream at the next, naming the bound in `limit_reached`",
+    )
+    ingest_stream_max_seconds: float = _setting(
+        "INGEST_STREAM_MAX_SECONDS",
+        60.0,
+        _Seconds(),
+        "seconds an `IngestStream` may stay open, likewise, and an `IngestBatchStream`, which "
+        "then ends with `RESOURCE_EXHAUSTED` once the requests read are answered (keep "
+        "`GRPC_MAX_CONNECTION_AGE_GRACE` above it, so that a stream ends at its bound rather "
+        "than with its connection)",
+    )
+    report_pool_size: int = _setting(
+        "REPORT_POOL_SIZE",
+        10,
+        _Integer(1, 1000),
+        "PostgreSQL connections a report server process reads with",
+    )
+    report_acquire_timeout: float = _setting(
+        "REPORT_ACQUIRE_TIMEOUT",
+        2.0,
+        _Seconds(),
+        "seconds a report waits for one of them before answering 503 / `UNAVAILABLE`",
+    )
+    report_statement_timeout: float = _setting(
+        "REPORT_STATEMENT_TIMEOUT",
+        10.0,
+        _Seconds(),
+        "seconds a report's query may run (PostgreSQL's `statement_timeout` on those "
+        "connections) before it is cancelled and the report answered 429 / "
+        "`RESOURCE_EXHAUSTED`",
+    )
     cors_allow_origins: tuple[str, ...] = _setting(
         "CORS_ALLOW_ORIGINS",
         ("*",),

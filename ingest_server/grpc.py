@@ -11,7 +11,7 @@ from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, LimitReached, ServiceError
 from core.events import batch_size_violations
 from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
 from transports.grpc_errors import Context, translate_errors, translate_stream_errors
@@ -27,12 +27,18 @@ STREAM_BATCHES_IN_FLIGHT = 8
 
 # What IngestBatchStream answers a request with, in order: its BatchOutcome once stored, the error
 # that ends the stream, or None after the last request.
-_Answer = asyncio.Task[BatchOutcome] | InvalidArgument | None
+_Answer = asyncio.Task[BatchOutcome] | ServiceError | None
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(
+        self, ingestor: Ingestor, stream_max_events: int, stream_max_seconds: float
+    ) -> None:
+        """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
+        it, or an IngestBatchStream, reads."""
         self._ingestor = ingestor
+        self._stream_max_events = stream_max_events
+        self._stream_max_seconds = stream_max_seconds
 
     @translate_errors
     async def Ingest(
@@ -73,14 +79,34 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
             chunk.clear()
 
-        async for event in request_iterator:
-            chunk.append(event)
-            seen += 1
-            if len(chunk) == STREAM_CHUNK_EVENTS:
-                await flush()
+        # The stream is read up to its bounds; what was read before is stored and answered as
+        # usual, and the answer says which bound ended it (a status error would lose the
+        # counts, and with them where the client is to resume).
+        limit_reached = ""
+        deadline = asyncio.get_running_loop().time() + self._stream_max_seconds
+        reading = asyncio.timeout_at(deadline)
+        try:
+            async with reading:
+                async for event in request_iterator:
+                    if seen == self._stream_max_events:
+                        limit_reached = f"at most {seen} events per stream"
+                        break
+                    chunk.append(event)
+                    seen += 1
+                    if len(chunk) == STREAM_CHUNK_EVENTS:
+                        # Only the reading is bounded in time: what was read is stored whole.
+                        reading.reschedule(None)
+                        await flush()
+                        reading.reschedule(deadline)
+        except TimeoutError:
+            if not reading.expired():
+                raise
+            limit_reached = f"at most {self._stream_max_seconds:g} seconds per stream"
         if chunk:
             await flush()
-        response = ingest_pb2.IngestStreamResponse(accepted_count=accepted, rejected_count=rejected)
+        response = ingest_pb2.IngestStreamResponse(
+            accepted_count=accepted, rejected_count=rejected, limit_reached=limit_reached
+        )
         _add_results(response.rejected, details)
         return response
 
@@ -96,7 +122,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
-                if isinstance(answer, InvalidArgument):
+                if isinstance(answer, ServiceError):
                     raise answer
                 yield _batch_response(await answer)
                 in_flight.release()
@@ -114,18 +140,30 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         answers: asyncio.Queue[_Answer],
         in_flight: asyncio.Semaphore,
     ) -> None:
-        """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once. A
-        bad request is answered with its error, and nothing after it is read or stored."""
+        """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once, for
+        as long as the stream may stay open. A bad request is answered with its error, and
+        nothing after it is read or stored; so is the end of that time."""
         try:
-            async for request in requests:
-                await in_flight.acquire()
-                if isinstance(request, InvalidArgument):
-                    answers.put_nowait(request)
-                    return
-                if violations := batch_size_violations(len(request.events)):
-                    answers.put_nowait(InvalidArgument(violations))
-                    return
-                answers.put_nowait(asyncio.create_task(self._ingestor.ingest_batch(request.events)))
+            async with asyncio.timeout(self._stream_max_seconds):
+                async for request in requests:
+                    await in_flight.acquire()
+                    if isinstance(request, InvalidArgument):
+                        answers.put_nowait(request)
+                        return
+                    if violations := batch_size_violations(len(request.events)):
+                        answers.put_nowait(InvalidArgument(violations))
+                        return
+                    answers.put_nowait(
+                        asyncio.create_task(self._ingestor.ingest_batch(request.events))
+                    )
+        except TimeoutError:
+            answers.put_nowait(
+                LimitReached(
+                    f"a stream stays open at most {self._stream_max_seconds:g} seconds; the "
+                    "requests answered were stored, and none after them was: send those in a "
+                    "new stream"
+                )
+            )
         finally:
             answers.put_nowait(None)
 

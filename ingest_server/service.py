@@ -48,7 +48,14 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
     async with open_ingestor(settings) as ingestor:
         yield Doors(
             servicers=[
-                (ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], IngestServicer(ingestor))
+                (
+                    ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
+                    IngestServicer(
+                        ingestor,
+                        settings.ingest_stream_max_events,
+                        settings.ingest_stream_max_seconds,
+                    ),
+                )
             ],
             routes=http.routes(ingestor, settings.max_body_bytes),
         )

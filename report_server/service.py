@@ -22,10 +22,14 @@ from runtime.serve import Doors
 async def open_stats_reader(settings: Settings) -> AsyncIterator[StatsReader]:
     """A StatsReader on a pool of connections, once the schema is at its version: the report
     server and the writer may start in either order."""
-    pool = await create_pool(settings, max_size=10)
+    pool = await create_pool(
+        settings,
+        max_size=settings.report_pool_size,
+        statement_timeout=settings.report_statement_timeout,
+    )
     try:
         await wait_for_schema(pool, "analytics-report")
-        yield StatsReader(pool)
+        yield StatsReader(pool, settings.report_acquire_timeout, settings.report_statement_timeout)
     finally:
         await pool.close()
 

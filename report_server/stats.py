@@ -10,7 +10,7 @@ import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
 from core.database import POSTGRES_UNAVAILABLE
-from core.errors import FieldViolation, InvalidArgument, Unavailable
+from core.errors import FieldViolation, InvalidArgument, ResourceExhausted, Unavailable
 from core.events import event_type_violations, site_id_violations
 from report_server.queries import ALL_TIME_STATS, DAY_STATS, RANGE_STATS
 
@@ -111,14 +111,29 @@ def _calendar_day(field: str, text: str, violations: list[FieldViolation]) -> Da
 
 
 class StatsReader:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout: float, statement_timeout: float
+    ) -> None:
+        """`acquire_timeout`: seconds a report waits for a connection of the pool;
+        `statement_timeout`: the pool's, in seconds, to name it to a client (PostgreSQL
+        applies it)."""
         self._pool = pool
+        self._acquire_timeout = acquire_timeout
+        self._statement_timeout = statement_timeout
 
     async def get_stats(self, query: StatsQuery) -> Stats:
-        """Raises Unavailable when PostgreSQL cannot be reached."""
+        """Raises Unavailable when PostgreSQL cannot be reached, or no connection of the pool
+        is free in time; ResourceExhausted when the query runs past the statement timeout."""
         statement = _statement(query)
         try:
-            rows = await self._pool.fetch(statement.sql, *statement.args)
+            rows = await self._fetch(statement)
+        except asyncpg.QueryCanceledError as error:  # before POSTGRES_UNAVAILABLE, which holds it
+            # The query costs more than a report may: a retry later, or over fewer days, may
+            # finish in time.
+            raise ResourceExhausted(
+                f"the report ran longer than its bound of {self._statement_timeout:g} seconds; "
+                "retry later or ask for fewer days"
+            ) from error
         except POSTGRES_UNAVAILABLE as error:
             raise Unavailable("the database is not reachable; retry") from error
         site_id, days = query.site_id, query.days
@@ -136,6 +151,20 @@ class StatsReader:
                 if row["path"] is not None
             ],
         )
+
+    async def _fetch(self, statement: Statement) -> list[asyncpg.Record]:
+        # Waiting for a connection is bounded, so that reports holding every connection make
+        # the others answer 503 rather than queue without end.
+        try:
+            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        except TimeoutError:
+            raise Unavailable(
+                f"no database connection was free within {self._acquire_timeout:g} seconds; retry"
+            ) from None
+        try:
+            return await connection.fetch(statement.sql, *statement.args)
+        finally:
+            await self._pool.release(connection)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import uvicorn
 
 from core.settings import Address
 from transports.http_app import ASGIApp
-from transports.http_writes import OneWriteHttpToolsProtocol
+from transports.http_bounds import bounded_protocol
 
 GRACE_SECONDS = 5.0
 
@@ -42,12 +42,23 @@ class _UvicornServer(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, app: ASGIApp, listen: Address, *, share_port: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        busy_app: ASGIApp,
+        listen: Address,
+        *,
+        share_port: bool,
+        read_timeout: float,
+        max_connections: int,
+    ) -> None:
+        """Serve `app`, and `busy_app` on the connections over `max_connections`."""
         self._socket = listening_socket(listen, share_port=share_port)
         self._server = _UvicornServer(
             uvicorn.Config(
                 app,
-                http=OneWriteHttpToolsProtocol,
+                http=bounded_protocol(read_timeout, max_connections, busy_app),
+                ws="none",  # no WebSocket is served: no connection is handed to another protocol
                 lifespan="off",
                 log_config=None,
                 access_log=False,

@@ -31,7 +31,7 @@ from runtime.ports import listen_refusal
 from runtime.workers import run_workers
 from transports.cors import Cors
 from transports.grpc_decoding import add_servicer
-from transports.http_app import Handler, create_app
+from transports.http_app import Handler, create_app, create_busy_app
 
 # A 1000-event batch of typical events is well under 1 MiB.
 MAX_GRPC_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -81,7 +81,17 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
                 # store is then held back at the sender rather than buffered here (it doubled
                 # the ingest server's memory under IngestBatchStream).
                 ("grpc.http2.bdp_probe", 0),
-            ]
+                # A connection closes at an age (gRPC adds a random tenth either way, so that
+                # connections made together do not close together), which lets load balancers
+                # spread clients anew; its calls in flight then have a grace to finish.
+                ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age * 1000)),
+                (
+                    "grpc.max_connection_age_grace_ms",
+                    round(settings.grpc_max_connection_age_grace * 1000),
+                ),
+            ],
+            # Over it grpc answers RESOURCE_EXHAUSTED at once, rather than queueing the call.
+            maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )
         routes: dict[str, Mapping[str, Handler]] = {}
         for door in doors:
@@ -90,10 +100,14 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             routes.update(door.routes)
         grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
         await grpc_server.start()
+        cors = Cors(settings.cors_allow_origins)
         http = HttpServer(
-            create_app(routes, Cors(settings.cors_allow_origins)),
+            create_app(routes, cors),
+            create_busy_app(cors),
             settings.http_listen,
             share_port=settings.share_ports,
+            read_timeout=settings.http_read_timeout,
+            max_connections=settings.http_max_connections,
         )
         try:
             http_port = await http.start()

@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.errors import FieldViolation, InvalidArgument, ServiceError
+from core.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable
 from transports.cors import Cors
 from transports.http_json import encodes_as_utf8, error_to_json, parse_body
 
@@ -41,15 +41,25 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(ServiceError):
+    """The client did not send its whole request in time (the HTTP protocol answers it, see
+    transports.http_bounds)."""
+
+    code = "request_timeout"
+
+
 # The one table from our error codes to HTTP statuses.
 HTTP_STATUS: Mapping[str, HTTPStatus] = {
     "invalid_argument": HTTPStatus.BAD_REQUEST,
+    "request_timeout": HTTPStatus.REQUEST_TIMEOUT,
     "payload_too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     "unsupported_media_type": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     "resource_exhausted": HTTPStatus.TOO_MANY_REQUESTS,
     "unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
     "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
 }
+# The header of an answer after which the server closes the connection.
+_CLOSE = (b"connection", b"close")
 
 
 # Plain slotted dataclasses: a frozen one costs several times as much to make, per request.
@@ -81,6 +91,12 @@ Routes = Mapping[str, Mapping[str, Handler]]
 def create_app(routes: Routes, cors: Cors) -> ASGIApp:
     """An ASGI application serving `routes`."""
     return _App(routes, cors)
+
+
+def create_busy_app(cors: Cors) -> ASGIApp:
+    """An ASGI application answering every request 503 (with Retry-After) and closing its
+    connection: what serves a connection over the server's bound (transports.http_bounds)."""
+    return _Busy({}, cors)
 
 
 class _App:
@@ -120,6 +136,12 @@ class _App:
             return Reply(preflight.status, preflight.body, preflight.headers)
         allow = ", ".join(methods).encode()
         return _http_error(request, HTTPStatus.METHOD_NOT_ALLOWED, ((b"allow", allow),))
+
+
+class _Busy(_App):
+    async def _route(self, request: Request) -> Reply:
+        reply = error_reply(Unavailable("the server is serving all the connections it may; retry"))
+        return Reply(reply.status, reply.body, (*reply.headers, _CLOSE))
 
 
 def error_reply(error: ServiceError) -> Reply:
@@ -204,16 +226,30 @@ def _http_error(request: Request, status: HTTPStatus, headers: Headers = ()) -> 
     return Reply(status, {"error": code, "message": message}, headers)
 
 
+def closing_response(error: ServiceError) -> bytes:
+    """The whole HTTP/1.1 answer to a request that failed with `error`, closing the
+    connection: for the HTTP protocol to write itself, where no application call can answer."""
+    reply = error_reply(error)
+    headers, body = _encoded(Reply(reply.status, reply.body, (*reply.headers, _CLOSE)))
+    status = HTTPStatus(reply.status)
+    head = b"".join(b"%s: %s\r\n" % header for header in headers)
+    return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, status.phrase.encode(), head, body)
+
+
 async def _send_json(send: Send, reply: Reply) -> None:
-    if reply.body is None:
-        headers = list(reply.headers)
-        body = b""
-    else:
-        body = _JSON_ENCODER.encode(reply.body).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-            *reply.headers,
-        ]
+    headers, body = _encoded(reply)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _encoded(reply: Reply) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The reply's headers and body as they go on the wire."""
+    if reply.body is None:
+        return list(reply.headers), b""
+    body = _JSON_ENCODER.encode(reply.body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        *reply.headers,
+    ]
+    return headers, body

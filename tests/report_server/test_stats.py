@@ -29,7 +29,7 @@ async def store(pool: asyncpg.Pool) -> EventStore:
 
 @pytest.fixture
 def reader(pool: asyncpg.Pool) -> StatsReader:
-    return StatsReader(pool)
+    return StatsReader(pool, acquire_timeout=10, statement_timeout=60)
 
 
 async def stored(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from analytics.v1 import event_pb2 as analytics_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/ingest.proto\x12\x0c\x61nalytics.v1\x1a\x18\x61nalytics/v1/event.proto\"3\n\rIngestRequest\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Event\"\"\n\x0eIngestResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"9\n\x12IngestBatchRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\"q\n\x13IngestBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.analytics.v1.EventResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\r\x12\x16\n\x0erejected_count\x18\x03 \x01(\r\"s\n\x14IngestStreamResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\r\x12\x16\n\x0erejected_count\x18\x02 \x01(\r\x12+\n\x08rejected\x18\x03 \x03(\x0b\x32\x19.analytics.v1.EventResult\"`\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x30\n\nviolations\x18\x03 \x03(\x0b\x32\x1c.analytics.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t2\xd1\x02\n\rIngestService\x12\x43\n\x06Ingest\x12\x1b.analytics.v1.IngestRequest\x1a\x1c.analytics.v1.IngestResponse\x12R\n\x0bIngestBatch\x12 .analytics.v1.IngestBatchRequest\x1a!.analytics.v1.IngestBatchResponse\x12I\n\x0cIngestStream\x12\x13.analytics.v1.Event\x1a\".analytics.v1.IngestStreamResponse(\x01\x12\\\n\x11IngestBatchStream\x12 .analytics.v1.IngestBatchRequest\x1a!.analytics.v1.IngestBatchResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/ingest.proto\x12\x0c\x61nalytics.v1\x1a\x18\x61nalytics/v1/event.proto\"3\n\rIngestRequest\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Event\"\"\n\x0eIngestResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"9\n\x12IngestBatchRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\"q\n\x13IngestBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.analytics.v1.EventResult\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x02 \x01(\r\x12\x16\n\x0erejected_count\x18\x03 \x01(\r\"\x8a\x01\n\x14IngestStreamResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\r\x12\x16\n\x0erejected_count\x18\x02 \x01(\r\x12+\n\x08rejected\x18\x03 \x03(\x0b\x32\x19.analytics.v1.EventResult\x12\x15\n\rlimit_reached\x18\x04 \x01(\t\"`\n\x0b\x45ventResult\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x30\n\nviolations\x18\x03 \x03(\x0b\x32\x1c.analytics.v1.FieldViolation\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t2\xd1\x02\n\rIngestService\x12\x43\n\x06Ingest\x12\x1b.analytics.v1.IngestRequest\x1a\x1c.analytics.v1.IngestResponse\x12R\n\x0bIngestBatch\x12 .analytics.v1.IngestBatchRequest\x1a!.analytics.v1.IngestBatchResponse\x12I\n\x0cIngestStream\x12\x13.analytics.v1.Event\x1a\".analytics.v1.IngestStreamResponse(\x01\x12\\\n\x11IngestBatchStream\x12 .analytics.v1.IngestBatchRequest\x1a!.analytics.v1.IngestBatchResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,12 +40,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTBATCHREQUEST']._serialized_end=215
   _globals['_INGESTBATCHRESPONSE']._serialized_start=217
   _globals['_INGESTBATCHRESPONSE']._serialized_end=330
-  _globals['_INGESTSTREAMRESPONSE']._serialized_start=332
-  _globals['_INGESTSTREAMRESPONSE']._serialized_end=447
-  _globals['_EVENTRESULT']._serialized_start=449
-  _globals['_EVENTRESULT']._serialized_end=545
-  _globals['_FIELDVIOLATION']._serialized_start=547
-  _globals['_FIELDVIOLATION']._serialized_end=599
-  _globals['_INGESTSERVICE']._serialized_start=602
-  _globals['_INGESTSERVICE']._serialized_end=939
+  _globals['_INGESTSTREAMRESPONSE']._serialized_start=333
+  _globals['_INGESTSTREAMRESPONSE']._serialized_end=471
+  _globals['_EVENTRESULT']._serialized_start=473
+  _globals['_EVENTRESULT']._serialized_end=569
+  _globals['_FIELDVIOLATION']._serialized_start=571
+  _globals['_FIELDVIOLATION']._serialized_end=623
+  _globals['_INGESTSERVICE']._serialized_start=626
+  _globals['_INGESTSERVICE']._serialized_end=963
 # @@protoc_insertion_point(module_scope)

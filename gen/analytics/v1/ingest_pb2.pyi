@@ -113,8 +113,15 @@ class IngestStreamResponse(_message.Message):
     ACCEPTED_COUNT_FIELD_NUMBER: _builtins.int
     REJECTED_COUNT_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    LIMIT_REACHED_FIELD_NUMBER: _builtins.int
     accepted_count: _builtins.int
     rejected_count: _builtins.int
+    limit_reached: _builtins.str
+    """Empty when the server read the stream to its end. Otherwise the stream reached a bound of
+    the server, named here ("at most 100000 events per stream", "at most 60 seconds per
+    stream"), and the server ended it: it read, stored and counted the first
+    accepted_count + rejected_count events, and none after them. Send those in a new stream.
+    """
     @_builtins.property
     def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
         """The first 1000 rejected events, indexed by their position in the stream (from 0);
@@ -127,10 +134,11 @@ class IngestStreamResponse(_message.Message):
         accepted_count: _builtins.int = ...,
         rejected_count: _builtins.int = ...,
         rejected: _abc.Iterable[Global___EventResult] | None = ...,
+        limit_reached: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "rejected", b"rejected", "rejected_count", b"rejected_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_count", b"accepted_count", "limit_reached", b"limit_reached", "rejected", b"rejected", "rejected_count", b"rejected_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -80,8 +80,12 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def IngestStream(self, request_iterator, context):
-        """Any number of events, for high-volume backends. Answers once the client closes the stream
-        and every accepted event is stored.
+        """Events one by one, for backends. Answers once the client closes the stream and every
+        accepted event is stored, or once the stream reaches a bound of the server (more than
+        INGEST_STREAM_MAX_EVENTS events, 100000 by default, or open longer than
+        INGEST_STREAM_MAX_SECONDS, 60 by default): then the events read before the bound are
+        stored and answered as usual, with limit_reached saying which bound, and none after them
+        is read or stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,8 +97,10 @@ class IngestServiceServicer:
         so a client keeps the stream busy without waiting and learns early what became of each
         event. An undecodable request, or one of more than 1000 events, ends the stream with
         INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-        stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-        stored: resending it is safe for events that carry their own event_id.
+        stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+        RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+        request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+        resending it is safe for events that carry their own event_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,8 +43,12 @@ class IngestServiceStub:
     each result says which.
     """
     IngestStream: _grpc.StreamUnaryMultiCallable[_event_pb2.Event, _ingest_pb2.IngestStreamResponse]
-    """Any number of events, for high-volume backends. Answers once the client closes the stream
-    and every accepted event is stored.
+    """Events one by one, for backends. Answers once the client closes the stream and every
+    accepted event is stored, or once the stream reaches a bound of the server (more than
+    INGEST_STREAM_MAX_EVENTS events, 100000 by default, or open longer than
+    INGEST_STREAM_MAX_SECONDS, 60 by default): then the events read before the bound are
+    stored and answered as usual, with limit_reached saying which bound, and none after them
+    is read or stored.
     """
     IngestBatchStream: _grpc.StreamStreamMultiCallable[_ingest_pb2.IngestBatchRequest, _ingest_pb2.IngestBatchResponse]
     """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
@@ -52,8 +56,10 @@ class IngestServiceStub:
     so a client keeps the stream busy without waiting and learns early what became of each
     event. An undecodable request, or one of more than 1000 events, ends the stream with
     INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-    stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-    stored: resending it is safe for events that carry their own event_id.
+    stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+    RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+    request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+    resending it is safe for events that carry their own event_id.
     """
 
 @_typing.type_check_only
@@ -70,8 +76,12 @@ class IngestServiceAsyncStub(IngestServiceStub):
     each result says which.
     """
     IngestStream: _aio.StreamUnaryMultiCallable[_event_pb2.Event, _ingest_pb2.IngestStreamResponse]  # type: ignore[assignment]
-    """Any number of events, for high-volume backends. Answers once the client closes the stream
-    and every accepted event is stored.
+    """Events one by one, for backends. Answers once the client closes the stream and every
+    accepted event is stored, or once the stream reaches a bound of the server (more than
+    INGEST_STREAM_MAX_EVENTS events, 100000 by default, or open longer than
+    INGEST_STREAM_MAX_SECONDS, 60 by default): then the events read before the bound are
+    stored and answered as usual, with limit_reached saying which bound, and none after them
+    is read or stored.
     """
     IngestBatchStream: _aio.StreamStreamMultiCallable[_ingest_pb2.IngestBatchRequest, _ingest_pb2.IngestBatchResponse]  # type: ignore[assignment]
     """Batches of up to 1000 events each, for the highest volumes: each request is answered, in
@@ -79,8 +89,10 @@ class IngestServiceAsyncStub(IngestServiceStub):
     so a client keeps the stream busy without waiting and learns early what became of each
     event. An undecodable request, or one of more than 1000 events, ends the stream with
     INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-    stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-    stored: resending it is safe for events that carry their own event_id.
+    stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+    RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+    request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+    resending it is safe for events that carry their own event_id.
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -112,8 +124,12 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_event_pb2.Event],
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.IngestStreamResponse, _abc.Awaitable[_ingest_pb2.IngestStreamResponse]]:
-        """Any number of events, for high-volume backends. Answers once the client closes the stream
-        and every accepted event is stored.
+        """Events one by one, for backends. Answers once the client closes the stream and every
+        accepted event is stored, or once the stream reaches a bound of the server (more than
+        INGEST_STREAM_MAX_EVENTS events, 100000 by default, or open longer than
+        INGEST_STREAM_MAX_SECONDS, 60 by default): then the events read before the bound are
+        stored and answered as usual, with limit_reached saying which bound, and none after them
+        is read or stored.
         """
 
     @_abc_1.abstractmethod
@@ -127,8 +143,10 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         so a client keeps the stream busy without waiting and learns early what became of each
         event. An undecodable request, or one of more than 1000 events, ends the stream with
         INVALID_ARGUMENT after the requests before it are answered, and nothing after it is
-        stored. A request left unanswered otherwise (an outage, a cancel) may or may not be
-        stored: resending it is safe for events that carry their own event_id.
+        stored. So does a stream open longer than INGEST_STREAM_MAX_SECONDS (60 by default), with
+        RESOURCE_EXHAUSTED and no RetryInfo: send the requests left unanswered in a new stream. A
+        request left unanswered otherwise (an outage, a cancel) may or may not be stored:
+        resending it is safe for events that carry their own event_id.
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
