@@ -7,9 +7,12 @@ starting the services before the servers (as containers often do) just works.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
+from core.errors import Unavailable
 from core.retry import retrying
 from core.settings import Settings
 
@@ -29,6 +32,15 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,  # shutting down, starting up
     asyncpg.InsufficientResourcesError,  # too many connections, disk full
 )
+
+
+@asynccontextmanager
+async def reachable() -> AsyncIterator[None]:
+    """PostgreSQL failing to answer, inside the block, becomes Unavailable for the client."""
+    try:
+        yield
+    except POSTGRES_UNAVAILABLE as error:
+        raise Unavailable("the database is not reachable; retry") from error
 
 
 async def create_pool(

@@ -70,3 +70,15 @@ class LimitReached(ResourceExhausted):
     what came before the bound was done, and the rest may be sent at once, in a new request."""
 
     retry_after = None
+
+
+class NotFound(ServiceError):
+    """The request names something that does not exist (a site, say)."""
+
+    code = "not_found"
+
+
+class AlreadyExists(ServiceError):
+    """The request would create something that exists already."""
+
+    code = "already_exists"

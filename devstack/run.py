@@ -144,9 +144,10 @@ def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
 def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, str]) -> None:
     print(
         "\nThe analytics stack is running.\n"
-        f"  HTTP      http://{settings.http_listen}   POST /event, POST /events, GET /stats\n"
+        f"  HTTP      http://{settings.http_listen}   "
+        "POST /event, POST /events, GET /stats, /sites\n"
         f"  gRPC      {settings.grpc_listen}   "
-        "analytics.v1.IngestService, analytics.v1.ReportService\n"
+        "analytics.v1.IngestService, ReportService, SiteService\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
         f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
         "Press Ctrl-C to stop.\n",

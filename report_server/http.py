@@ -1,7 +1,8 @@
-"""The report service's HTTP door: `GET /stats`, the seeds' shape.
+"""The report service's HTTP door: `GET /stats` (the seeds' shape) and the site registry
+(`/sites`, `/sites/{site_id}`).
 
-It reads the query string into the StatsQuery the gRPC door builds from its request and calls
-the same StatsReader; it holds no rule of its own.
+It reads query strings and JSON bodies into the arguments the gRPC door passes, and calls the
+same StatsReader and SiteRegistry; it holds no rule of its own.
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ from typing import Any
 from analytics.v1.report_pb2 import Stats
 
 from core.errors import FieldViolation, InvalidArgument
+from core.sites import Site
+from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
-from transports.http_app import Reply, Request, Routes, query_parameters
+from transports.http_app import Reply, Request, Routes, json_body, query_parameters
+from transports.http_json import is_short_text, not_text
 
 STATS_PARAMETERS = ("site_id", "date", "start_date", "end_date", "event_type", "limit")
 
 
-def routes(reader: StatsReader) -> Routes:
-    return {"/stats": {"GET": _StatsRoutes(reader).get_stats}}
+def routes(reader: StatsReader, registry: SiteRegistry, max_body_bytes: int) -> Routes:
+    sites = _SiteRoutes(registry, max_body_bytes)
+    return {
+        "/stats": {"GET": _StatsRoutes(reader).get_stats},
+        "/sites": {"GET": sites.list, "POST": sites.create},
+        "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
+    }
 
 
 class _StatsRoutes:
@@ -55,3 +64,76 @@ def stats_to_json(stats: Stats) -> dict[str, Any]:
         "unique_users": stats.unique_users,
         "top_paths": [{"path": p.path, "views": p.views} for p in stats.top_paths],
     }
+
+
+class _SiteRoutes:
+    def __init__(self, registry: SiteRegistry, max_body_bytes: int) -> None:
+        self._registry = registry
+        self._max_body_bytes = max_body_bytes
+
+    async def create(self, request: Request) -> Reply:
+        fields = _text_fields(
+            await json_body(request, self._max_body_bytes), ("site_id", "name", "time_zone")
+        )
+        site = await self._registry.create(
+            fields.get("site_id", ""), fields.get("name", ""), fields.get("time_zone", "")
+        )
+        return Reply(HTTPStatus.CREATED, site_to_json(site))
+
+    async def list(self, request: Request) -> Reply:
+        params, violations = query_parameters(request, ("page_size", "page_token"))
+        size = params.get("page_size", "0")
+        if not (size.isascii() and size.isdigit() and len(size) < 10):
+            violations.append(FieldViolation("page_size", "must be an integer"))
+        if violations:
+            raise InvalidArgument(violations)
+        page = await self._registry.list(int(size), params.get("page_token", ""))
+        return Reply(
+            HTTPStatus.OK,
+            {
+                "sites": [site_to_json(site) for site in page.sites],
+                "next_page_token": page.next_page_token or None,
+            },
+        )
+
+    async def get(self, request: Request) -> Reply:
+        site = await self._registry.get(request.path_params["site_id"])
+        return Reply(HTTPStatus.OK, site_to_json(site))
+
+    async def update(self, request: Request) -> Reply:
+        fields = _text_fields(await json_body(request, self._max_body_bytes), ("name", "time_zone"))
+        changes = SiteChanges(name=fields.get("name"), time_zone=fields.get("time_zone"))
+        site = await self._registry.update(request.path_params["site_id"], changes)
+        return Reply(HTTPStatus.OK, site_to_json(site))
+
+
+def site_to_json(site: Site) -> dict[str, Any]:
+    return {
+        "site_id": site.site_id,
+        "name": site.name,
+        "time_zone": site.time_zone,
+        "created_at": site.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": site.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _text_fields(value: object, known: tuple[str, ...]) -> dict[str, str]:
+    """The string fields of a JSON object of those `known`; InvalidArgument names each field
+    that is unknown or not a string."""
+    if not isinstance(value, dict):
+        raise InvalidArgument.single("body", "must be a JSON object")
+    violations = [
+        FieldViolation(key if is_short_text(key) else "body", "is not a known field")
+        for key in value
+        if key not in known
+    ]
+    fields: dict[str, str] = {}
+    for key in known:
+        if key in value:
+            if problem := not_text(value[key]):
+                violations.append(FieldViolation(key, problem))
+            else:
+                fields[key] = value[key]
+    if violations:
+        raise InvalidArgument(violations)
+    return fields

@@ -7,20 +7,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from analytics.v1 import report_pb2
+import asyncpg
+from analytics.v1 import report_pb2, site_pb2
 
 from core.database import create_pool
 from core.schema import wait_for_schema
 from core.settings import Settings
 from report_server import http
-from report_server.grpc import ReportServicer
+from report_server.grpc import ReportServicer, SiteServicer
+from report_server.sites import SiteRegistry
 from report_server.stats import StatsReader
 from runtime.serve import Doors
 
 
 @asynccontextmanager
-async def open_stats_reader(settings: Settings) -> AsyncIterator[StatsReader]:
-    """A StatsReader on a pool of connections, once the schema is at its version: the report
+async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of connections, once the schema is at the version this code reads: the report
     server and the writer may start in either order."""
     pool = await create_pool(
         settings,
@@ -29,18 +31,23 @@ async def open_stats_reader(settings: Settings) -> AsyncIterator[StatsReader]:
     )
     try:
         await wait_for_schema(pool, "analytics-report")
-        yield StatsReader(pool, settings.report_acquire_timeout, settings.report_statement_timeout)
+        yield pool
     finally:
         await pool.close()
 
 
 @asynccontextmanager
 async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
-    """ReportService over gRPC, `GET /stats` over HTTP."""
-    async with open_stats_reader(settings) as reader:
+    """ReportService and SiteService over gRPC; `GET /stats` and the site routes over HTTP."""
+    async with open_pool(settings) as pool:
+        reader = StatsReader(
+            pool, settings.report_acquire_timeout, settings.report_statement_timeout
+        )
+        registry = SiteRegistry(pool)
         yield Doors(
             servicers=[
-                (report_pb2.DESCRIPTOR.services_by_name["ReportService"], ReportServicer(reader))
+                (report_pb2.DESCRIPTOR.services_by_name["ReportService"], ReportServicer(reader)),
+                (site_pb2.DESCRIPTOR.services_by_name["SiteService"], SiteServicer(registry)),
             ],
-            routes=http.routes(reader),
+            routes=http.routes(reader, registry, settings.max_body_bytes),
         )

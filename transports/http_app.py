@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,6 +52,8 @@ class RequestTimeout(ServiceError):
 HTTP_STATUS: Mapping[str, HTTPStatus] = {
     "invalid_argument": HTTPStatus.BAD_REQUEST,
     "request_timeout": HTTPStatus.REQUEST_TIMEOUT,
+    "not_found": HTTPStatus.NOT_FOUND,
+    "already_exists": HTTPStatus.CONFLICT,
     "payload_too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     "unsupported_media_type": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     "resource_exhausted": HTTPStatus.TOO_MANY_REQUESTS,
@@ -72,6 +74,8 @@ class Request:
     headers: dict[bytes, bytes]
     query_string: bytes
     receive: Receive
+    # The values of the route's `{name}` segments, by name.
+    path_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -84,7 +88,8 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
-# Path → method → handler.
+# Path → method → handler. A path segment `{name}` matches any one segment, its value in the
+# request's path_params.
 Routes = Mapping[str, Mapping[str, Handler]]
 
 
@@ -101,7 +106,11 @@ def create_busy_app(cors: Cors) -> ASGIApp:
 
 class _App:
     def __init__(self, routes: Routes, cors: Cors) -> None:
-        self._routes = routes
+        self._routes = {path: methods for path, methods in routes.items() if "{" not in path}
+        # (segments, methods) of the routes with parameters, tried in turn.
+        self._patterns = [
+            (path.strip("/").split("/"), methods) for path, methods in routes.items() if "{" in path
+        ]
         self._cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +134,7 @@ class _App:
         await _send_json(send, reply)
 
     async def _route(self, request: Request) -> Reply:
-        methods = self._routes.get(request.path)
+        methods = self._routes.get(request.path) or self._match(request)
         if methods is None:
             return _http_error(request, HTTPStatus.NOT_FOUND)
         handler = methods.get(request.method)
@@ -136,6 +145,25 @@ class _App:
             return Reply(preflight.status, preflight.body, preflight.headers)
         allow = ", ".join(methods).encode()
         return _http_error(request, HTTPStatus.METHOD_NOT_ALLOWED, ((b"allow", allow),))
+
+    def _match(self, request: Request) -> Mapping[str, Handler] | None:
+        """The methods of the first route with parameters the path matches, which fills the
+        request's path_params."""
+        segments = request.path.strip("/").split("/")
+        for pattern, methods in self._patterns:
+            if len(pattern) != len(segments):
+                continue
+            params = {}
+            for expected, given in zip(pattern, segments, strict=True):
+                if expected.startswith("{"):
+                    params[expected.strip("{}")] = given
+                elif expected != given:
+                    break
+            else:
+                if all(params.values()):
+                    request.path_params = params
+                    return methods
+        return None
 
 
 class _Busy(_App):

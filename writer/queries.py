@@ -7,6 +7,11 @@
 # resent event never counts twice. Aggregate rows are written in key order so that concurrent
 # writers lock them in the same order. Returns the number of events newly stored.
 #
+# Sites: a site the batch brings for the first time is registered with the defaults. Each
+# event's `day` is its calendar day in its site's time zone; the site's row is read FOR SHARE,
+# so a change of zone (which locks the row while it counts the site's days again) waits for
+# this batch, and a batch after it reads the new zone.
+#
 # Users: a user_id the site has not had before gets the site's next number (site_users, from
 # the counter in site_user_counters); if a concurrent writer numbered it first, the upsert
 # keeps that number (its own is then never used, a harmless gap). The numbers set bits in the
@@ -24,11 +29,32 @@ WITH inserted AS (
     ) AS t(event_id, site_id, event_type, path, user_id,
            occurred_at, referrer, properties, received_at)
     ON CONFLICT (site_id, event_id) DO NOTHING
-    RETURNING site_id, event_type, (occurred_at AT TIME ZONE 'UTC')::date AS day, path, user_id
+    RETURNING site_id, event_type, occurred_at, path, user_id
+),
+batch_sites AS (
+    SELECT DISTINCT site_id FROM inserted
+),
+registered AS (
+    INSERT INTO sites (site_id, name)
+    SELECT site_id, site_id FROM batch_sites
+    ORDER BY site_id
+    ON CONFLICT (site_id) DO NOTHING
+),
+zones AS (
+    SELECT site_id, time_zone FROM sites
+    WHERE site_id IN (SELECT site_id FROM batch_sites)
+    ORDER BY site_id
+    FOR SHARE
+),
+located AS (
+    SELECT i.site_id, i.event_type,
+           (i.occurred_at AT TIME ZONE coalesce(z.time_zone, 'UTC'))::date AS day,
+           i.path, i.user_id
+    FROM inserted AS i LEFT JOIN zones AS z USING (site_id)
 ),
 path_counts AS (
     SELECT site_id, event_type, day, path, count(*) AS views
-    FROM inserted
+    FROM located
     GROUP BY site_id, event_type, day, path
 ),
 daily_paths AS (
@@ -52,7 +78,7 @@ batch_users AS (
     SELECT site_id, user_id,
            (SELECT user_no FROM site_users AS u
             WHERE u.site_id = b.site_id AND u.user_id = b.user_id) AS user_no
-    FROM (SELECT DISTINCT site_id, user_id FROM inserted WHERE user_id IS NOT NULL) AS b
+    FROM (SELECT DISTINCT site_id, user_id FROM located WHERE user_id IS NOT NULL) AS b
 ),
 unnumbered AS (
     SELECT site_id, user_id,
@@ -85,7 +111,7 @@ user_numbers AS (
 new_bits AS (
     SELECT i.site_id, i.event_type, i.day, user_chunk(n.user_no) AS chunk,
            bitmap_of(user_bit(n.user_no), 1) AS bits
-    FROM inserted AS i JOIN user_numbers AS n USING (site_id, user_id)
+    FROM located AS i JOIN user_numbers AS n USING (site_id, user_id)
     GROUP BY 1, 2, 3, 4
 ),
 daily_bitmaps AS (

@@ -12,8 +12,7 @@ import pytest
 from core.migrator import migrate
 from core.schema import latest_version, schema_version
 from core.settings import Settings
-from report_server.service import open_stats_reader
-from report_server.stats import StatsReader
+from report_server.service import open_pool
 from tests.support.waiting import eventually
 
 
@@ -22,13 +21,13 @@ async def test_the_report_server_waits_for_the_schema_saying_so_and_migrates_not
 ) -> None:
     caplog.set_level(logging.WARNING)
     async with AsyncExitStack() as stack:
-        opening = asyncio.create_task(stack.enter_async_context(open_stats_reader(settings)))
+        opening = asyncio.create_task(stack.enter_async_context(open_pool(settings)))
         await eventually(lambda: _said_it_waits(caplog), True)
 
         assert not opening.done()
         assert await schema_version(pool) == 0
         await migrate(pool)
-        assert isinstance(await asyncio.wait_for(opening, 10), StatsReader)
+        assert isinstance(await asyncio.wait_for(opening, 10), asyncpg.Pool)
 
 
 async def _said_it_waits(caplog: pytest.LogCaptureFixture) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-from analytics.v1 import ingest_pb2_grpc, report_pb2_grpc
+from analytics.v1 import ingest_pb2_grpc, report_pb2_grpc, site_pb2_grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -20,6 +20,7 @@ from core.settings import Address
 class GrpcClients:
     ingest: ingest_pb2_grpc.IngestServiceAsyncStub
     report: report_pb2_grpc.ReportServiceAsyncStub
+    sites: site_pb2_grpc.SiteServiceAsyncStub
 
 
 @asynccontextmanager
@@ -28,6 +29,7 @@ async def grpc_clients(address: Address) -> AsyncIterator[GrpcClients]:
         yield GrpcClients(
             ingest_pb2_grpc.IngestServiceStub(channel),
             report_pb2_grpc.ReportServiceStub(channel),
+            site_pb2_grpc.SiteServiceStub(channel),
         )
 
 

@@ -10,7 +10,6 @@ from analytics.v1.event_pb2 import Event
 
 from core.migrator import migrate
 from writer.decoding import row_of
-from writer.queries import STORE_EVENTS
 from writer.store import EventStore
 
 RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
@@ -25,16 +24,22 @@ def event(event_id: str, site_id: str, user_id: str = "") -> Event:
     return stored
 
 
-# The statement of the writer of 0002's time, whose conflict target was event_id alone.
-STORE_EVENTS_UNDER_0002 = STORE_EVENTS.replace(
-    "ON CONFLICT (site_id, event_id)", "ON CONFLICT (event_id)"
-)
+# What the writer of 0002's time stored and counted for those events.
+FILL_UNDER_0002 = """
+INSERT INTO events (event_id, site_id, event_type, path, user_id, occurred_at, properties,
+                    received_at)
+VALUES ('1', 'shop-a', 'page_view', '/', 'u1', '2025-11-14T10:00:00Z', '{}',
+        '2025-11-14T12:00:00Z'),
+       ('2', 'shop-b', 'page_view', '/', NULL, '2025-11-14T10:00:00Z', '{}',
+        '2025-11-14T12:00:00Z');
+INSERT INTO daily_totals (site_id, event_type, day, views, users)
+VALUES ('shop-a', 'page_view', '2025-11-14', 1, 1), ('shop-b', 'page_view', '2025-11-14', 1, 0);
+"""
 
 
 async def filled_under_0002(pool: asyncpg.Pool) -> EventStore:
     await migrate(pool, up_to=2)
-    rows = [row_of(event("1", "shop-a", "u1"), RECEIVED), row_of(event("2", "shop-b"), RECEIVED)]
-    await pool.fetchval(STORE_EVENTS_UNDER_0002, *map(list, zip(*rows, strict=True)))
+    await pool.execute(FILL_UNDER_0002)
     return EventStore(pool)
 
 

@@ -1,0 +1,61 @@
+"""The site registry's SQL."""
+
+_COLUMNS = "site_id, name, time_zone, created_at, updated_at"
+
+# $1 site_id, $2 name, $3 time_zone; no row when the site exists.
+CREATE_SITE = f"""
+INSERT INTO sites (site_id, name, time_zone) VALUES ($1, $2, $3)
+ON CONFLICT (site_id) DO NOTHING
+RETURNING {_COLUMNS}
+"""
+
+# $1 site_id
+GET_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1"
+
+# $1 site_id; the row locked until the transaction ends, so no batch of its events is stored
+# meanwhile (the writer reads it FOR SHARE).
+LOCK_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1 FOR UPDATE"
+
+# $1 the last site_id of the page before ('' for the first page), $2 page size
+LIST_SITES = f"SELECT {_COLUMNS} FROM sites WHERE site_id > $1 ORDER BY site_id LIMIT $2"
+
+# $1 site_id, $2 name, $3 time_zone
+UPDATE_SITE = f"""
+UPDATE sites SET name = $2, time_zone = $3, updated_at = now() WHERE site_id = $1
+RETURNING {_COLUMNS}
+"""
+
+# Counting a site's days again in a new time zone ($1 site_id, $2 time_zone), in the
+# transaction that changes it: the daily aggregates hold days in the site's zone. The all-time
+# aggregates do not depend on the zone.
+DELETE_SITE_DAYS = (
+    "DELETE FROM daily_totals WHERE site_id = $1",
+    "DELETE FROM daily_path_views WHERE site_id = $1",
+    "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
+)
+RECOUNT_SITE_DAYS = (
+    """
+    INSERT INTO daily_path_views (site_id, event_type, day, path, views)
+    SELECT site_id, event_type, (occurred_at AT TIME ZONE $2)::date, path, count(*)
+    FROM events WHERE site_id = $1
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO daily_user_bitmaps (site_id, event_type, day, chunk, bits, added_users)
+    SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
+    FROM (
+        SELECT e.site_id, e.event_type, (e.occurred_at AT TIME ZONE $2)::date AS day,
+               user_chunk(u.user_no) AS chunk, bitmap_of(user_bit(u.user_no), 1) AS bits
+        FROM events AS e JOIN site_users AS u USING (site_id, user_id)
+        WHERE e.site_id = $1
+        GROUP BY 1, 2, 3, 4
+    ) AS days
+    """,
+    """
+    INSERT INTO daily_totals (site_id, event_type, day, views, users)
+    SELECT site_id, event_type, (occurred_at AT TIME ZONE $2)::date, count(*),
+           count(DISTINCT user_id)
+    FROM events WHERE site_id = $1
+    GROUP BY 1, 2, 3
+    """,
+)

@@ -1,0 +1,149 @@
+"""The site registry, as every door sees it: create, get, list, update.
+
+A site's time zone decides the days of its daily aggregates (the writer counts each event on
+its day in that zone), so a new zone counts the site's stored events again, in the transaction
+that changes it, while its row is locked: the writer's batches of the site wait for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from core.database import reachable
+from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from core.events import site_id_violations
+from core.sites import DEFAULT_TIME_ZONE, Site, name_violations, time_zone_violations
+from report_server.site_queries import (
+    CREATE_SITE,
+    DELETE_SITE_DAYS,
+    GET_SITE,
+    LIST_SITES,
+    LOCK_SITE,
+    RECOUNT_SITE_DAYS,
+    UPDATE_SITE,
+)
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+UPDATABLE_FIELDS = ("name", "time_zone")
+
+
+@dataclass(frozen=True)
+class SitePage:
+    sites: Sequence[Site]
+    next_page_token: str  # empty on the last page
+
+
+@dataclass(frozen=True)
+class SiteChanges:
+    """The fields an update sets; None leaves a field as it is."""
+
+    name: str | None = None
+    time_zone: str | None = None
+
+
+class SiteRegistry:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(self, site_id: str, name: str = "", time_zone: str = "") -> Site:
+        """Raises InvalidArgument, AlreadyExists, Unavailable."""
+        name = name or site_id
+        time_zone = time_zone or DEFAULT_TIME_ZONE
+        violations = site_id_violations(site_id)
+        if not violations:
+            violations += name_violations(name)
+        violations += time_zone_violations(time_zone)
+        if violations:
+            raise InvalidArgument(violations)
+        async with reachable():
+            row = await self._pool.fetchrow(CREATE_SITE, site_id, name, time_zone)
+        if row is None:
+            raise AlreadyExists(f"site {site_id!r} exists; change it with an update")
+        return _site(row)
+
+    async def get(self, site_id: str) -> Site:
+        """Raises InvalidArgument, NotFound, Unavailable."""
+        if violations := site_id_violations(site_id):
+            raise InvalidArgument(violations)
+        async with reachable():
+            row = await self._pool.fetchrow(GET_SITE, site_id)
+        if row is None:
+            raise _not_found(site_id)
+        return _site(row)
+
+    async def list(self, page_size: int = 0, page_token: str = "") -> SitePage:
+        """Sites by site_id, `page_size` at a time (0: DEFAULT_PAGE_SIZE)."""
+        violations: list[FieldViolation] = []
+        if not 0 <= page_size <= MAX_PAGE_SIZE:
+            violations.append(FieldViolation("page_size", f"must be at most {MAX_PAGE_SIZE}"))
+        after = _decoded_token(page_token, violations)
+        if violations:
+            raise InvalidArgument(violations)
+        size = page_size or DEFAULT_PAGE_SIZE
+        async with reachable():
+            rows = await self._pool.fetch(LIST_SITES, after, size + 1)
+        sites = [_site(row) for row in rows[:size]]
+        more = len(rows) > size
+        return SitePage(sites, _token(sites[-1].site_id) if more else "")
+
+    async def update(self, site_id: str, changes: SiteChanges) -> Site:
+        """Raises InvalidArgument, NotFound, Unavailable. A new time zone counts the site's
+        days again before this returns."""
+        violations = site_id_violations(site_id, "site.site_id")
+        if changes.name is not None:
+            violations += name_violations(changes.name, "site.name")
+        if changes.time_zone is not None:
+            violations += time_zone_violations(changes.time_zone, "site.time_zone")
+        if violations:
+            raise InvalidArgument(violations)
+        async with reachable(), self._pool.acquire() as connection, connection.transaction():
+            current = await connection.fetchrow(LOCK_SITE, site_id)
+            if current is None:
+                raise _not_found(site_id)
+            name = current["name"] if changes.name is None else changes.name
+            zone = current["time_zone"] if changes.time_zone is None else changes.time_zone
+            row = await connection.fetchrow(UPDATE_SITE, site_id, name, zone)
+            if zone != current["time_zone"]:
+                for statement in DELETE_SITE_DAYS:
+                    await connection.execute(statement, site_id)
+                for statement in RECOUNT_SITE_DAYS:
+                    await connection.execute(statement, site_id, zone)
+        assert row is not None
+        return _site(row)
+
+
+def _site(row: asyncpg.Record) -> Site:
+    return Site(
+        site_id=row["site_id"],
+        name=row["name"],
+        time_zone=row["time_zone"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _not_found(site_id: str) -> NotFound:
+    return NotFound(f"site {site_id!r} is not registered")
+
+
+def _token(site_id: str) -> str:
+    return base64.urlsafe_b64encode(site_id.encode()).decode().rstrip("=")
+
+
+def _decoded_token(token: str, violations: list[FieldViolation]) -> str:
+    """The last site_id of the page before; '' for the first page."""
+    if not token:
+        return ""
+    try:
+        after = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        after = ""
+    if not after or site_id_violations(after):
+        violations.append(FieldViolation("page_token", "is not a token this server gave"))
+    return after
