@@ -6,14 +6,18 @@ from analytics.v1 import report_pb2, report_pb2_grpc, site_pb2, site_pb2_grpc
 
 from core.errors import FieldViolation, InvalidArgument
 from core.sites import Site
+from report_server.periods import Period
+from report_server.reports import ReportReader, parse_breakdown
+from report_server.scope import Scope, parse_scope
 from report_server.sites import UPDATABLE_FIELDS, SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
 from transports.grpc_errors import Context, translate_errors
 
 
 class ReportServicer(report_pb2_grpc.ReportServiceServicer):
-    def __init__(self, reader: StatsReader) -> None:
+    def __init__(self, reader: StatsReader, reports: ReportReader) -> None:
         self._reader = reader
+        self._reports = reports
 
     @translate_errors
     async def GetStats(
@@ -26,8 +30,85 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             request.limit or None,
             start_date=request.start_date,
             end_date=request.end_date,
+            timezone=request.timezone,
+            range_keyword=request.range,
         )
         return await self._reader.get_stats(query)
+
+    @translate_errors
+    async def GetMetrics(
+        self, request: report_pb2.MetricsRequest, context: Context
+    ) -> report_pb2.Metrics:
+        result = await self._reports.metrics(_scope(request.scope), compare=request.compare)
+        metrics = report_pb2.Metrics(
+            site_id=request.scope.site_id,
+            period=_period(result.period),
+            views=report_pb2.Metric(value=result.current.views),
+            visitors=report_pb2.Metric(value=result.current.visitors),
+        )
+        if result.previous_period is not None and result.previous is not None:
+            metrics.previous_period.CopyFrom(_period(result.previous_period))
+            metrics.views.previous = result.previous.views
+            metrics.visitors.previous = result.previous.visitors
+        return metrics
+
+    @translate_errors
+    async def GetTimeSeries(
+        self, request: report_pb2.TimeSeriesRequest, context: Context
+    ) -> report_pb2.TimeSeries:
+        result = await self._reports.time_series(_scope(request.scope), request.interval)
+        series = report_pb2.TimeSeries(
+            site_id=request.scope.site_id, period=_period(result.period), interval=result.interval
+        )
+        for point in result.points:
+            bucket = series.buckets.add(
+                label=point.bucket.label,
+                views=point.counts.views,
+                visitors=point.counts.visitors,
+            )
+            bucket.start.FromDatetime(point.bucket.start)
+        return series
+
+    @translate_errors
+    async def GetBreakdown(
+        self, request: report_pb2.BreakdownRequest, context: Context
+    ) -> report_pb2.Breakdown:
+        scope = _scope(request.scope)
+        ask = parse_breakdown(request.dimension, request.order_by, request.limit, request.offset)
+        result = await self._reports.breakdown(scope, ask)
+        return report_pb2.Breakdown(
+            site_id=request.scope.site_id,
+            period=_period(result.period),
+            dimension=result.dimension,
+            rows=[
+                report_pb2.BreakdownRow(value=row.value, views=row.views, visitors=row.visitors)
+                for row in result.rows
+            ],
+            total_rows=result.total_rows,
+        )
+
+
+def _scope(scope: report_pb2.Scope) -> Scope:
+    return parse_scope(
+        scope.site_id,
+        range_keyword=scope.range,
+        start_date=scope.start_date,
+        end_date=scope.end_date,
+        timezone=scope.timezone,
+        filters=[(f.dimension, f.operator, list(f.values)) for f in scope.filters],
+        prefix="scope.",
+    )
+
+
+def _period(period: Period) -> report_pb2.Period:
+    message = report_pb2.Period(
+        start_date=period.first.isoformat(),
+        end_date=period.last.isoformat(),
+        timezone=period.zone.key,
+    )
+    message.start.FromDatetime(period.start)
+    message.end.FromDatetime(period.end)
+    return message
 
 
 class SiteServicer(site_pb2_grpc.SiteServiceServicer):

@@ -7,6 +7,7 @@ same StatsReader and SiteRegistry; it holds no rule of its own.
 
 from __future__ import annotations
 
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -14,18 +15,36 @@ from analytics.v1.report_pb2 import Stats
 
 from core.errors import FieldViolation, InvalidArgument
 from core.sites import Site
+from report_server.periods import Period
+from report_server.reports import ReportReader, parse_breakdown
+from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from transports.http_app import Reply, Request, Routes, json_body, query_parameters
-from transports.http_json import is_short_text, not_text
+from transports.http_json import encodes_as_utf8, is_short_text, not_text, parse_body
 
-STATS_PARAMETERS = ("site_id", "date", "start_date", "end_date", "event_type", "limit")
+STATS_PARAMETERS = (
+    "site_id",
+    "date",
+    "start_date",
+    "end_date",
+    "event_type",
+    "limit",
+    "timezone",
+    "range",
+)
 
 
-def routes(reader: StatsReader, registry: SiteRegistry, max_body_bytes: int) -> Routes:
+def routes(
+    reader: StatsReader, reports: ReportReader, registry: SiteRegistry, max_body_bytes: int
+) -> Routes:
     sites = _SiteRoutes(registry, max_body_bytes)
+    report = _ReportRoutes(reports)
     return {
         "/stats": {"GET": _StatsRoutes(reader).get_stats},
+        "/reports/metrics": {"GET": report.metrics},
+        "/reports/timeseries": {"GET": report.time_series},
+        "/reports/breakdown": {"GET": report.breakdown},
         "/sites": {"GET": sites.list, "POST": sites.create},
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
     }
@@ -49,6 +68,8 @@ class _StatsRoutes:
             int(limit) if limit is not None else None,
             start_date=params.get("start_date", ""),
             end_date=params.get("end_date", ""),
+            timezone=params.get("timezone", ""),
+            range_keyword=params.get("range", ""),
         )
         return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
 
@@ -64,6 +85,184 @@ def stats_to_json(stats: Stats) -> dict[str, Any]:
         "unique_users": stats.unique_users,
         "top_paths": [{"path": p.path, "views": p.views} for p in stats.top_paths],
     }
+
+
+SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
+
+
+class _ReportRoutes:
+    def __init__(self, reports: ReportReader) -> None:
+        self._reports = reports
+
+    async def metrics(self, request: Request) -> Reply:
+        params, scope = _scope(request, ("compare",))
+        compare = _flag(params, "compare")
+        result = await self._reports.metrics(scope, compare=compare)
+        body: dict[str, Any] = {
+            "site_id": scope.site_id,
+            "period": _period_json(result.period),
+            "views": {"value": result.current.views},
+            "visitors": {"value": result.current.visitors},
+        }
+        if result.previous_period is not None and result.previous is not None:
+            body["previous_period"] = _period_json(result.previous_period)
+            body["views"]["previous"] = result.previous.views
+            body["visitors"]["previous"] = result.previous.visitors
+        return Reply(HTTPStatus.OK, body)
+
+    async def time_series(self, request: Request) -> Reply:
+        params, scope = _scope(request, ("interval",))
+        result = await self._reports.time_series(scope, params.get("interval", ""))
+        return Reply(
+            HTTPStatus.OK,
+            {
+                "site_id": scope.site_id,
+                "period": _period_json(result.period),
+                "interval": result.interval,
+                "buckets": [
+                    {
+                        "label": point.bucket.label,
+                        "start": _instant(point.bucket.start),
+                        "views": point.counts.views,
+                        "visitors": point.counts.visitors,
+                    }
+                    for point in result.points
+                ],
+            },
+        )
+
+    async def breakdown(self, request: Request) -> Reply:
+        params, scope, violations = _scope_or_violations(
+            request, ("dimension", "order_by", "limit", "offset")
+        )
+        limit = _number(params, "limit", violations)
+        offset = _number(params, "offset", violations)
+        try:
+            ask = parse_breakdown(
+                params.get("dimension", ""), params.get("order_by", ""), limit, offset or 0
+            )
+        except InvalidArgument as error:
+            violations += error.violations
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
+        result = await self._reports.breakdown(scope, ask)
+        return Reply(
+            HTTPStatus.OK,
+            {
+                "site_id": scope.site_id,
+                "period": _period_json(result.period),
+                "dimension": result.dimension,
+                "rows": [
+                    {"value": row.value, "views": row.views, "visitors": row.visitors}
+                    for row in result.rows
+                ],
+                "total_rows": result.total_rows,
+            },
+        )
+
+
+def _scope(request: Request, own: tuple[str, ...]) -> tuple[dict[str, str], Scope]:
+    """The query string's parameters, and the Scope of those that make one; InvalidArgument
+    names every bad parameter."""
+    params, scope, violations = _scope_or_violations(request, own)
+    if violations:
+        raise InvalidArgument(violations)
+    assert scope is not None
+    return params, scope
+
+
+def _scope_or_violations(
+    request: Request, own: tuple[str, ...]
+) -> tuple[dict[str, str], Scope | None, list[FieldViolation]]:
+    """The query string's parameters, the Scope of those that make one (None if bad), and
+    every violation found so far, for the caller to add its own to."""
+    params, violations = query_parameters(request, (*SCOPE_PARAMETERS, *own))
+    filters = _filters(params.get("filters"), violations)
+    scope = None
+    try:
+        scope = parse_scope(
+            params.get("site_id", ""),
+            range_keyword=params.get("range", ""),
+            start_date=params.get("start_date", ""),
+            end_date=params.get("end_date", ""),
+            timezone=params.get("timezone", ""),
+            filters=filters,
+        )
+    except InvalidArgument as error:
+        violations += error.violations
+    return params, scope, violations
+
+
+FILTERS_FORMAT = (
+    'must be a JSON array of {"dimension": ..., "operator": "is" or "prefix", '
+    '"values": [...]} objects'
+)
+
+
+def _filters(
+    text: str | None, violations: list[FieldViolation]
+) -> list[tuple[str, str, list[str]]]:
+    """The `filters` parameter: JSON, as the gRPC Filter messages' JSON mapping spells them."""
+    if text is None:
+        return []
+    try:
+        value = parse_body(text.encode())
+    except InvalidArgument:
+        value = None
+    filters = []
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, dict) or not set(item) <= {"dimension", "operator", "values"}:
+                break
+            dimension, operator, values = (
+                item.get("dimension", ""),
+                item.get("operator", ""),
+                item.get("values", []),
+            )
+            if not (
+                isinstance(dimension, str)
+                and isinstance(operator, str)
+                and isinstance(values, list)
+                and all(isinstance(v, str) and encodes_as_utf8(v) for v in values)
+            ):
+                break
+            filters.append((dimension, operator, values))
+        else:
+            return filters
+    violations.append(FieldViolation("filters", FILTERS_FORMAT))
+    return []
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidArgument.single(name, "must be true or false")
+    return value == "true"
+
+
+def _number(params: dict[str, str], name: str, violations: list[FieldViolation]) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        violations.append(FieldViolation(name, "must be a whole number"))
+        return None
+    return int(text)
+
+
+def _period_json(period: Period) -> dict[str, str]:
+    return {
+        "start_date": period.first.isoformat(),
+        "end_date": period.last.isoformat(),
+        "timezone": period.zone.key,
+        "start": _instant(period.start),
+        "end": _instant(period.end),
+    }
+
+
+def _instant(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class _SiteRoutes:
@@ -112,8 +311,8 @@ def site_to_json(site: Site) -> dict[str, Any]:
         "site_id": site.site_id,
         "name": site.name,
         "time_zone": site.time_zone,
-        "created_at": site.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": site.updated_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _instant(site.created_at),
+        "updated_at": _instant(site.updated_at),
     }
 
 

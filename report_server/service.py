@@ -14,7 +14,9 @@ from core.database import create_pool
 from core.schema import wait_for_schema
 from core.settings import Settings
 from report_server import http
+from report_server.database import ReportDatabase
 from report_server.grpc import ReportServicer, SiteServicer
+from report_server.reports import ReportReader
 from report_server.sites import SiteRegistry
 from report_server.stats import StatsReader
 from runtime.serve import Doors
@@ -40,14 +42,18 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
     """ReportService and SiteService over gRPC; `GET /stats` and the site routes over HTTP."""
     async with open_pool(settings) as pool:
-        reader = StatsReader(
+        database = ReportDatabase(
             pool, settings.report_acquire_timeout, settings.report_statement_timeout
         )
+        reader, reports = StatsReader(database), ReportReader(database)
         registry = SiteRegistry(pool)
         yield Doors(
             servicers=[
-                (report_pb2.DESCRIPTOR.services_by_name["ReportService"], ReportServicer(reader)),
+                (
+                    report_pb2.DESCRIPTOR.services_by_name["ReportService"],
+                    ReportServicer(reader, reports),
+                ),
                 (site_pb2.DESCRIPTOR.services_by_name["SiteService"], SiteServicer(registry)),
             ],
-            routes=http.routes(reader, registry, settings.max_body_bytes),
+            routes=http.routes(reader, reports, registry, settings.max_body_bytes),
         )

@@ -22,21 +22,46 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\"y\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x32O\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x10\n\x08timezone\x18\x07 \x01(\t\x12\r\n\x05range\x18\x08 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\"\x86\x01\n\x05Scope\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\r\n\x05range\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12%\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x14.analytics.v1.Filter\"=\n\x06\x46ilter\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x94\x01\n\x06Period\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0eMetricsRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x0f\n\x07\x63ompare\x18\x02 \x01(\x08\";\n\x06Metric\x12\r\n\x05value\x18\x01 \x01(\x04\x12\x15\n\x08previous\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_previous\"\xbc\x01\n\x07Metrics\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12-\n\x0fprevious_period\x18\x03 \x01(\x0b\x32\x14.analytics.v1.Period\x12#\n\x05views\x18\x04 \x01(\x0b\x32\x14.analytics.v1.Metric\x12&\n\x08visitors\x18\x05 \x01(\x0b\x32\x14.analytics.v1.Metric\"I\n\x11TimeSeriesRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x10\n\x08interval\x18\x02 \x01(\t\"c\n\x06\x42ucket\x12\r\n\x05label\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05views\x18\x03 \x01(\x04\x12\x10\n\x08visitors\x18\x04 \x01(\x04\"|\n\nTimeSeries\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x10\n\x08interval\x18\x03 \x01(\t\x12%\n\x07\x62uckets\x18\x04 \x03(\x0b\x32\x14.analytics.v1.Bucket\"z\n\x10\x42reakdownRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x11\n\tdimension\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x0e\n\x06offset\x18\x05 \x01(\r\">\n\x0c\x42reakdownRow\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x12\x10\n\x08visitors\x18\x03 \x01(\x04\"\x93\x01\n\tBreakdown\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x11\n\tdimension\x18\x03 \x01(\t\x12(\n\x04rows\x18\x04 \x03(\x0b\x32\x1a.analytics.v1.BreakdownRow\x12\x12\n\ntotal_rows\x18\x05 \x01(\x04\x32\xa7\x02\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Stats\x12\x41\n\nGetMetrics\x12\x1c.analytics.v1.MetricsRequest\x1a\x15.analytics.v1.Metrics\x12J\n\rGetTimeSeries\x12\x1f.analytics.v1.TimeSeriesRequest\x1a\x18.analytics.v1.TimeSeries\x12G\n\x0cGetBreakdown\x12\x1e.analytics.v1.BreakdownRequest\x1a\x17.analytics.v1.Breakdownb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'analytics.v1.report_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSTATSREQUEST']._serialized_start=43
-  _globals['_GETSTATSREQUEST']._serialized_end=164
-  _globals['_STATS']._serialized_start=167
-  _globals['_STATS']._serialized_end=330
-  _globals['_PATHVIEWS']._serialized_start=332
-  _globals['_PATHVIEWS']._serialized_end=372
-  _globals['_REPORTSERVICE']._serialized_start=374
-  _globals['_REPORTSERVICE']._serialized_end=453
+  _globals['_GETSTATSREQUEST']._serialized_start=77
+  _globals['_GETSTATSREQUEST']._serialized_end=231
+  _globals['_STATS']._serialized_start=234
+  _globals['_STATS']._serialized_end=397
+  _globals['_PATHVIEWS']._serialized_start=399
+  _globals['_PATHVIEWS']._serialized_end=439
+  _globals['_SCOPE']._serialized_start=442
+  _globals['_SCOPE']._serialized_end=576
+  _globals['_FILTER']._serialized_start=578
+  _globals['_FILTER']._serialized_end=639
+  _globals['_PERIOD']._serialized_start=642
+  _globals['_PERIOD']._serialized_end=790
+  _globals['_METRICSREQUEST']._serialized_start=792
+  _globals['_METRICSREQUEST']._serialized_end=861
+  _globals['_METRIC']._serialized_start=863
+  _globals['_METRIC']._serialized_end=922
+  _globals['_METRICS']._serialized_start=925
+  _globals['_METRICS']._serialized_end=1113
+  _globals['_TIMESERIESREQUEST']._serialized_start=1115
+  _globals['_TIMESERIESREQUEST']._serialized_end=1188
+  _globals['_BUCKET']._serialized_start=1190
+  _globals['_BUCKET']._serialized_end=1289
+  _globals['_TIMESERIES']._serialized_start=1291
+  _globals['_TIMESERIES']._serialized_end=1415
+  _globals['_BREAKDOWNREQUEST']._serialized_start=1417
+  _globals['_BREAKDOWNREQUEST']._serialized_end=1539
+  _globals['_BREAKDOWNROW']._serialized_start=1541
+  _globals['_BREAKDOWNROW']._serialized_end=1603
+  _globals['_BREAKDOWN']._serialized_start=1606
+  _globals['_BREAKDOWN']._serialized_end=1753
+  _globals['_REPORTSERVICE']._serialized_start=1756
+  _globals['_REPORTSERVICE']._serialized_end=2051
 # @@protoc_insertion_point(module_scope)

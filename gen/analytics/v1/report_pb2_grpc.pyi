@@ -27,29 +27,92 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReportServiceStub:
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportServiceAsyncStub: ...
     GetStats: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]
+    """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+    range of days or all time.
+    """
+    GetMetrics: _grpc.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]
+    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    GetTimeSeries: _grpc.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]
+    """Views and visitors per minute, hour, day, week or month over a range; every bucket
+    present, empty ones as zero.
+    """
+    GetBreakdown: _grpc.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]
+    """Views and visitors per value of one dimension (path, referrer host, event type, or a
+    property's values), ranked.
+    """
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStats: _aio.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]  # type: ignore[assignment]
+    """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+    range of days or all time.
+    """
+    GetMetrics: _aio.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]  # type: ignore[assignment]
+    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    GetTimeSeries: _aio.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]  # type: ignore[assignment]
+    """Views and visitors per minute, hour, day, week or month over a range; every bucket
+    present, empty ones as zero.
+    """
+    GetBreakdown: _aio.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]  # type: ignore[assignment]
+    """Views and visitors per value of one dimension (path, referrer host, event type, or a
+    property's values), ranked.
+    """
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     @_abc_1.abstractmethod
     def GetStats(
         self,
         request: _report_pb2.GetStatsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_report_pb2.Stats, _abc.Awaitable[_report_pb2.Stats]]: ...
+    ) -> _typing.Union[_report_pb2.Stats, _abc.Awaitable[_report_pb2.Stats]]:
+        """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+        range of days or all time.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMetrics(
+        self,
+        request: _report_pb2.MetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.Metrics, _abc.Awaitable[_report_pb2.Metrics]]:
+        """Views and visitors over a range, and optionally over the period of equal length before it."""
+
+    @_abc_1.abstractmethod
+    def GetTimeSeries(
+        self,
+        request: _report_pb2.TimeSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.TimeSeries, _abc.Awaitable[_report_pb2.TimeSeries]]:
+        """Views and visitors per minute, hour, day, week or month over a range; every bucket
+        present, empty ones as zero.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBreakdown(
+        self,
+        request: _report_pb2.BreakdownRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.Breakdown, _abc.Awaitable[_report_pb2.Breakdown]]:
+        """Views and visitors per value of one dimension (path, referrer host, event type, or a
+        property's values), ranked.
+        """
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
