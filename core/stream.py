@@ -25,7 +25,7 @@ from analytics.v1.event_pb2 import Event
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from core.retry import retrying
@@ -79,6 +79,14 @@ class EventStream:
         """The wildcard the stream and the writer take: every subject under the prefix."""
         return f"{self.subject_prefix}.>"
 
+    @property
+    def live_subjects(self) -> str:
+        """Where JetStream republishes each message it stores, for live reports: a plain
+        subscription there sees every accepted event once, as it is stored. (A work-queue
+        stream takes no second consumer; republishing costs the stream nothing, and a
+        subscriber too slow is cut off by NATS, never slowing ingestion.)"""
+        return f"{self.subject_prefix}-live.>"
+
     def config(self) -> StreamConfig:
         return StreamConfig(
             name=self.name,
@@ -91,6 +99,7 @@ class EventStream:
             max_msg_size=MAX_STREAM_MESSAGE_BYTES,
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            republish=RePublish(src=self.subjects, dest=self.live_subjects),
         )
 
 

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 from analytics.v1 import report_pb2, report_pb2_grpc, site_pb2, site_pb2_grpc
 
 from core.errors import FieldViolation, InvalidArgument
 from core.sites import Site
+from report_server.live import LiveHub
 from report_server.periods import Period
 from report_server.reports import ReportReader, parse_breakdown
 from report_server.scope import Scope, parse_scope
 from report_server.sites import UPDATABLE_FIELDS, SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
-from transports.grpc_errors import Context, translate_errors
+from transports.grpc_errors import Context, translate_errors, translate_stream_errors
 
 
 class ReportServicer(report_pb2_grpc.ReportServiceServicer):
-    def __init__(self, reader: StatsReader, reports: ReportReader) -> None:
+    def __init__(self, reader: StatsReader, reports: ReportReader, live: LiveHub) -> None:
         self._reader = reader
         self._reports = reports
+        self._live = live
 
     @translate_errors
     async def GetStats(
@@ -86,6 +91,37 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             ],
             total_rows=result.total_rows,
         )
+
+    @translate_stream_errors
+    async def WatchLive(
+        self, request: report_pb2.WatchLiveRequest, context: Context
+    ) -> AsyncIterator[report_pb2.LiveUpdate]:
+        async for update in self._live.watch(request.site_id):
+            message = report_pb2.LiveUpdate(visitors=update.visitors)
+            if update.event is not None:
+                message.event.event_type = update.event.event_type
+                message.event.path = update.event.path
+                message.event.timestamp.FromDatetime(update.event.timestamp)
+            yield message
+
+    @translate_stream_errors
+    async def ExportEvents(
+        self, request: report_pb2.ExportRequest, context: Context
+    ) -> AsyncIterator[report_pb2.ExportedEvent]:
+        _, events = await self._reports.export(_scope(request.scope))
+        async for event in events:
+            message = report_pb2.ExportedEvent(
+                event_id=event.event_id,
+                site_id=event.site_id,
+                event_type=event.event_type,
+                path=event.path,
+                user_id=event.user_id or "",
+                referrer=event.referrer or "",
+                properties=json.loads(event.properties),
+            )
+            message.timestamp.FromDatetime(event.timestamp)
+            message.received_at.FromDatetime(event.received_at)
+            yield message
 
 
 def _scope(scope: report_pb2.Scope) -> Scope:

@@ -7,21 +7,33 @@ same StatsReader and SiteRegistry; it holds no rule of its own.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
 from analytics.v1.report_pb2 import Stats
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from core.sites import Site
+from report_server.live import LiveHub, LiveUpdate
 from report_server.periods import Period
-from report_server.reports import ReportReader, parse_breakdown
+from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
 from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from transports.http_app import Reply, Request, Routes, json_body, query_parameters
-from transports.http_json import encodes_as_utf8, is_short_text, not_text, parse_body
+from transports.http_json import (
+    encodes_as_utf8,
+    error_to_json,
+    is_short_text,
+    not_text,
+    parse_body,
+)
 
 STATS_PARAMETERS = (
     "site_id",
@@ -36,15 +48,21 @@ STATS_PARAMETERS = (
 
 
 def routes(
-    reader: StatsReader, reports: ReportReader, registry: SiteRegistry, max_body_bytes: int
+    reader: StatsReader,
+    reports: ReportReader,
+    live: LiveHub,
+    registry: SiteRegistry,
+    max_body_bytes: int,
 ) -> Routes:
     sites = _SiteRoutes(registry, max_body_bytes)
-    report = _ReportRoutes(reports)
+    report = _ReportRoutes(reports, live)
     return {
         "/stats": {"GET": _StatsRoutes(reader).get_stats},
         "/reports/metrics": {"GET": report.metrics},
         "/reports/timeseries": {"GET": report.time_series},
         "/reports/breakdown": {"GET": report.breakdown},
+        "/reports/live": {"GET": report.live},
+        "/reports/export": {"GET": report.export},
         "/sites": {"GET": sites.list, "POST": sites.create},
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
     }
@@ -87,12 +105,142 @@ def stats_to_json(stats: Stats) -> dict[str, Any]:
     }
 
 
+# Seconds between the comments that keep an idle Server-Sent Events connection open.
+KEEPALIVE_SECONDS = 15.0
+SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
+EXPORT_CHUNK_LINES = 500
+EXPORT_COLUMNS = (
+    "event_id",
+    "site_id",
+    "event_type",
+    "path",
+    "user_id",
+    "timestamp",
+    "referrer",
+    "properties",
+    "received_at",
+)
+
+
+def _sse(data: object) -> bytes:
+    return (
+        b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    )
+
+
+def _live_json(update: LiveUpdate) -> dict[str, Any]:
+    event = update.event
+    return {
+        "event": None
+        if event is None
+        else {
+            "event_type": event.event_type,
+            "path": event.path,
+            "timestamp": _instant(event.timestamp),
+        },
+        "visitors": update.visitors,
+    }
+
+
+def _export_values(event: ExportedEvent) -> list[Any]:
+    return [
+        event.event_id,
+        event.site_id,
+        event.event_type,
+        event.path,
+        event.user_id,
+        _instant(event.timestamp),
+        event.referrer,
+        event.properties,
+        _instant(event.received_at),
+    ]
+
+
+async def _ndjson(events: AsyncIterator[ExportedEvent]) -> AsyncIterator[str]:
+    async for event in events:
+        record = dict(zip(EXPORT_COLUMNS, _export_values(event), strict=True))
+        record["properties"] = json.loads(event.properties)
+        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+async def _csv(events: AsyncIterator[ExportedEvent]) -> AsyncIterator[str]:
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    async for event in events:
+        writer.writerow(_export_values(event))
+        yield line.getvalue()
+        line.seek(0)
+        line.truncate()
+    if line.getvalue():  # the header row of an empty export
+        yield line.getvalue()
+
+
+EXPORT_FORMATS = {
+    "ndjson": (b"application/x-ndjson", _ndjson),
+    "csv": (b"text/csv; charset=utf-8", _csv),
+}
+
 SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
 
 
 class _ReportRoutes:
-    def __init__(self, reports: ReportReader) -> None:
+    def __init__(self, reports: ReportReader, live: LiveHub) -> None:
         self._reports = reports
+        self._live = live
+
+    async def live(self, request: Request) -> Reply:
+        """Server-Sent Events: one `data:` line of JSON per update, a comment every
+        KEEPALIVE_SECONDS when nothing happens (so proxies keep the connection), and an
+        `event: dropped` when the watcher fell behind."""
+        params, violations = query_parameters(request, ("site_id",))
+        if violations:
+            raise InvalidArgument(violations)
+        updates = self._live.watch(params.get("site_id", ""))
+        first = await anext(updates)  # a bad site_id is refused here, as a 400
+
+        async def events() -> AsyncGenerator[bytes, None]:
+            yield _sse(_live_json(first))
+            pending = asyncio.ensure_future(anext(updates))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+                    if not done:
+                        yield b": keep-alive\n\n"
+                        continue
+                    try:
+                        update = pending.result()
+                    except ResourceExhausted as error:
+                        yield b"event: dropped\n" + _sse(error_to_json(error))
+                        return
+                    yield _sse(_live_json(update))
+                    pending = asyncio.ensure_future(anext(updates))
+            finally:
+                pending.cancel()
+                await updates.aclose()
+
+        return Reply(HTTPStatus.OK, None, SSE_HEADERS, events())
+
+    async def export(self, request: Request) -> Reply:
+        """The events as NDJSON (one JSON object per line) or CSV, streamed as they are read."""
+        params, scope = _scope(request, ("format",))
+        form = params.get("format", "ndjson")
+        if form not in EXPORT_FORMATS:
+            raise InvalidArgument.single("format", "must be ndjson or csv")
+        _, events = await self._reports.export(scope)
+        media_type, lines = EXPORT_FORMATS[form]
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            chunk: list[str] = []
+            async for line in lines(events):
+                chunk.append(line)
+                if len(chunk) == EXPORT_CHUNK_LINES:
+                    yield "".join(chunk).encode()
+                    chunk.clear()
+            if chunk:
+                yield "".join(chunk).encode()
+
+        return Reply(HTTPStatus.OK, None, ((b"content-type", media_type),), body())
 
     async def metrics(self, request: Request) -> Reply:
         params, scope = _scope(request, ("compare",))

@@ -82,6 +82,14 @@ SELECT event_id, site_id, event_type, path, user_id, occurred_at, referrer, prop
     + "ORDER BY occurred_at, event_id"
 )
 
+# $1 site_id, $2 since: each visitor whose events occurred since, and the latest of them.
+LIVE_VISITORS = f"""
+SELECT {VISITOR} AS visitor, max(occurred_at) AS latest
+FROM events
+WHERE site_id = $1 AND occurred_at >= $2 AND {VISITOR} IS NOT NULL
+GROUP BY 1
+"""
+
 # $1 site_id: its time zone (NULL if not registered) and its first event's instant.
 SITE_FACTS = """
 SELECT (SELECT time_zone FROM sites WHERE site_id = $1) AS time_zone,
@@ -97,3 +105,40 @@ def property_value(key_placeholder: str) -> str:
 def events_where(template: str, filters: str, **parts: str) -> str:
     """A report's statement with its filters' conditions and its parts filled in."""
     return template.format(filters=filters, visitor=VISITOR, **parts)
+
+
+# The same counts from the daily aggregates, which the writer keeps by the site's days: what
+# answers a report in the site's own zone, by days, ISO weeks or months, filtered at most by
+# event type, however many events those days hold. $1 site_id, $2 first day, $3 last day,
+# $4 the buckets' first days, in order, $5 the event types counted (NULL: all). Visitors over
+# several days or event types are the days' user bitmaps ORed, chunk by chunk, and counted.
+AGGREGATE_SERIES = """
+WITH totals AS (
+    SELECT width_bucket(day, $4::date[]) AS bucket, sum(views)::bigint AS views
+    FROM daily_totals
+    WHERE site_id = $1 AND day BETWEEN $2 AND $3
+      AND ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+    GROUP BY 1
+),
+visitors AS (
+    SELECT bucket, sum(bit_count(bits))::bigint AS visitors
+    FROM (
+        SELECT width_bucket(day, $4::date[]) AS bucket, chunk, bit_or(bits) AS bits
+        FROM daily_user_bitmaps
+        WHERE site_id = $1 AND day BETWEEN $2 AND $3
+          AND ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+        GROUP BY 1, 2
+    ) AS chunks
+    GROUP BY bucket
+)
+SELECT totals.bucket, totals.views, coalesce(visitors.visitors, 0) AS visitors
+FROM totals LEFT JOIN visitors USING (bucket)
+"""
+
+# A day series of one event type: each day's distinct users are kept exact in its row, so no
+# bitmap is read. $1 site_id, $2 first day, $3 last day, $4 the event type.
+AGGREGATE_DAYS = """
+SELECT day, views, users AS visitors
+FROM daily_totals
+WHERE site_id = $1 AND day BETWEEN $2 AND $3 AND event_type = $4
+"""

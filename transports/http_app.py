@@ -9,9 +9,10 @@ and a framework's request, response and middleware objects cost more CPU than th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -80,11 +81,15 @@ class Request:
 
 @dataclass(slots=True)
 class Reply:
-    """A JSON answer (no body when `body` is None)."""
+    """A JSON answer (no body when `body` is None), or, with `stream`, a body sent as it is
+    made (Server-Sent Events, an export): each chunk as the iterator gives it, the response
+    ending with it or when the client goes away. A streamed reply names its own content type
+    in `headers`."""
 
     status: int
     body: Any
     headers: Headers = ()
+    stream: AsyncGenerator[bytes, None] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -130,8 +135,11 @@ class _App:
             )
         origin = request.headers.get(b"origin")
         if origin is not None:
-            reply = Reply(reply.status, reply.body, reply.headers + self._cors.headers_for(origin))
-        await _send_json(send, reply)
+            reply.headers += self._cors.headers_for(origin)
+        if reply.stream is None:
+            await _send_json(send, reply)
+        else:
+            await _send_stream(send, receive, reply.status, reply.headers, reply.stream)
 
     async def _route(self, request: Request) -> Reply:
         methods = self._routes.get(request.path) or self._match(request)
@@ -268,6 +276,37 @@ async def _send_json(send: Send, reply: Reply) -> None:
     headers, body = _encoded(reply)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_stream(
+    send: Send, receive: Receive, status: int, headers: Headers, chunks: AsyncGenerator[bytes, None]
+) -> None:
+    """Send each chunk as it comes, until the iterator ends or the client disconnects (then
+    the iterator is closed at once, even while it waits for its next chunk)."""
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    disconnected = asyncio.create_task(_disconnect(receive))
+    try:
+        while True:
+            chunk = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait({chunk, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            if not chunk.done():
+                chunk.cancel()
+                return
+            try:
+                body = chunk.result()
+            except StopAsyncIteration:
+                break
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        disconnected.cancel()
+        await chunks.aclose()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has gone away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _encoded(reply: Reply) -> tuple[list[tuple[bytes, bytes]], bytes]:

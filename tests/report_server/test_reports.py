@@ -482,3 +482,38 @@ async def test_any_events_and_any_report_agree_with_brute_force(
     assert [(r.value, r.views, r.visitors) for r in breakdown.rows] == oracle.breakdown(
         expected, dimension, "visitors"
     )
+
+
+@pytest.mark.parametrize(("zone", "day"), CLOCK_CHANGES)
+@pytest.mark.parametrize("kinds", [(), ("page_view",), ("page_view", "signup")])
+async def test_in_the_sites_own_zone_the_aggregates_answer_as_the_events_do(
+    reports: ReportReader, pool: asyncpg.Pool, zone: str, day: date, kinds: tuple[str, ...]
+) -> None:
+    await SiteRegistry(pool).create("own", time_zone=zone)
+    start = datetime.combine(day - timedelta(days=9), datetime.min.time(), UTC)
+    events = every_ten_minutes("own", start, hours=20 * 24)
+    await store(pool, events)
+    filters = [Filter("event_type", "is", kinds)] if kinds else []
+    first, last = day - timedelta(days=8), day + timedelta(days=8)
+    asked = parse_scope(
+        "own",
+        start_date=first.isoformat(),
+        end_date=last.isoformat(),
+        filters=[(f.dimension, f.operator, list(f.values)) for f in filters],
+    )
+    expected = oracle.selected(events, "own", first, last, ZoneInfo(zone), filters)
+
+    metrics = await reports.metrics(asked, compare=True)
+    for interval in ("day", "week", "month"):
+        series = await reports.time_series(asked, interval)
+        assert nonempty(series) == oracle.series(expected, ZoneInfo(zone), interval)
+    previous = oracle.selected(
+        events,
+        "own",
+        first - timedelta(days=17),
+        first - timedelta(days=1),
+        ZoneInfo(zone),
+        filters,
+    )
+    assert metrics.current == Counts(*oracle.counts(expected))
+    assert metrics.previous == Counts(*oracle.counts(previous))

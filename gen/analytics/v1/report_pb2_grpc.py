@@ -56,6 +56,16 @@ class ReportServiceStub:
                 request_serializer=analytics_dot_v1_dot_report__pb2.BreakdownRequest.SerializeToString,
                 response_deserializer=analytics_dot_v1_dot_report__pb2.Breakdown.FromString,
                 _registered_method=True)
+        self.WatchLive = channel.unary_stream(
+                '/analytics.v1.ReportService/WatchLive',
+                request_serializer=analytics_dot_v1_dot_report__pb2.WatchLiveRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.LiveUpdate.FromString,
+                _registered_method=True)
+        self.ExportEvents = channel.unary_stream(
+                '/analytics.v1.ReportService/ExportEvents',
+                request_serializer=analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
@@ -94,6 +104,22 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchLive(self, request, context):
+        """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+        client cancels. A watcher that falls behind is dropped (the stream ends with
+        RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportEvents(self, request, context):
+        """A site's stored events over a range, oldest first, as they are read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +142,16 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     servicer.GetBreakdown,
                     request_deserializer=analytics_dot_v1_dot_report__pb2.BreakdownRequest.FromString,
                     response_serializer=analytics_dot_v1_dot_report__pb2.Breakdown.SerializeToString,
+            ),
+            'WatchLive': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLive,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.WatchLiveRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.LiveUpdate.SerializeToString,
+            ),
+            'ExportEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvents,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.ExportRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +264,60 @@ class ReportService:
             '/analytics.v1.ReportService/GetBreakdown',
             analytics_dot_v1_dot_report__pb2.BreakdownRequest.SerializeToString,
             analytics_dot_v1_dot_report__pb2.Breakdown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/analytics.v1.ReportService/WatchLive',
+            analytics_dot_v1_dot_report__pb2.WatchLiveRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.LiveUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/analytics.v1.ReportService/ExportEvents',
+            analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,13 @@ class ReportServiceStub:
     """Views and visitors per value of one dimension (path, referrer host, event type, or a
     property's values), ranked.
     """
+    WatchLive: _grpc.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]
+    """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+    client cancels. A watcher that falls behind is dropped (the stream ends with
+    RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+    """
+    ExportEvents: _grpc.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]
+    """A site's stored events over a range, oldest first, as they are read."""
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
@@ -71,6 +78,13 @@ class ReportServiceAsyncStub(ReportServiceStub):
     """Views and visitors per value of one dimension (path, referrer host, event type, or a
     property's values), ranked.
     """
+    WatchLive: _aio.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]  # type: ignore[assignment]
+    """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+    client cancels. A watcher that falls behind is dropped (the stream ends with
+    RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+    """
+    ExportEvents: _aio.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]  # type: ignore[assignment]
+    """A site's stored events over a range, oldest first, as they are read."""
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reports of a site's events: read from the database, exact (visitors are distinct counts,
@@ -114,5 +128,24 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         """Views and visitors per value of one dimension (path, referrer host, event type, or a
         property's values), ranked.
         """
+
+    @_abc_1.abstractmethod
+    def WatchLive(
+        self,
+        request: _report_pb2.WatchLiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_report_pb2.LiveUpdate], _abc.AsyncIterator[_report_pb2.LiveUpdate]]:
+        """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+        client cancels. A watcher that falls behind is dropped (the stream ends with
+        RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportEvents(
+        self,
+        request: _report_pb2.ExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_report_pb2.ExportedEvent], _abc.AsyncIterator[_report_pb2.ExportedEvent]]:
+        """A site's stored events over a range, oldest first, as they are read."""
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
