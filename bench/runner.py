@@ -52,6 +52,8 @@ from bench.report import (
     verdict,
     write_results,
 )
+from bench.reports_load import FIGURES as REPORT_FIGURES
+from bench.reports_load import ReportFigure, report_latencies_ms
 from bench.stack_load import (
     FLAT_BACKLOG_SECONDS,
     StackRun,
@@ -68,6 +70,7 @@ from bench.stats_load import (
     grpc_p50s_ms,
     http_p50s_ms,
     range_ending,
+    time_migrations,
 )
 from bench.writer_load import (
     REFERENCE_BATCH,
@@ -79,7 +82,7 @@ from bench.writer_load import (
     time_writer,
     wait_for_consumer,
 )
-from core.settings import Settings
+from core.settings import Address, Settings
 from devstack.embedded import accepts_connections, free_port
 
 HTTP_CONNECTIONS = 64
@@ -745,6 +748,16 @@ def _load_phase(ctx: Context) -> None:
         f"({max(share for _, share in shape.traffic.sites):.0%} of the events): a weekday "
         f"in the middle of the {shape.days} days, the last {RANGE_DAYS} days, and all time."
     )
+    migrations = asyncio.run(time_migrations(ctx.datasets.large_url))
+    ctx.table.add(
+        Row(
+            f"migrating {count_label(plan.stats_large)} stored events to this release's schema",
+            ", ".join(f"{name} {spent:.0f} s" for name, spent in migrations.items()),
+            "",
+            "",
+            INFO,
+        )
+    )
     loaded = sum(r.events for r in ctx.datasets.loads)
     seconds = ctx.datasets.load_seconds
     ctx.say(f"loaded {loaded:,} events in {seconds:.0f}s")
@@ -798,6 +811,7 @@ def _stats_phase(ctx: Context) -> None:
                     for kind in STATS_KINDS
                 )
             )
+        _report_figures(ctx, [report.grpc for report in reports])
     finally:
         for report in reports:
             ctx.stop(report.process)
@@ -822,6 +836,63 @@ def _stats_phase(ctx: Context) -> None:
                     f"{door} {kind} p50 ms, {size} history",
                     [f"{v:.2f}" for v in p50s[(door, kind, size)]],
                 )
+
+
+def _report_figure_name(ctx: Context, figure: ReportFigure, who: str) -> str:
+    return (
+        f"report: {figure.name}, {who}, in its zone, "
+        f"{count_label(ctx.plan.stats_large)} stored events over 1,000 sites"
+    )
+
+
+def _report_target(figure: ReportFigure, plan: Plan) -> str:
+    return (
+        f"p50 ≤ {figure.p50_target_ms:g} ms, p99 ≤ {figure.p99_target_ms:g} ms; "
+        f"≤ {GROWTH:g}x the {count_label(plan.stats_small)} figure"
+    )
+
+
+def _report_figures(ctx: Context, targets: list[Address]) -> None:
+    """Metrics, series and breakdowns of the busiest site and of a typical one, p50 and p99,
+    against the small and the large history side by side (see _stats_phase)."""
+    plan = ctx.plan
+    shape = DatasetShape()
+    sites = (
+        ("the busiest site", shape.traffic.busiest_site),
+        ("a typical site (the 100th)", shape.typical_site),
+    )
+    for figure in REPORT_FIGURES:
+        for who, site in sites:
+            # (p50, p99) per run, for the small and the large history
+            runs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+            for _ in range(plan.runs):
+                small, large = report_latencies_ms(
+                    targets, figure, site, shape.last_day, plan.stats_seconds
+                )
+                runs.append(((median(small), _p99(small)), (median(large), _p99(large))))
+            small50, small99 = median([r[0][0] for r in runs]), median([r[0][1] for r in runs])
+            large50, large99 = median([r[1][0] for r in runs]), median([r[1][1] for r in runs])
+            growth = large50 / small50
+            ctx.table.add(
+                Row(
+                    _report_figure_name(ctx, figure, who),
+                    f"p50 {millis(large50)}, p99 {millis(large99)} "
+                    f"({count_label(plan.stats_small)}: {millis(small50)}, {millis(small99)})",
+                    _report_target(figure, plan),
+                    f"{growth:.2f}x the {count_label(plan.stats_small)} figure",
+                    verdict(
+                        large50 <= figure.p50_target_ms
+                        and large99 <= figure.p99_target_ms
+                        and growth <= GROWTH
+                    ),
+                )
+            )
+            ctx.say(f"report {figure.name}, {who}: p50 {large50:.1f} ms, p99 {large99:.1f} ms")
+
+
+def _p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 # --- memory ----------------------------------------------------------------------------------
