@@ -63,6 +63,7 @@ class Backoff:
 
     @property
     def failures(self) -> int:
+        """Failures in a row without an answer between them."""
         return self._failures
 
 

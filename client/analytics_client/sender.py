@@ -62,6 +62,7 @@ class Sender:
         self._metadata = options.call_metadata()
         self._ready = asyncio.Event()  # something changed: events put, an answer, a stream end
         self._backoff = Backoff()
+        self._failed_streams = 0  # in a row, for the logs
 
     def wake(self) -> None:
         """Have the sender look at the queue again (call it in the sender's loop)."""
@@ -73,8 +74,6 @@ class Sender:
             await self._until_due()
             end = await self._stream()
             if end.error is None and not end.timed_out:
-                if self._backoff.failures:
-                    logger.info("sending again after %d failed attempts", self._backoff.failures)
                 self._backoff = Backoff()
                 continue
             await asyncio.sleep(self._retry_delay(end))
@@ -196,6 +195,9 @@ class Sender:
                 assert isinstance(response, IngestBatchResponse)
                 self._settle(unanswered.popleft().batch, response)
                 end.answered += 1
+                if self._failed_streams:
+                    logger.info("sending again after %d failed streams", self._failed_streams)
+                    self._failed_streams = 0
                 end.last_activity = loop.time()
                 self._ready.set()
         except grpc.aio.AioRpcError as error:
@@ -243,10 +245,14 @@ class Sender:
             why = f"a request went unanswered for {self._options.request_timeout:g} s"
         else:
             why = f"{error.code().name}: {error.details()}"
-        # A stream ended by the server's bound on its life, having worked, is routine.
-        level = logging.DEBUG if end.answered and delay == 0 else logging.WARNING
-        if self._backoff.failures > 1:
-            level = logging.INFO  # the first failure of a run said it already
+        if end.answered and delay == 0:
+            # A stream that worked until the server ended it (its bound on a stream's life):
+            # routine.
+            level = logging.DEBUG
+        else:
+            self._failed_streams += 1
+            # The first failure of a run says it; the next ones are detail.
+            level = logging.WARNING if self._failed_streams == 1 else logging.INFO
         logger.log(
             level,
             "sending failed (%s); %d events held, trying again in %.1f s",
