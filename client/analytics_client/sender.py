@@ -157,13 +157,14 @@ class Sender:
                 continue
             if unanswered:
                 wake_at = unanswered[0].deadline
+                if due is not None:
+                    wake_at = min(wake_at, now + due)
+            elif due is not None:
+                wake_at = now + due  # events wait for their batch: not idle
             else:
-                idle_until = end.last_activity + STREAM_IDLE_SECONDS
-                if due is None and now >= idle_until:
+                wake_at = end.last_activity + STREAM_IDLE_SECONDS
+                if now >= wake_at:
                     return
-                wake_at = idle_until
-            if due is not None:
-                wake_at = min(wake_at, now + due)
             await self._wait(wake_at - now)
 
     async def _await_answers(
