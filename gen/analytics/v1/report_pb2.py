@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\"y\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x32O\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\"y\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\"R\n\x19GetFilteredTrafficRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\"\x87\x01\n\x0f\x46ilteredTraffic\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12.\n\x04\x64\x61ys\x18\x04 \x03(\x0b\x32 .analytics.v1.FilteredTrafficDay\x12\r\n\x05total\x18\x05 \x01(\x04\"@\n\x12\x46ilteredTrafficDay\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32\xad\x01\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Stats\x12\\\n\x12GetFilteredTraffic\x12\'.analytics.v1.GetFilteredTrafficRequest\x1a\x1d.analytics.v1.FilteredTrafficb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATS']._serialized_end=330
   _globals['_PATHVIEWS']._serialized_start=332
   _globals['_PATHVIEWS']._serialized_end=372
-  _globals['_REPORTSERVICE']._serialized_start=374
-  _globals['_REPORTSERVICE']._serialized_end=453
+  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_start=374
+  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_end=456
+  _globals['_FILTEREDTRAFFIC']._serialized_start=459
+  _globals['_FILTEREDTRAFFIC']._serialized_end=594
+  _globals['_FILTEREDTRAFFICDAY']._serialized_start=596
+  _globals['_FILTEREDTRAFFICDAY']._serialized_end=660
+  _globals['_REPORTSERVICE']._serialized_start=663
+  _globals['_REPORTSERVICE']._serialized_end=836
 # @@protoc_insertion_point(module_scope)

@@ -34,6 +34,10 @@ class ReportServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportServiceAsyncStub: ...
     GetStats: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]
+    GetFilteredTraffic: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
@@ -41,6 +45,10 @@ class ReportServiceAsyncStub(ReportServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStats: _aio.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]  # type: ignore[assignment]
+    GetFilteredTraffic: _aio.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]  # type: ignore[assignment]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
     """Summaries per site over a day, a range of days or all time, read from the database."""
@@ -51,5 +59,15 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _report_pb2.GetStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_report_pb2.Stats, _abc.Awaitable[_report_pb2.Stats]]: ...
+
+    @_abc_1.abstractmethod
+    def GetFilteredTraffic(
+        self,
+        request: _report_pb2.GetFilteredTrafficRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.FilteredTraffic, _abc.Awaitable[_report_pb2.FilteredTraffic]]:
+        """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+        reason.
+        """
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
