@@ -155,13 +155,13 @@ async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterSt
     await retrying(
         create_or_update,
         what=f"setting up JetStream stream {config.name}",
-        retryable=_jetstream_not_ready,
+        retryable=jetstream_not_ready,
         logger=logger,
     )
     logger.debug("stream %s ready on %s", config.name, config.subjects)
 
 
-def _jetstream_not_ready(error: BaseException) -> bool:
+def jetstream_not_ready(error: BaseException) -> bool:
     """Worth waiting for: NATS unreachable or slow, or a cluster short of servers. A request
     JetStream refuses otherwise means our configuration is wrong."""
     if isinstance(error, BadRequestError):

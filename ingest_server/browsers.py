@@ -1,0 +1,101 @@
+"""The rules for events a browser sends: dropped (a bot's; a page's of an origin its site does
+not allow), or kept with what the request says about the visitor, derived here so that the
+raw user agent and IP go no further than this process.
+
+A browser's request is one that carries an `Origin` header: browsers send one with every POST
+(`fetch`, `sendBeacon`), servers and scripts do not, and their events are stored as sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from analytics.internal.v1.stream_pb2 import EventContext
+from analytics.v1.event_pb2 import Event
+
+from ingest_server.countries import Countries
+from ingest_server.drops import BOT, ORIGIN_NOT_ALLOWED, Drops
+from ingest_server.referrers import referrer_of
+from ingest_server.site_watch import SiteRecords
+from ingest_server.user_agents import UserAgent, user_agent
+from ingest_server.visitors import VisitorKeys
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserRequest:
+    """What a page's request says about who sent it; never stored or sent on."""
+
+    origin: str  # the Origin header
+    user_agent: str
+    ip: str  # the client's, see ingest_server.client_ip
+
+    @property
+    def host(self) -> str:
+        try:
+            return urlsplit(self.origin).hostname or ""
+        except ValueError:
+            return ""
+
+
+class Browsers:
+    def __init__(
+        self,
+        sites: SiteRecords,
+        keys: VisitorKeys,
+        drops: Drops,
+        countries: Countries | None = None,
+    ) -> None:
+        self._sites = sites
+        self._keys = keys
+        self._drops = drops
+        self._countries = countries
+
+    def judge(
+        self, event: Event, request: BrowserRequest, received_at: datetime
+    ) -> EventContext | str:
+        """The context to store a valid event with, or the reason it is dropped (counted)."""
+        site = self._sites.get(event.site_id)
+        agent = user_agent(request.user_agent)
+        if agent.bot:
+            reason = BOT
+        elif not site.allows(request.origin):
+            reason = ORIGIN_NOT_ALLOWED
+        else:
+            return self._context(event, request, agent, received_at)
+        self._drops.count(event.site_id, _local_day(received_at, site.time_zone), reason)
+        return reason
+
+    def _context(
+        self, event: Event, request: BrowserRequest, agent: UserAgent, received_at: datetime
+    ) -> EventContext:
+        referrer_host, source = referrer_of(event.referrer, request.host)
+        properties = event.properties
+        context = EventContext(
+            browser=agent.browser,
+            os=agent.os,
+            device=agent.device,
+            referrer_host=referrer_host,
+            referrer_source=source,
+            utm_source=properties.get("utm_source", ""),
+            utm_medium=properties.get("utm_medium", ""),
+            utm_campaign=properties.get("utm_campaign", ""),
+            utm_term=properties.get("utm_term", ""),
+            utm_content=properties.get("utm_content", ""),
+        )
+        if not event.user_id:
+            context.visitor_id = self._keys.visitor_id(
+                received_at.date(), event.site_id, request.ip, request.user_agent
+            )
+        if self._countries is not None:
+            context.country = self._countries.country(request.ip)
+        return context
+
+
+def _local_day(moment: datetime, time_zone: str) -> date:
+    try:
+        return moment.astimezone(ZoneInfo(time_zone)).date()
+    except (ValueError, KeyError):  # a zone this machine's tz database lacks
+        return moment.date()
