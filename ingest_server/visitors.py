@@ -48,7 +48,13 @@ class VisitorKeys:
         self._keys: dict[date, bytes] = {}
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str, replicas: int = 1) -> VisitorKeys:
+    async def open(
+        cls,
+        js: JetStreamContext,
+        bucket: str,
+        replicas: int = 1,
+        today: Callable[[], date] = _today,
+    ) -> VisitorKeys:
         config = KeyValueConfig(
             bucket=bucket,
             history=1,
@@ -56,7 +62,7 @@ class VisitorKeys:
             replicas=replicas,
             storage=StorageType.FILE,
         )
-        return cls(await js.create_key_value(config))
+        return cls(await js.create_key_value(config), today)
 
     async def refresh(self) -> None:
         """Hold today's and tomorrow's keys, creating them where no server has yet; forget

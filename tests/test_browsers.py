@@ -87,7 +87,8 @@ async def count(db: asyncpg.Connection) -> int:
 
 
 def dropped_metric(reason: str) -> float:
-    return REGISTRY.get_sample_value("analytics_ingest_events_dropped_total", {"reason": reason}) or 0
+    value = REGISTRY.get_sample_value("analytics_ingest_events_dropped_total", {"reason": reason})
+    return value or 0.0
 
 
 async def test_a_text_plain_beacon_is_stored_with_what_its_request_says(

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
-from analytics.internal.v1.stream_pb2 import EventContext
+from analytics.internal.v1.stream_pb2 import EventContext, FilteredCount, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 
 from core.events import LIMITS, validate_event
@@ -386,3 +386,25 @@ async def test_an_event_a_concurrent_store_holds_is_stored_by_whichever_commits(
     assert await pool.fetchval("SELECT count(*) FROM events") == stored
     assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), stored, stored)]
     assert await path_views(pool) == [(date(2025, 11, 14), "/home", stored)]
+
+
+async def test_a_filtered_traffic_window_is_added_once_however_often_it_arrives(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    window = FilteredTraffic(
+        window_id="process-1",
+        counts=[
+            FilteredCount(site_id="shop", day="2026-12-06", reason="bot", count=3),
+            FilteredCount(site_id="shop", day="2026-12-06", reason="origin_not_allowed", count=1),
+        ],
+    )
+    later = FilteredTraffic(
+        window_id="process-2",
+        counts=[FilteredCount(site_id="shop", day="2026-12-06", reason="bot", count=2)],
+    )
+
+    added = [await store.store_filtered(w) for w in (window, window, later)]
+
+    assert added == [True, False, True]
+    rows = await pool.fetch("SELECT reason, count FROM filtered_traffic ORDER BY reason")
+    assert [tuple(row) for row in rows] == [("bot", 5), ("origin_not_allowed", 1)]
