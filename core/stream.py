@@ -196,7 +196,9 @@ def encode_messages(
         if contexts is not None:
             context = contexts[index]
             context_data = b"" if context is None else context.SerializeToString()
-            data += _field_header(_CONTEXTS_TAG, len(context_data)) + context_data
+            length, tags = len(context_data), _CONTEXTS_FIELD_HEADERS
+            data += tags[length] if length < len(tags) else _field_header(_CONTEXTS_TAG, length)
+            data += context_data
         if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
             parts.append((b"".join(fields) + received_at_field, message_id(events[first:index])))
             fields, size, first = [], 0, index
@@ -239,6 +241,8 @@ def _field_header(tag: int, size: int) -> bytes:
 
 
 _EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
+# A context is at most a few hundred bytes.
+_CONTEXTS_FIELD_HEADERS = tuple(_field_header(_CONTEXTS_TAG, size) for size in range(1024))
 
 
 class UndecodableMessage(Exception):

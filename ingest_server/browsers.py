@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,9 @@ from ingest_server.site_watch import SiteRecords
 from ingest_server.user_agents import UserAgent, user_agent
 from ingest_server.visitors import VisitorKeys
 
+# The campaign fields, read from the event's properties of the same names.
+_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
 
 @dataclass(frozen=True, slots=True)
 class BrowserRequest:
@@ -34,10 +38,7 @@ class BrowserRequest:
 
     @property
     def host(self) -> str:
-        try:
-            return urlsplit(self.origin).hostname or ""
-        except ValueError:
-            return ""
+        return _host(self.origin)
 
 
 class Browsers:
@@ -72,19 +73,18 @@ class Browsers:
         self, event: Event, request: BrowserRequest, agent: UserAgent, received_at: datetime
     ) -> EventContext:
         referrer_host, source = referrer_of(event.referrer, request.host)
-        properties = event.properties
         context = EventContext(
             browser=agent.browser,
             os=agent.os,
             device=agent.device,
             referrer_host=referrer_host,
             referrer_source=source,
-            utm_source=properties.get("utm_source", ""),
-            utm_medium=properties.get("utm_medium", ""),
-            utm_campaign=properties.get("utm_campaign", ""),
-            utm_term=properties.get("utm_term", ""),
-            utm_content=properties.get("utm_content", ""),
         )
+        properties = event.properties
+        if properties:
+            for field in _UTM_FIELDS:
+                if value := properties.get(field):
+                    setattr(context, field, value)
         if not event.user_id:
             context.visitor_id = self._keys.visitor_id(
                 received_at.date(), event.site_id, request.ip, request.user_agent
@@ -92,6 +92,14 @@ class Browsers:
         if self._countries is not None:
             context.country = self._countries.country(request.ip)
         return context
+
+
+@lru_cache(maxsize=1000)
+def _host(origin: str) -> str:
+    try:
+        return urlsplit(origin).hostname or ""
+    except ValueError:
+        return ""
 
 
 def _local_day(moment: datetime, time_zone: str) -> date:

@@ -23,7 +23,7 @@ from core.errors import FieldViolation, InvalidArgument
 from core.events import listed_property_violations, property_count_violations
 from core.settings import Network
 from ingest_server.browsers import BrowserRequest
-from ingest_server.client_ip import client_ip
+from ingest_server.client_ip import TrustedProxies, client_ip
 from ingest_server.ingestor import Dropped, Ingestor, Outcome
 from ingest_server.tracker import Tracker
 from transports.http_app import Headers, Reply, Request, Routes, json_body
@@ -61,7 +61,7 @@ class _IngestRoutes:
     ) -> None:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
-        self._trusted_proxies = trusted_proxies
+        self._trusted_proxies = TrustedProxies.of(trusted_proxies)
 
     async def post_event(self, request: Request) -> Reply:
         event = event_from_json(await json_body(request, self._max_body_bytes, text_plain=True))

@@ -9,6 +9,7 @@ domains (`google` is google.com, google.co.uk, www.google.de).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 SEARCH = frozenset(
@@ -24,6 +25,11 @@ SOCIAL = frozenset(
 )  # fmt: skip
 
 
+# Referrers remembered: most of a site's come from a few search engines and networks.
+CACHE_SIZE = 10_000
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def referrer_of(referrer: str, page_host: str) -> tuple[str, str]:
     """(host, class) of an event's referrer, the page being on `page_host`: a referrer of the
     page's own site, like none at all, is ("", "direct")."""

@@ -14,6 +14,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from core.site_records import SiteRecord, site_bucket
 
 logger = logging.getLogger(__name__)
+_DEFAULT = SiteRecord("")
 
 
 class SiteRecords:
@@ -27,8 +28,8 @@ class SiteRecords:
         return cls(await site_bucket(js, bucket, replicas))
 
     def get(self, site_id: str) -> SiteRecord:
-        record = self._records.get(site_id)
-        return record if record is not None else SiteRecord(site_id)
+        """The site's record; for a site without one, the default (its site_id left empty)."""
+        return self._records.get(site_id, _DEFAULT)
 
     async def loaded(self) -> None:
         """Return once the records the bucket held when watching began are in memory."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from ingest_server.client_ip import client_ip
+from ingest_server.client_ip import TrustedProxies, client_ip
 
-PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
+PROXIES = TrustedProxies.of((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
 
 
 def test_without_trusted_proxies_the_header_is_ignored() -> None:
-    assert client_ip("198.51.100.9", b"203.0.113.7", ()) == "198.51.100.9"
+    assert client_ip("198.51.100.9", b"203.0.113.7", TrustedProxies(())) == "198.51.100.9"
 
 
 def test_a_header_from_an_untrusted_peer_is_ignored() -> None:
