@@ -177,12 +177,12 @@ def jetstream_not_ready(error: BaseException) -> bool:
 def encode_messages(
     events: Sequence[Event],
     received_at: datetime,
-    contexts: Sequence[EventContext | None] | None = None,
+    contexts: Sequence[bytes | None] | None = None,
 ) -> list[tuple[bytes, str]]:
     """The NATS messages that carry `events`, as (payload, Nats-Msg-Id): one serialized
     EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, when given,
-    is parallel to `events` (None: the empty context); every message then carries one context
-    per event."""
+    is parallel to `events`: each a serialized EventContext (None: the empty context); every
+    message then carries one context per event."""
     stamp = EventBatch()
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
@@ -194,8 +194,7 @@ def encode_messages(
         data = event.SerializeToString()
         header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
         if contexts is not None:
-            context = contexts[index]
-            context_data = b"" if context is None else context.SerializeToString()
+            context_data = contexts[index] or b""
             length, tags = len(context_data), _CONTEXTS_FIELD_HEADERS
             data += tags[length] if length < len(tags) else _field_header(_CONTEXTS_TAG, length)
             data += context_data

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 
 from core.errors import FieldViolation, InvalidArgument
@@ -171,14 +170,14 @@ class Ingestor:
         """Store a browser's valid events (in `outcome` by position) that are not dropped."""
         assert self._browsers is not None
         kept: list[Event] = []
-        contexts: list[EventContext | None] = []
+        contexts: list[bytes | None] = []
         events = iter(valid)
         for position, event_id in enumerate(outcome.event_ids):
             if not event_id:
                 continue  # rejected
             event = next(events)
             judged = self._browsers.judge(event, browser, received_at)
-            if isinstance(judged, str):
+            if isinstance(judged, str):  # the reason it is dropped
                 outcome.drops[position] = judged
                 outcome.event_ids[position] = ""
             else:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import nats.errors
-from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -52,10 +51,11 @@ class EventPublisher:
         self,
         events: Sequence[Event],
         received_at: datetime,
-        contexts: Sequence[EventContext | None] | None = None,
+        contexts: Sequence[bytes | None] | None = None,
     ) -> None:
         """Return once every event is stored in the stream (its message's PubAck arrived).
-        `contexts`, parallel to `events`, travel with them (see core.stream).
+        `contexts`, parallel to `events`, travel with them (serialized EventContexts, see
+        core.stream).
 
         A message holding one event carries that event's id as `Nats-Msg-Id` (prefixed), a
         message of several a digest of their ids, so JetStream drops a resend of the same
@@ -189,7 +189,7 @@ class _Message:
         self.deadline = deadline  # loop time
         self.events: list[Event] = []
         # Parallel to events once some event brought a context (None: the empty one).
-        self.contexts: list[EventContext | None] | None = None
+        self.contexts: list[bytes | None] | None = None
         self.callers: list[_Caller] = []
         self.answered = False
         self.expiry = loop.call_at(deadline, self.expire)
@@ -197,7 +197,7 @@ class _Message:
     def add(
         self,
         events: Sequence[Event],
-        contexts: Sequence[EventContext | None] | None,
+        contexts: Sequence[bytes | None] | None,
         start: int,
     ) -> None:
         """Add `events`, whose contexts are those of `contexts` from `start` on (if any)."""

@@ -93,7 +93,9 @@ def test_contexts_travel_parallel_to_their_events() -> None:
     events = [Event(site_id="s", event_id=str(i), path="/") for i in range(3)]
     contexts = [EventContext(browser="Firefox"), None, EventContext(country="DE")]
 
-    [(payload, _)] = encode_messages(events, RECEIVED, contexts)
+    [(payload, _)] = encode_messages(
+        events, RECEIVED, [c.SerializeToString() if c else None for c in contexts]
+    )
 
     message = decode_message(payload)
     assert list(message.events) == events
@@ -106,7 +108,7 @@ def test_contexts_travel_parallel_to_their_events() -> None:
 
 def test_a_message_split_in_parts_keeps_each_events_context() -> None:
     events = [Event(site_id="s", event_id=str(i), path="/" + "p" * 300_000) for i in range(3)]
-    contexts = [EventContext(os=str(i)) for i in range(3)]
+    contexts = [EventContext(os=str(i)).SerializeToString() for i in range(3)]
 
     parts = encode_messages(events, RECEIVED, contexts)
 
