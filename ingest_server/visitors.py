@@ -46,6 +46,7 @@ class VisitorKeys:
         self._kv = kv
         self._today = today
         self._keys: dict[date, bytes] = {}
+        self._hashes: dict[date, hashlib.blake2b] = {}  # each key's hash state, once keyed
 
     @classmethod
     async def open(
@@ -73,6 +74,7 @@ class VisitorKeys:
                 self._keys[day] = await self._key(day)
         for day in [day for day in self._keys if day < today]:
             del self._keys[day]
+            self._hashes.pop(day, None)
         try:
             stored = await self._kv.keys()
         except NoKeysError:
@@ -93,13 +95,16 @@ class VisitorKeys:
     def visitor_id(self, day: date, site_id: str, ip: str, user_agent: str) -> int:
         """The visitor's id on `day` (UTC), a signed 64-bit integer other than 0. Raises
         Unavailable if this server could not get the day's key from NATS."""
-        key = self._keys.get(day)
-        if key is None:
-            raise Unavailable("the visitor key of the day is not known yet; retry")
-        digest = hashlib.blake2b(
-            f"{site_id}\n{ip}\n{user_agent}".encode(errors="replace"), key=key, digest_size=8
-        ).digest()
-        return int.from_bytes(digest, "big", signed=True) or 1
+        keyed = self._hashes.get(day)
+        if keyed is None:
+            key = self._keys.get(day)
+            if key is None:
+                raise Unavailable("the visitor key of the day is not known yet; retry")
+            keyed = self._hashes[day] = hashlib.blake2b(key=key, digest_size=8)
+        # A copy of the keyed state: keying a new hash costs as much as hashing the text.
+        hashing = keyed.copy()
+        hashing.update(f"{site_id}\n{ip}\n{user_agent}".encode(errors="replace"))
+        return int.from_bytes(hashing.digest(), "big", signed=True) or 1
 
     async def _key(self, day: date) -> bytes:
         name = _name(day)
