@@ -48,14 +48,16 @@ local bodies = {
 local agents = {
 %s
 }
-local count, next_body = #bodies, 0
+local count, next_body, sent = #bodies, 0, 0
 request = function()
   next_body = next_body %% count + 1
+  sent = sent + 1
   local headers = {
     ["Content-Type"] = "text/plain;charset=UTF-8",
     ["Origin"] = "%s",
-    ["User-Agent"] = agents[next_body %% #agents + 1],
-    ["X-Forwarded-For"] = "198.51." .. (next_body %% 200) .. "." .. (next_body %% 250 + 1),
+    ["User-Agent"] = agents[sent %% #agents + 1],
+    -- 1,000 clients: the pairs of (sent mod 200, sent mod 250) repeat every 1,000 requests.
+    ["X-Forwarded-For"] = "198.51." .. (sent %% 200) .. "." .. (sent %% 250 + 1),
   }
   return wrk.format(nil, nil, headers, bodies[next_body])
 end
