@@ -2,13 +2,16 @@
 configuration, its limits, and the codec of its messages, in one place for both ends.
 
 Each message is one serialized `analytics.internal.v1.EventBatch` of at most MAX_MESSAGE_EVENTS
-events, of any sites, on one subject, `<prefix>.all`: events of different sites share messages,
+events (and, for events browsers sent, what the ingest server derived from their requests), of
+any sites, on one subject, `<prefix>.all`: events of different sites share messages,
 so the JetStream round trips of an ingest server do not multiply with the sites it serves. The
 stream takes every subject under the prefix, so messages that earlier versions put on a subject
 per site (`<prefix>.<site token>`) are still consumed, and a dead letter replays to the subject
 it came from. The stream keeps a message until the writer acknowledges it (work-queue
 retention), on file storage, and drops a resend of the same `Nats-Msg-Id` within its duplicate
-window.
+window. The counts of events the ingest servers dropped travel on the same stream as a message
+kind of their own (`FilteredTraffic`, on `<prefix>.filtered.counts`; a subject of two tokens,
+which no per-site subject of earlier versions could be).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import nats.errors
-from analytics.internal.v1.stream_pb2 import EventBatch
+from analytics.internal.v1.stream_pb2 import EventBatch, EventContext, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -73,6 +76,11 @@ class EventStream:
     def subject(self) -> str:
         """The subject events are published on."""
         return f"{self.subject_prefix}.all"
+
+    @property
+    def filtered_subject(self) -> str:
+        """The subject of the FilteredTraffic messages."""
+        return f"{self.subject_prefix}.filtered.counts"
 
     @property
     def subjects(self) -> str:
@@ -156,13 +164,13 @@ async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterSt
     await retrying(
         create_or_update,
         what=f"setting up JetStream stream {config.name}",
-        retryable=_jetstream_not_ready,
+        retryable=jetstream_not_ready,
         logger=logger,
     )
     logger.debug("stream %s ready on %s", config.name, config.subjects)
 
 
-def _jetstream_not_ready(error: BaseException) -> bool:
+def jetstream_not_ready(error: BaseException) -> bool:
     """Worth waiting for: NATS unreachable or slow, or a cluster short of servers. A request
     JetStream refuses otherwise means our configuration is wrong."""
     if isinstance(error, BadRequestError):
@@ -170,24 +178,35 @@ def _jetstream_not_ready(error: BaseException) -> bool:
     return isinstance(error, nats.errors.Error | TimeoutError)
 
 
-# The codec. Writing: the bytes of EventBatch{events, received_at} are joined from each event's
-# own serialization; building an EventBatch would copy every event into it first, twice the
-# cost.
+# The codec. Writing: the bytes of EventBatch{events, received_at, contexts} are joined from
+# each event's own serialization; building an EventBatch would copy every event into it first,
+# twice the cost.
 
 
-def encode_messages(events: Sequence[Event], received_at: datetime) -> list[tuple[bytes, str]]:
+def encode_messages(
+    events: Sequence[Event],
+    received_at: datetime,
+    contexts: Sequence[bytes | None] | None = None,
+) -> list[tuple[bytes, str]]:
     """The NATS messages that carry `events`, as (payload, Nats-Msg-Id): one serialized
-    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
+    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, when given,
+    is parallel to `events`: each a serialized EventContext (None: the empty context); every
+    message then carries one context per event."""
     stamp = EventBatch()
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
     parts: list[tuple[bytes, str]] = []
-    fields: list[bytes] = []  # each event's field header, then its bytes
+    fields: list[bytes] = []  # each event's field header, then its bytes (then its context's)
     size = first = 0
     headers = _EVENTS_FIELD_HEADERS
     for index, event in enumerate(events):
         data = event.SerializeToString()
         header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
+        if contexts is not None:
+            context_data = contexts[index] or b""
+            length, tags = len(context_data), _CONTEXTS_FIELD_HEADERS
+            data += tags[length] if length < len(tags) else _field_header(_CONTEXTS_TAG, length)
+            data += context_data
         if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
             parts.append((b"".join(fields) + received_at_field, message_id(events[first:index])))
             fields, size, first = [], 0, index
@@ -213,7 +232,15 @@ def message_id(events: Sequence[Event]) -> str:
 def _events_field_header(size: int) -> bytes:
     """The start of one element of EventBatch.events on the wire: tag (field 1,
     length-delimited), then the length."""
-    header = bytearray(b"\x0a")
+    return _field_header(_EVENTS_TAG, size)
+
+
+_EVENTS_TAG = 0x0A  # field 1, length-delimited
+_CONTEXTS_TAG = 0x1A  # field 3, length-delimited
+
+
+def _field_header(tag: int, size: int) -> bytes:
+    header = bytearray((tag,))
     while size > 0x7F:
         header.append(size & 0x7F | 0x80)
         size >>= 7
@@ -222,6 +249,8 @@ def _events_field_header(size: int) -> bytes:
 
 
 _EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
+# A context is at most a few hundred bytes.
+_CONTEXTS_FIELD_HEADERS = tuple(_field_header(_CONTEXTS_TAG, size) for size in range(1024))
 
 
 class UndecodableMessage(Exception):
@@ -236,23 +265,52 @@ class UndecodableMessage(Exception):
 class DecodedMessage:
     events: Sequence[Event]
     received_at: Timestamp
+    # Parallel to events, or empty: every event's context is the empty one.
+    contexts: Sequence[EventContext] = ()
 
 
 def decode_message(data: bytes) -> DecodedMessage:
-    """The events of one message and when they were received; UndecodableMessage if the
-    bytes are not an EventBatch with a receive time."""
+    """The events of one message, their contexts and when they were received;
+    UndecodableMessage if the bytes are not an EventBatch with a receive time and a context
+    for every event or none."""
     try:
         batch = EventBatch.FromString(data)
     except DecodeError as error:
         raise UndecodableMessage(f"not an {EventBatch.DESCRIPTOR.full_name}: {error}") from None
     if not batch.HasField("received_at"):
         raise UndecodableMessage("received_at is not set")
-    return DecodedMessage(batch.events, batch.received_at)
+    if batch.contexts and len(batch.contexts) != len(batch.events):
+        raise UndecodableMessage(
+            f"{len(batch.contexts)} contexts for {len(batch.events)} events: one each, or none"
+        )
+    return DecodedMessage(batch.events, batch.received_at, batch.contexts)
 
 
-def encode_batch(events: Sequence[Event], received_at: datetime) -> bytes:
+def encode_batch(
+    events: Sequence[Event],
+    received_at: datetime,
+    contexts: Sequence[EventContext] = (),
+) -> bytes:
     """One message's bytes, built the plain way: for the dead letters of single events and for
     tests, where the cost of copying does not matter."""
-    batch = EventBatch(events=events)
+    batch = EventBatch(events=events, contexts=contexts)
     batch.received_at.FromDatetime(received_at)
     return batch.SerializeToString()
+
+
+def encode_filtered(window: FilteredTraffic) -> tuple[bytes, str]:
+    """A FilteredTraffic message, as (payload, Nats-Msg-Id): a resend of the same window
+    within the duplicate window is dropped by JetStream, any other by the writer."""
+    return window.SerializeToString(), f"filtered-{window.window_id}"
+
+
+def decode_filtered(data: bytes) -> FilteredTraffic:
+    """UndecodableMessage if the bytes are not a FilteredTraffic with a window id."""
+    try:
+        window = FilteredTraffic.FromString(data)
+    except DecodeError as error:
+        name = FilteredTraffic.DESCRIPTOR.full_name
+        raise UndecodableMessage(f"not an {name}: {error}") from None
+    if not window.window_id:
+        raise UndecodableMessage("window_id is not set")
+    return window

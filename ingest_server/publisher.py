@@ -47,8 +47,15 @@ class EventPublisher:
     async def start(self) -> None:
         await self._acks.start()
 
-    async def publish(self, events: Sequence[Event], received_at: datetime) -> None:
+    async def publish(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        contexts: Sequence[bytes | None] | None = None,
+    ) -> None:
         """Return once every event is stored in the stream (its message's PubAck arrived).
+        `contexts`, parallel to `events`, travel with them (serialized EventContexts, see
+        core.stream).
 
         A message holding one event carries that event's id as `Nats-Msg-Id` (prefixed), a
         message of several a digest of their ids, so JetStream drops a resend of the same
@@ -71,7 +78,7 @@ class EventPublisher:
                 message = self._open = _Message(received_at, self._loop, deadline)
             message.received_at = max(message.received_at, received_at)
             room = MAX_MESSAGE_EVENTS - len(message.events)
-            message.events.extend(events[taken : taken + room])
+            message.add(events[taken : taken + room], contexts, taken)
             message.callers.append(caller)
             caller.messages += 1
             taken += room
@@ -181,14 +188,32 @@ class _Message:
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []
+        # Parallel to events once some event brought a context (None: the empty one).
+        self.contexts: list[bytes | None] | None = None
         self.callers: list[_Caller] = []
         self.answered = False
         self.expiry = loop.call_at(deadline, self.expire)
 
+    def add(
+        self,
+        events: Sequence[Event],
+        contexts: Sequence[bytes | None] | None,
+        start: int,
+    ) -> None:
+        """Add `events`, whose contexts are those of `contexts` from `start` on (if any)."""
+        if contexts is not None and self.contexts is None:
+            self.contexts = [None] * len(self.events)
+        if self.contexts is not None:
+            if contexts is None:
+                self.contexts.extend([None] * len(events))
+            else:
+                self.contexts.extend(contexts[start : start + len(events)])
+        self.events.extend(events)
+
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
         EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
-        return encode_messages(self.events, self.received_at)
+        return encode_messages(self.events, self.received_at, self.contexts)
 
     def answer(self, error: ServiceError | None) -> None:
         if self.answered:

@@ -1,29 +1,39 @@
-"""The ingest service's resources and doors: a NATS connection, the stream it publishes to, and
-the Ingestor both doors call."""
+"""The ingest service's resources and doors: a NATS connection, the stream it publishes to, the
+site records and visitor keys it keeps from NATS KV, and the Ingestor both doors call."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from analytics.v1 import ingest_pb2
+from nats.js import JetStreamContext
 
 from core.nats_connection import close_nats, connect_nats
+from core.retry import retrying
 from core.settings import Settings
-from core.stream import EventStream, ensure_stream
+from core.stream import EventStream, ensure_stream, jetstream_not_ready
 from ingest_server import http
+from ingest_server.browsers import Browsers
+from ingest_server.countries import Countries
+from ingest_server.drops import Drops
 from ingest_server.grpc import IngestServicer
 from ingest_server.ingestor import Ingestor
 from ingest_server.publisher import EventPublisher
+from ingest_server.site_watch import SiteRecords
+from ingest_server.visitors import VisitorKeys
 from runtime.serve import Doors
+
+logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
-    """An Ingestor publishing to the configured stream (created if missing); on exit, pending
-    publishes are flushed and the connection closed."""
+    """An Ingestor publishing to the configured stream (created if missing), with the rules for
+    browsers' events; on exit, pending publishes are flushed and the connection closed."""
     nc = await connect_nats(settings, "analytics-ingest")
     try:
         js = nc.jetstream()
@@ -31,15 +41,51 @@ async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
         await ensure_stream(js, stream)
         publisher = EventPublisher(nc, stream, settings.publish_timeout)
         await publisher.start()
-        try:
-            yield Ingestor(publisher)
-        finally:
-            # Events of callers that gave up may still be on their way; let them arrive.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.publish_timeout):
-                    await publisher.flush()
+        async with _browsers(settings, js, stream) as browsers:
+            try:
+                yield Ingestor(publisher, browsers=browsers)
+            finally:
+                # Events of callers that gave up may still be on their way; let them arrive.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.publish_timeout):
+                        await publisher.flush()
     finally:
         await close_nats(nc)
+
+
+@asynccontextmanager
+async def _browsers(
+    settings: Settings, js: JetStreamContext, stream: EventStream
+) -> AsyncIterator[Browsers]:
+    """The rules for browsers' events, with what they keep in memory (site records, the day's
+    visitor keys) loaded before the first request and kept fresh meanwhile; the drops counted
+    are published until the end, and once more at it."""
+
+    async def open_kv() -> tuple[SiteRecords, VisitorKeys]:
+        replicas = settings.stream_replicas
+        sites = await SiteRecords.open(js, settings.sites_bucket, replicas)
+        keys = await VisitorKeys.open(js, settings.visitor_keys_bucket, replicas)
+        await keys.refresh()
+        return sites, keys
+
+    sites, keys = await retrying(
+        open_kv, what="opening the key-value buckets", retryable=jetstream_not_ready, logger=logger
+    )
+    drops = Drops(js, stream, settings.filtered_traffic_interval)
+    countries = Countries(settings.geoip_database) if settings.geoip_database else None
+    tasks = [asyncio.create_task(job) for job in (sites.run(), keys.run(), drops.run())]
+    try:
+        await sites.loaded()
+        yield Browsers(sites, keys, drops, countries)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.publish_timeout):
+                await drops.publish()
+        if countries is not None:
+            countries.close()
 
 
 @asynccontextmanager
@@ -57,5 +103,5 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
                     ),
                 )
             ],
-            routes=http.routes(ingestor, settings.max_body_bytes),
+            routes=http.routes(ingestor, settings.max_body_bytes, settings.trusted_proxies),
         )

@@ -9,6 +9,7 @@ from analytics.v1 import report_pb2, report_pb2_grpc, site_pb2, site_pb2_grpc
 
 from core.errors import FieldViolation, InvalidArgument
 from core.sites import Site
+from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub
 from report_server.periods import Period
 from report_server.reports import ReportReader, parse_breakdown
@@ -19,10 +20,17 @@ from transports.grpc_errors import Context, translate_errors, translate_stream_e
 
 
 class ReportServicer(report_pb2_grpc.ReportServiceServicer):
-    def __init__(self, reader: StatsReader, reports: ReportReader, live: LiveHub) -> None:
+    def __init__(
+        self,
+        reader: StatsReader,
+        reports: ReportReader,
+        live: LiveHub,
+        filtered: FilteredTrafficReader,
+    ) -> None:
         self._reader = reader
         self._reports = reports
         self._live = live
+        self._filtered = filtered
 
     @translate_errors
     async def GetStats(
@@ -123,6 +131,13 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             message.received_at.FromDatetime(event.received_at)
             yield message
 
+    @translate_errors
+    async def GetFilteredTraffic(
+        self, request: report_pb2.GetFilteredTrafficRequest, context: Context
+    ) -> report_pb2.FilteredTraffic:
+        query = FilteredTrafficQuery.parse(request.site_id, request.start_date, request.end_date)
+        return await self._filtered.get(query)
+
 
 def _scope(scope: report_pb2.Scope) -> Scope:
     return parse_scope(
@@ -155,7 +170,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     async def CreateSite(
         self, request: site_pb2.CreateSiteRequest, context: Context
     ) -> site_pb2.Site:
-        site = await self._registry.create(request.site_id, request.name, request.time_zone)
+        site = await self._registry.create(
+            request.site_id, request.name, request.time_zone, request.allowed_origins
+        )
         return site_message(site)
 
     @translate_errors
@@ -190,12 +207,18 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         changes = SiteChanges(
             name=given.name if "name" in paths else None,
             time_zone=given.time_zone if "time_zone" in paths else None,
+            allowed_origins=list(given.allowed_origins) if "allowed_origins" in paths else None,
         )
         return site_message(await self._registry.update(given.site_id, changes))
 
 
 def site_message(site: Site) -> site_pb2.Site:
-    message = site_pb2.Site(site_id=site.site_id, name=site.name, time_zone=site.time_zone)
+    message = site_pb2.Site(
+        site_id=site.site_id,
+        name=site.name,
+        time_zone=site.time_zone,
+        allowed_origins=site.allowed_origins,
+    )
     message.created_at.FromDatetime(site.created_at)
     message.updated_at.FromDatetime(site.updated_at)
     return message

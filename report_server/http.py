@@ -1,5 +1,5 @@
-"""The report service's HTTP door: `GET /stats` (the seeds' shape) and the site registry
-(`/sites`, `/sites/{site_id}`).
+"""The report service's HTTP door: `GET /stats` (the seeds' shape), the site registry
+(`/sites`, `/sites/{site_id}`) and `GET /filtered-traffic`.
 
 It reads query strings and JSON bodies into the arguments the gRPC door passes, and calls the
 same StatsReader and SiteRegistry; it holds no rule of its own.
@@ -16,10 +16,11 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from analytics.v1.report_pb2 import Stats
+from analytics.v1.report_pb2 import FilteredTraffic, Stats
 
 from core.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from core.sites import Site
+from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub, LiveUpdate
 from report_server.periods import Period
 from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
@@ -48,11 +49,13 @@ STATS_PARAMETERS = (
 
 
 def routes(
+    *,
     reader: StatsReader,
     reports: ReportReader,
     live: LiveHub,
     registry: SiteRegistry,
     max_body_bytes: int,
+    filtered: FilteredTrafficReader,
 ) -> Routes:
     sites = _SiteRoutes(registry, max_body_bytes)
     report = _ReportRoutes(reports, live)
@@ -65,6 +68,31 @@ def routes(
         "/reports/export": {"GET": report.export},
         "/sites": {"GET": sites.list, "POST": sites.create},
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
+        "/filtered-traffic": {"GET": _FilteredTrafficRoutes(filtered).get},
+    }
+
+
+class _FilteredTrafficRoutes:
+    def __init__(self, reader: FilteredTrafficReader) -> None:
+        self._reader = reader
+
+    async def get(self, request: Request) -> Reply:
+        params, violations = query_parameters(request, ("site_id", "start_date", "end_date"))
+        if violations:
+            raise InvalidArgument(violations)
+        query = FilteredTrafficQuery.parse(
+            params.get("site_id", ""), params.get("start_date", ""), params.get("end_date", "")
+        )
+        return Reply(HTTPStatus.OK, filtered_traffic_to_json(await self._reader.get(query)))
+
+
+def filtered_traffic_to_json(report: FilteredTraffic) -> dict[str, Any]:
+    return {
+        "site_id": report.site_id,
+        "start_date": report.start_date,
+        "end_date": report.end_date,
+        "total": report.total,
+        "days": [{"day": d.day, "reason": d.reason, "count": d.count} for d in report.days],
     }
 
 
@@ -419,11 +447,13 @@ class _SiteRoutes:
         self._max_body_bytes = max_body_bytes
 
     async def create(self, request: Request) -> Reply:
-        fields = _text_fields(
-            await json_body(request, self._max_body_bytes), ("site_id", "name", "time_zone")
-        )
+        body = await json_body(request, self._max_body_bytes)
+        fields = _text_fields(body, ("site_id", "name", "time_zone"), ("allowed_origins",))
         site = await self._registry.create(
-            fields.get("site_id", ""), fields.get("name", ""), fields.get("time_zone", "")
+            fields.get("site_id", ""),
+            fields.get("name", ""),
+            fields.get("time_zone", ""),
+            _origins(body) or (),
         )
         return Reply(HTTPStatus.CREATED, site_to_json(site))
 
@@ -448,8 +478,13 @@ class _SiteRoutes:
         return Reply(HTTPStatus.OK, site_to_json(site))
 
     async def update(self, request: Request) -> Reply:
-        fields = _text_fields(await json_body(request, self._max_body_bytes), ("name", "time_zone"))
-        changes = SiteChanges(name=fields.get("name"), time_zone=fields.get("time_zone"))
+        body = await json_body(request, self._max_body_bytes)
+        fields = _text_fields(body, ("name", "time_zone"), ("allowed_origins",))
+        changes = SiteChanges(
+            name=fields.get("name"),
+            time_zone=fields.get("time_zone"),
+            allowed_origins=_origins(body),
+        )
         site = await self._registry.update(request.path_params["site_id"], changes)
         return Reply(HTTPStatus.OK, site_to_json(site))
 
@@ -461,18 +496,22 @@ def site_to_json(site: Site) -> dict[str, Any]:
         "time_zone": site.time_zone,
         "created_at": _instant(site.created_at),
         "updated_at": _instant(site.updated_at),
+        "allowed_origins": list(site.allowed_origins),
     }
 
 
-def _text_fields(value: object, known: tuple[str, ...]) -> dict[str, str]:
+def _text_fields(
+    value: object, known: tuple[str, ...], others: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The string fields of a JSON object of those `known`; InvalidArgument names each field
-    that is unknown or not a string."""
+    that is unknown or not a string, or one of `others` (read apart) that is not a list of
+    strings."""
     if not isinstance(value, dict):
         raise InvalidArgument.single("body", "must be a JSON object")
     violations = [
         FieldViolation(key if is_short_text(key) else "body", "is not a known field")
         for key in value
-        if key not in known
+        if key not in known and key not in others
     ]
     fields: dict[str, str] = {}
     for key in known:
@@ -481,6 +520,16 @@ def _text_fields(value: object, known: tuple[str, ...]) -> dict[str, str]:
                 violations.append(FieldViolation(key, problem))
             else:
                 fields[key] = value[key]
+    for key in others:
+        items = value.get(key, [])
+        if not isinstance(items, list) or any(not_text(item) for item in items):
+            violations.append(FieldViolation(key, "must be a list of strings"))
     if violations:
         raise InvalidArgument(violations)
     return fields
+
+
+def _origins(body: dict[str, Any]) -> list[str] | None:
+    """The body's allowed_origins (checked by _text_fields); None when not given."""
+    origins: list[str] | None = body.get("allowed_origins")
+    return origins

@@ -77,14 +77,16 @@ class Request:
     receive: Receive
     # The values of the route's `{name}` segments, by name.
     path_params: dict[str, str] = field(default_factory=dict)
+    # The address of the connection's peer ("" when the server does not know it).
+    client: str = ""
 
 
 @dataclass(slots=True)
 class Reply:
-    """A JSON answer (no body when `body` is None), or, with `stream`, a body sent as it is
-    made (Server-Sent Events, an export): each chunk as the iterator gives it, the response
-    ending with it or when the client goes away. A streamed reply names its own content type
-    in `headers`."""
+    """A JSON answer (no body when `body` is None), bytes sent as they are, or, with `stream`,
+    a body sent as it is made (Server-Sent Events, an export): each chunk as the iterator gives
+    it, the response ending with it or when the client goes away. Bytes and a stream name
+    their own content type in `headers`."""
 
     status: int
     body: Any
@@ -121,8 +123,14 @@ class _App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; nothing else is served
+        client = scope.get("client")
         request = Request(
-            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"], receive
+            scope["method"],
+            scope["path"],
+            dict(scope["headers"]),
+            scope["query_string"],
+            receive,
+            client=client[0] if client else "",
         )
         try:
             reply = await self._route(request)
@@ -188,13 +196,19 @@ def error_reply(error: ServiceError) -> Reply:
     return Reply(HTTP_STATUS[error.code], error_to_json(error), retry_after)
 
 
-async def json_body(request: Request, max_bytes: int) -> Any:
-    """The request's body, which must be JSON (UTF-8) of at most `max_bytes` bytes, decoded."""
+async def json_body(request: Request, max_bytes: int, *, text_plain: bool = False) -> Any:
+    """The request's body, which must be JSON (UTF-8) of at most `max_bytes` bytes, decoded.
+    With `text_plain`, a `text/plain` body is read as JSON too: what `sendBeacon` and a
+    `fetch` of a string send, the one type a page may send elsewhere without a preflight."""
     content_type = request.headers.get(b"content-type", b"").decode("latin-1")
     media_type, _, parameters = content_type.partition(";")
     charset = parameters.strip().lower().removeprefix("charset=").strip('"')
-    if media_type.strip().lower() != "application/json" or charset not in ("", "utf-8"):
-        raise UnsupportedMediaType("Content-Type must be application/json (UTF-8)")
+    media_type = media_type.strip().lower()
+    if (
+        media_type != "application/json" and not (text_plain and media_type == "text/plain")
+    ) or charset not in ("", "utf-8"):
+        wanted = "application/json or text/plain" if text_plain else "application/json"
+        raise UnsupportedMediaType(f"Content-Type must be {wanted} (UTF-8)")
     return parse_body(await read_body(request, max_bytes))
 
 
@@ -313,6 +327,8 @@ def _encoded(reply: Reply) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The reply's headers and body as they go on the wire."""
     if reply.body is None:
         return list(reply.headers), b""
+    if isinstance(reply.body, bytes):
+        return [(b"content-length", b"%d" % len(reply.body)), *reply.headers], reply.body
     body = _JSON_ENCODER.encode(reply.body).encode()
     headers = [
         (b"content-type", b"application/json"),

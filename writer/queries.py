@@ -20,14 +20,22 @@
 STORE_EVENTS = """
 WITH inserted AS (
     INSERT INTO events (event_id, site_id, event_type, path, user_id,
-                        occurred_at, referrer, properties, received_at)
+                        occurred_at, referrer, properties, received_at,
+                        visitor_id, browser, os, device, referrer_host, referrer_source,
+                        utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
     SELECT event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties::jsonb, received_at
+           occurred_at, referrer, properties::jsonb, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
+        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+        $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]
     ) AS t(event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties, received_at)
+           occurred_at, referrer, properties, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
     ON CONFLICT (site_id, event_id) DO NOTHING
     RETURNING site_id, event_type, occurred_at, path, user_id
 ),
@@ -151,4 +159,26 @@ totals AS (
     DO UPDATE SET views = d.views + excluded.views, users = d.users + excluded.users
 )
 SELECT count(*) FROM inserted
+"""
+
+# Add one window of an ingest server's drop counts ($1 window_id, then parallel arrays: $2
+# site_id, $3 day, $4 reason, $5 count), once: a window already added (a redelivery, a resend)
+# adds nothing. Rows in key order, so that concurrent writers lock them in the same order.
+# Returns whether the window was new.
+STORE_FILTERED_TRAFFIC = """
+WITH window_added AS (
+    INSERT INTO filtered_traffic_windows (window_id) VALUES ($1)
+    ON CONFLICT (window_id) DO NOTHING
+    RETURNING window_id
+),
+counted AS (
+    INSERT INTO filtered_traffic AS f (site_id, day, reason, count)
+    SELECT site_id, day, reason, sum(count)
+    FROM unnest($2::text[], $3::date[], $4::text[], $5::bigint[]) AS t(site_id, day, reason, count)
+    WHERE EXISTS (SELECT 1 FROM window_added)
+    GROUP BY site_id, day, reason
+    ORDER BY site_id, day, reason
+    ON CONFLICT (site_id, day, reason) DO UPDATE SET count = f.count + excluded.count
+)
+SELECT count(*) > 0 FROM window_added
 """

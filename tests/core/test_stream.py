@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext, FilteredCount, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 
 from core.stream import (
     UndecodableMessage,
+    decode_filtered,
     decode_message,
     encode_batch,
+    encode_filtered,
     encode_messages,
     message_id,
 )
@@ -80,3 +83,54 @@ def test_messages_of_the_same_event_ids_in_other_sites_have_other_ids() -> None:
 
     assert in_a.startswith("batch-")
     assert in_a != in_b
+
+
+def test_a_message_of_earlier_versions_reads_as_events_without_contexts() -> None:
+    assert list(decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).contexts) == []
+
+
+def test_contexts_travel_parallel_to_their_events() -> None:
+    events = [Event(site_id="s", event_id=str(i), path="/") for i in range(3)]
+    contexts = [EventContext(browser="Firefox"), None, EventContext(country="DE")]
+
+    [(payload, _)] = encode_messages(
+        events, RECEIVED, [c.SerializeToString() if c else None for c in contexts]
+    )
+
+    message = decode_message(payload)
+    assert list(message.events) == events
+    assert list(message.contexts) == [
+        EventContext(browser="Firefox"),
+        EventContext(),
+        EventContext(country="DE"),
+    ]
+
+
+def test_a_message_split_in_parts_keeps_each_events_context() -> None:
+    events = [Event(site_id="s", event_id=str(i), path="/" + "p" * 300_000) for i in range(3)]
+    contexts = [EventContext(os=str(i)).SerializeToString() for i in range(3)]
+
+    parts = encode_messages(events, RECEIVED, contexts)
+
+    decoded = [decode_message(payload) for payload, _ in parts]
+    assert len(parts) == 3
+    assert [c.os for message in decoded for c in message.contexts] == ["0", "1", "2"]
+
+
+def test_a_message_with_contexts_for_some_events_only_is_undecodable() -> None:
+    payload = encode_batch([Event(), Event()], RECEIVED, [EventContext()])
+
+    with pytest.raises(UndecodableMessage, match="1 contexts for 2 events"):
+        decode_message(payload)
+
+
+def test_a_filtered_traffic_window_is_identified_by_its_window_id() -> None:
+    window = FilteredTraffic(
+        window_id="p-1",
+        counts=[FilteredCount(site_id="s", day="2026-12-06", reason="bot", count=2)],
+    )
+
+    payload, msg_id = encode_filtered(window)
+
+    assert decode_filtered(payload) == window
+    assert msg_id == "filtered-p-1"

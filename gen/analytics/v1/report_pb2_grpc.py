@@ -66,6 +66,11 @@ class ReportServiceStub:
                 request_serializer=analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
                 response_deserializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
                 _registered_method=True)
+        self.GetFilteredTraffic = channel.unary_unary(
+                '/analytics.v1.ReportService/GetFilteredTraffic',
+                request_serializer=analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.FilteredTraffic.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
@@ -120,6 +125,14 @@ class ReportServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFilteredTraffic(self, request, context):
+        """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+        reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReportServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -152,6 +165,11 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     servicer.ExportEvents,
                     request_deserializer=analytics_dot_v1_dot_report__pb2.ExportRequest.FromString,
                     response_serializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.SerializeToString,
+            ),
+            'GetFilteredTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFilteredTraffic,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.FilteredTraffic.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +336,33 @@ class ReportService:
             '/analytics.v1.ReportService/ExportEvents',
             analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
             analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFilteredTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analytics.v1.ReportService/GetFilteredTraffic',
+            analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.FilteredTraffic.FromString,
             options,
             channel_credentials,
             insecure,

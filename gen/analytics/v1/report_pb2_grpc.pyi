@@ -56,6 +56,10 @@ class ReportServiceStub:
     """
     ExportEvents: _grpc.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]
     """A site's stored events over a range, oldest first, as they are read."""
+    GetFilteredTraffic: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
@@ -85,6 +89,10 @@ class ReportServiceAsyncStub(ReportServiceStub):
     """
     ExportEvents: _aio.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]  # type: ignore[assignment]
     """A site's stored events over a range, oldest first, as they are read."""
+    GetFilteredTraffic: _aio.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]  # type: ignore[assignment]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reports of a site's events: read from the database, exact (visitors are distinct counts,
@@ -147,5 +155,15 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_report_pb2.ExportedEvent], _abc.AsyncIterator[_report_pb2.ExportedEvent]]:
         """A site's stored events over a range, oldest first, as they are read."""
+
+    @_abc_1.abstractmethod
+    def GetFilteredTraffic(
+        self,
+        request: _report_pb2.GetFilteredTrafficRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.FilteredTraffic, _abc.Awaitable[_report_pb2.FilteredTraffic]]:
+        """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+        reason.
+        """
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -34,6 +34,7 @@ class EventBatch(_message.Message):
 
     EVENTS_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    CONTEXTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]: ...
     @_builtins.property
@@ -42,16 +43,150 @@ class EventBatch(_message.Message):
         never before the timestamp it gave an event that came without one.
         """
 
+    @_builtins.property
+    def contexts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventContext]:
+        """What the ingest server derived from the browser requests of these events; empty, or one
+        per event (see EventContext).
+        """
+
     def __init__(
         self,
         *,
         events: _abc.Iterable[_event_pb2.Event] | None = ...,
         received_at: _timestamp_pb2.Timestamp | None = ...,
+        contexts: _abc.Iterable[Global___EventContext] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["received_at", b"received_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "received_at", b"received_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contexts", b"contexts", "events", b"events", "received_at", b"received_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+
+@_typing.final
+class EventContext(_message.Message):
+    """What the ingest server derived about an event from the browser request that brought it: the
+    raw user agent and client IP never travel, only these. Parallel to EventBatch.events: the
+    context of events[i] is contexts[i]. A message without contexts (written before they existed,
+    or holding no browser's events) reads as every event having the empty context; a message
+    whose other events came from browsers gives an event that did not the empty context too.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISITOR_ID_FIELD_NUMBER: _builtins.int
+    BROWSER_FIELD_NUMBER: _builtins.int
+    OS_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
+    REFERRER_HOST_FIELD_NUMBER: _builtins.int
+    REFERRER_SOURCE_FIELD_NUMBER: _builtins.int
+    UTM_SOURCE_FIELD_NUMBER: _builtins.int
+    UTM_MEDIUM_FIELD_NUMBER: _builtins.int
+    UTM_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    UTM_TERM_FIELD_NUMBER: _builtins.int
+    UTM_CONTENT_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
+    visitor_id: _builtins.int
+    """Field 1 is left free (for the request's id).
+    A day's visitor, for an event without a user_id: a keyed hash of the site, client IP and
+    user agent under that UTC day's key (see the README's Privacy section); 0 when none.
+    """
+    browser: _builtins.str
+    """ua-parser's families ("Chrome", "Mac OS X"); empty when unknown."""
+    os: _builtins.str
+    device: _builtins.str
+    """"desktop", "mobile" or "tablet"; empty when unknown."""
+    referrer_host: _builtins.str
+    """The referrer's host without "www.", empty for a referrer of the page's own site or none."""
+    referrer_source: _builtins.str
+    """"search", "social", "direct" (no referrer) or "other"."""
+    utm_source: _builtins.str
+    utm_medium: _builtins.str
+    utm_campaign: _builtins.str
+    utm_term: _builtins.str
+    utm_content: _builtins.str
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 code of the client IP's country, when a GeoIP database is configured."""
+    def __init__(
+        self,
+        *,
+        visitor_id: _builtins.int = ...,
+        browser: _builtins.str = ...,
+        os: _builtins.str = ...,
+        device: _builtins.str = ...,
+        referrer_host: _builtins.str = ...,
+        referrer_source: _builtins.str = ...,
+        utm_source: _builtins.str = ...,
+        utm_medium: _builtins.str = ...,
+        utm_campaign: _builtins.str = ...,
+        utm_term: _builtins.str = ...,
+        utm_content: _builtins.str = ...,
+        country: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "device", b"device", "os", b"os", "referrer_host", b"referrer_host", "referrer_source", b"referrer_source", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term", "visitor_id", b"visitor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventContext: _TypeAlias = EventContext  # noqa: Y015
+
+@_typing.final
+class FilteredTraffic(_message.Message):
+    """A distinct kind of message on the events stream, on its own subject (<prefix>.filtered.counts):
+    how many events an ingest server dropped (bots, origins a site does not allow) during one
+    window, by site, day and reason. The writer adds each window once, by its id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_ID_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    window_id: _builtins.str
+    """Unique per ingest process and window; a resend of the same window carries the same id."""
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilteredCount]: ...
+    def __init__(
+        self,
+        *,
+        window_id: _builtins.str = ...,
+        counts: _abc.Iterable[Global___FilteredCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "window_id", b"window_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilteredTraffic: _TypeAlias = FilteredTraffic  # noqa: Y015
+
+@_typing.final
+class FilteredCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_ID_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    site_id: _builtins.str
+    day: _builtins.str
+    """The calendar day (YYYY-MM-DD) in the site's time zone when the events were dropped."""
+    reason: _builtins.str
+    """"bot", "origin_not_allowed"."""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        site_id: _builtins.str = ...,
+        day: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "day", b"day", "reason", b"reason", "site_id", b"site_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilteredCount: _TypeAlias = FilteredCount  # noqa: Y015
