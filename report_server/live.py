@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from analytics.internal.v1.stream_pb2 import EventContext
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -78,6 +79,14 @@ class _Site:
                 del self.visitors[visitor]
             self.pruned_at = now
         return len(self.visitors)
+
+
+def visitor_key(user_id: str, visitor_id: int) -> str | None:
+    """Who an event's visitor is, keyed as report_queries.VISITOR keys it, so that those read
+    from the database and those seen on the stream are one set."""
+    if user_id:
+        return user_id
+    return f"\x01{visitor_id}" if visitor_id else None
 
 
 def _now() -> datetime:
@@ -144,17 +153,19 @@ class LiveHub:
 
     async def _on_message(self, message: Msg) -> None:
         try:
-            events = decode_message(message.data).events
+            decoded = decode_message(message.data)
         except UndecodableMessage:
             return  # the writer deals with it; nothing to show
         now = self._clock()
-        for event in events:
+        contexts: Sequence[EventContext | None] = decoded.contexts or [None] * len(decoded.events)
+        for event, context in zip(decoded.events, contexts, strict=True):
             site = self._sites.get(event.site_id)
             if site is None:
                 continue
             timestamp = event.timestamp.ToDatetime(UTC)
-            if event.user_id:
-                site.saw(event.user_id, timestamp, now)
+            visitor = visitor_key(event.user_id, context.visitor_id if context else 0)
+            if visitor is not None:
+                site.saw(visitor, timestamp, now)
             update = LiveUpdate(LiveEvent(event.event_type, event.path, timestamp), site.count(now))
             for watcher in site.watchers:
                 if watcher.fell_behind:

@@ -8,13 +8,17 @@ parameters follow, then the filters'.
 
 from __future__ import annotations
 
-# Who a visitor is: the user_id the event carries.
-VISITOR = "user_id"
-# The host of an event's referrer URL, lower-cased ('' when the event has none, or it is not a
-# URL with a host).
+# Who a visitor is: the user_id the event carries, or for an event without one the day's
+# cookie-less visitor the ingest server derived; keyed as the writer keys it (see
+# writer/queries.py), so no user_id can equal an anonymous visitor.
+VISITOR = "coalesce(user_id, chr(1) || visitor_id::text)"
+# The host of an event's referrer, lower-cased and without 'www.' ('' for none): the one the
+# ingest server derived for an event from a browser (which also drops the site's own pages),
+# else read from the referrer URL ('' when it is not a URL with a host).
 REFERRER_HOST = (
-    "lower(coalesce(substring(referrer FROM "
-    "'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)'), ''))"
+    "CASE WHEN referrer_source IS NOT NULL THEN coalesce(referrer_host, '') "
+    "ELSE regexp_replace(lower(coalesce(substring(referrer FROM "
+    "'^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#:]+)'), '')), '^www\\.', '') END"
 )
 # The SQL of each dimension's value; a property's key is a parameter (see property_value).
 DIMENSION_VALUES = {"event_type": "event_type", "path": "path", "referrer_host": REFERRER_HOST}
@@ -86,7 +90,7 @@ SELECT event_id, site_id, event_type, path, user_id, occurred_at, referrer, prop
 LIVE_VISITORS = f"""
 SELECT {VISITOR} AS visitor, max(occurred_at) AS latest
 FROM events
-WHERE site_id = $1 AND occurred_at >= $2 AND {VISITOR} IS NOT NULL
+WHERE site_id = $1 AND occurred_at >= $2 AND (user_id IS NOT NULL OR visitor_id IS NOT NULL)
 GROUP BY 1
 """
 
@@ -111,7 +115,8 @@ def events_where(template: str, filters: str, **parts: str) -> str:
 # answers a report in the site's own zone, by days, ISO weeks or months, filtered at most by
 # event type, however many events those days hold. $1 site_id, $2 first day, $3 last day,
 # $4 the buckets' first days, in order, $5 the event types counted (NULL: all). Visitors over
-# several days or event types are the days' user bitmaps ORed, chunk by chunk, and counted.
+# several days or event types are the days' user and anonymous visitor bitmaps ORed, chunk by
+# chunk, and counted (users and anonymous visitors share the site's numbering, never a number).
 AGGREGATE_SERIES = """
 WITH totals AS (
     SELECT width_bucket(day, $4::date[]) AS bucket, sum(views)::bigint AS views
@@ -124,9 +129,15 @@ visitors AS (
     SELECT bucket, sum(bit_count(bits))::bigint AS visitors
     FROM (
         SELECT width_bucket(day, $4::date[]) AS bucket, chunk, bit_or(bits) AS bits
-        FROM daily_user_bitmaps
-        WHERE site_id = $1 AND day BETWEEN $2 AND $3
-          AND ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+        FROM (
+            SELECT day, chunk, bits FROM daily_user_bitmaps
+            WHERE site_id = $1 AND day BETWEEN $2 AND $3
+              AND ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+            UNION ALL
+            SELECT day, chunk, bits FROM daily_visitor_bitmaps
+            WHERE site_id = $1 AND day BETWEEN $2 AND $3
+              AND ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+        ) AS days
         GROUP BY 1, 2
     ) AS chunks
     GROUP BY bucket
@@ -135,10 +146,11 @@ SELECT totals.bucket, totals.views, coalesce(visitors.visitors, 0) AS visitors
 FROM totals LEFT JOIN visitors USING (bucket)
 """
 
-# A day series of one event type: each day's distinct users are kept exact in its row, so no
-# bitmap is read. $1 site_id, $2 first day, $3 last day, $4 the event type.
+# A day series of one event type: each day's distinct users and anonymous visitors are kept
+# exact in its row, so no bitmap is read. $1 site_id, $2 first day, $3 last day, $4 the event
+# type.
 AGGREGATE_DAYS = """
-SELECT day, views, users AS visitors
+SELECT day, views, users + anonymous_visitors AS visitors
 FROM daily_totals
 WHERE site_id = $1 AND day BETWEEN $2 AND $3 AND event_type = $4
 """

@@ -36,6 +36,7 @@ DELETE_SITE_DAYS = (
     "DELETE FROM daily_totals WHERE site_id = $1",
     "DELETE FROM daily_path_views WHERE site_id = $1",
     "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
+    "DELETE FROM daily_visitor_bitmaps WHERE site_id = $1",
 )
 RECOUNT_SITE_DAYS = (
     """
@@ -56,9 +57,22 @@ RECOUNT_SITE_DAYS = (
     ) AS days
     """,
     """
-    INSERT INTO daily_totals (site_id, event_type, day, views, users)
+    INSERT INTO daily_visitor_bitmaps (site_id, event_type, day, chunk, bits, added_visitors)
+    SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
+    FROM (
+        SELECT e.site_id, e.event_type, (e.occurred_at AT TIME ZONE $2)::date AS day,
+               user_chunk(u.user_no) AS chunk, bitmap_of(user_bit(u.user_no), 1) AS bits
+        FROM events AS e
+        JOIN site_users AS u ON u.site_id = e.site_id AND u.user_id = chr(1) || e.visitor_id::text
+        WHERE e.site_id = $1 AND e.user_id IS NULL
+        GROUP BY 1, 2, 3, 4
+    ) AS days
+    """,
+    """
+    INSERT INTO daily_totals (site_id, event_type, day, views, users, anonymous_visitors)
     SELECT site_id, event_type, (occurred_at AT TIME ZONE $2)::date, count(*),
-           count(DISTINCT user_id)
+           count(DISTINCT user_id),
+           count(DISTINCT visitor_id) FILTER (WHERE user_id IS NULL)
     FROM events WHERE site_id = $1
     GROUP BY 1, 2, 3
     """,

@@ -39,6 +39,12 @@ def page_view(path: str, user_id: str, at: datetime) -> dict[str, str]:
     }
 
 
+def browser(user_agent: str) -> dict[str, str]:
+    """The headers of a page's request: its origin makes the event a browser's, whose visitor
+    is derived from the request when it has no user_id."""
+    return {"origin": "https://live.example", "user-agent": user_agent}
+
+
 async def next_update(updates: AsyncIterator[LiveUpdate]) -> LiveUpdate:
     return await asyncio.wait_for(anext(updates), timeout=10)
 
@@ -84,6 +90,27 @@ async def test_the_first_update_counts_the_visitors_stored_in_the_last_5_minutes
     call.cancel()
 
     assert first == LiveUpdate(visitors=2)
+
+
+async def test_anonymous_visitors_read_from_the_database_and_the_stream_are_one_set(
+    http: httpx.AsyncClient, rpc: GrpcClients, writer: RunningWriter, db: asyncpg.Connection
+) -> None:
+    now = datetime.now(UTC)
+    anonymous = {k: v for k, v in page_view("/", "", now).items() if k != "user_id"}
+    for agent in ("Firefox", "Safari"):
+        await http.post("/event", json=anonymous, headers=browser(agent))
+    await eventually(lambda: _stored(db), 2)
+    call = rpc.report.WatchLive(WatchLiveRequest(site_id="live-site"))
+    updates = aiter(call)
+    first = await next_update(updates)
+
+    await http.post("/event", json=anonymous, headers=browser("Firefox"))
+    again = await next_update(updates)
+    await http.post("/event", json=anonymous, headers=browser("Opera"))
+    new = await next_update(updates)
+    call.cancel()
+
+    assert (first.visitors, again.visitors, new.visitors) == (2, 2, 3)
 
 
 async def _stored(db: asyncpg.Connection) -> int:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,7 +65,8 @@ async def store(pool: asyncpg.Pool, events: Sequence[StoredEvent]) -> None:
             properties=stored.properties,
         )
         event.timestamp.FromDatetime(stored.at)
-        rows.append(row_of(event, RECEIVED))
+        context = EventContext(visitor_id=stored.visitor_id) if stored.visitor_id else None
+        rows.append(row_of(event, RECEIVED, context=context))
     await EventStore(pool).store(rows)
 
 
@@ -78,6 +80,7 @@ def every_ten_minutes(site: str, first: datetime, hours: int) -> list[StoredEven
             path=PATHS[n % len(PATHS)],
             at=first + timedelta(minutes=10 * n),
             user_id=None if n % 7 == 0 else f"u{n % 23}",
+            visitor_id=n % 5 if n % 7 == 0 else 0,
             referrer=REFERRERS[n % len(REFERRERS)],
             properties={"plan": ("free", "pro")[n % 2]} if n % 3 else {},
         )
@@ -400,8 +403,8 @@ _ZONES = st.sampled_from([z for z, _ in CLOCK_CHANGES] + ["UTC", "Pacific/Kiriti
 _MOMENTS = st.datetimes(
     min_value=datetime(2025, 3, 28), max_value=datetime(2025, 4, 8), timezones=st.just(UTC)
 )
-# (at, path, user_id, event_type, referrer, plan)
-RawEvent = tuple[datetime, str, str | None, str, str | None, str | None]
+# (at, path, user_id, event_type, referrer, plan, visitor_id)
+RawEvent = tuple[datetime, str, str | None, str, str | None, str | None, int]
 _EVENTS = st.lists(
     st.tuples(
         _MOMENTS,
@@ -410,6 +413,7 @@ _EVENTS = st.lists(
         st.sampled_from(["page_view", "signup"]),
         st.sampled_from(REFERRERS),
         st.sampled_from([None, "free", "pro"]),
+        st.sampled_from([0, 1, 2, -3]),
     ),
     max_size=40,
 )
@@ -464,8 +468,9 @@ async def test_any_events_and_any_report_agree_with_brute_force(
             user_id=user,
             referrer=referrer,
             properties={} if plan is None else {"plan": plan},
+            visitor_id=visitor,
         )
-        for index, (at, path, user, kind, referrer, plan) in enumerate(raw)
+        for index, (at, path, user, kind, referrer, plan, visitor) in enumerate(raw)
     ]
     await store(pool, events)
     first = date(2025, 3, 28) + timedelta(days=first_day)

@@ -24,6 +24,15 @@ class StoredEvent:
     user_id: str | None = None
     referrer: str | None = None
     properties: dict[str, str] = field(default_factory=dict)
+    # The cookie-less visitor the ingest server derived for a browser's event (0: none).
+    visitor_id: int = 0
+
+    @property
+    def visitor(self) -> str | None:
+        """Who the event's visitor is: its user, else its anonymous visitor."""
+        if self.user_id:
+            return self.user_id
+        return f"anonymous {self.visitor_id}" if self.visitor_id else None
 
 
 def referrer_host(referrer: str | None) -> str:
@@ -32,7 +41,7 @@ def referrer_host(referrer: str | None) -> str:
     parts = urlsplit(referrer)
     if not parts.scheme or not parts.netloc:
         return ""
-    return (parts.hostname or "").lower()
+    return (parts.hostname or "").lower().removeprefix("www.")
 
 
 def value_of(event: StoredEvent, dimension: str) -> str:
@@ -75,7 +84,7 @@ def selected(
 
 def counts(events: Sequence[StoredEvent]) -> tuple[int, int]:
     """(views, visitors)."""
-    return len(events), len({e.user_id for e in events if e.user_id})
+    return len(events), len({e.visitor for e in events if e.visitor})
 
 
 def label(event: StoredEvent, zone: ZoneInfo, interval: str) -> str:
