@@ -256,7 +256,20 @@ class _SenderThread:
             logger.exception("the sender thread failed; events are no longer sent")
         finally:
             running.set()
+            self._end_tasks()
             self._loop.close()
+
+    def _end_tasks(self) -> None:
+        """Cancel the tasks gRPC leaves on the loop and let them end. gRPC's asyncio engine
+        stops its poller thread only once its last channel is freed, and a task left pending
+        on a closed loop keeps its call and channel alive for good: a child forked with the
+        poller running inherits an engine bound to a dead loop, and its calls never end."""
+        pending = asyncio.all_tasks(self._loop)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     async def _send(self, running: threading.Event) -> None:
         self._task = asyncio.current_task()
