@@ -515,6 +515,10 @@ PLAIN_FIGURE = (
 )
 
 
+# Writer processes run side by side in the writer phase's scale-out rows (issue #24).
+PARALLEL_WRITERS = (2, 3)
+
+
 def _writer_phase(ctx: Context) -> None:
     assert ctx.ingest is not None
     plan = ctx.plan
@@ -572,6 +576,40 @@ def _writer_phase(ctx: Context) -> None:
     )
     ctx.table.record_runs("writer ev/s", [f"{w.rate:,.0f}" for w in writers])
     ctx.table.record_runs("plain statement ev/s", [f"{p.rate:,.0f}" for p in plains])
+    _parallel_writers(ctx, writer_rate)
+
+
+def _parallel_writers(ctx: Context, one_writer_rate: float) -> None:
+    """The drain rate of 2 and 3 writer processes sharing the consumer, beside one's."""
+    assert ctx.ingest is not None
+    plan = ctx.plan
+    for count in PARALLEL_WRITERS:
+        runs = [
+            time_writer(
+                ctx.cluster,
+                database_url=ctx.database_url("analytics"),
+                settings=ctx.settings,
+                ingest_grpc=ctx.ingest.grpc,
+                events=plan.writer_events,
+                extra_env=plan.service_env,
+                writers=count,
+            )
+            for _ in range(plan.runs)
+        ]
+        drain = median([r.rate for r in runs])
+        ctx.say(f"{count} writers: {drain:,.0f} ev/s")
+        if runs[-1].cpu is not None:
+            ctx.table.cpu[f"{count} writers"] = runs[-1].cpu.describe()
+        ctx.table.add(
+            Row(
+                f"Writer drain, {count} writer processes on one consumer",
+                rate(drain),
+                "",
+                f"{drain / one_writer_rate:.2f}x one writer",
+                INFO,
+            )
+        )
+        ctx.table.record_runs(f"{count} writers ev/s", [f"{r.rate:,.0f}" for r in runs])
 
 
 # --- the whole stack -------------------------------------------------------------------------

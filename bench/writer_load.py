@@ -189,21 +189,25 @@ def time_writer(
     ingest_grpc: Address,
     events: int,
     extra_env: Mapping[str, str],
+    writers: int = 1,
 ) -> Throughput:
-    """One writer run: fill the stream with the writer stopped, then time the writer."""
+    """One writer run: fill the stream with the writer stopped, then time `writers` writer
+    processes sharing the durable consumer as they drain it."""
     nats_url = cluster.nats.url
     asyncio.run(purge_stream(nats_url, settings))
     send_events(ingest_grpc, events, seed=int(time.time()))
     before = asyncio.run(count_events(database_url))
     delivered_before = asyncio.run(_delivered_sequence(nats_url, settings))
-    writer = cluster.start_writer(database_url, extra_env)
+    started = [cluster.start_writer(database_url, extra_env) for _ in range(writers)]
     try:
         meter = CpuMeter(cluster.cpu_groups(), None)
         seconds = asyncio.run(_time_drain(nats_url, settings, delivered_before, meter))
         cpu = meter.stop()
-        writer.check_alive()
+        for writer in started:
+            writer.check_alive()
     finally:
-        cluster.stop(writer)
+        for writer in started:
+            cluster.stop(writer)
     stored = asyncio.run(count_events(database_url)) - before
     if stored != events:
         raise BenchError(f"the writer stored {stored} new events, expected {events}")
