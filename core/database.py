@@ -34,6 +34,21 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# A query of nothing: whether PostgreSQL answers.
+PING = "SELECT 1"
+
+
+async def answers(pool: asyncpg.Pool) -> bool:
+    """Whether PostgreSQL answers on a connection of the pool (waiting for a free one as long
+    as the caller lets it)."""
+    try:
+        async with pool.acquire() as connection:
+            await connection.fetchval(PING)
+    except POSTGRES_UNAVAILABLE:
+        return False
+    return True
+
+
 @asynccontextmanager
 async def reachable() -> AsyncIterator[None]:
     """PostgreSQL failing to answer, inside the block, becomes Unavailable for the client."""

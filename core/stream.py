@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import nats.errors
-from analytics.internal.v1.stream_pb2 import EventBatch
+from analytics.internal.v1.stream_pb2 import EventBatch, EventContext
 from analytics.v1.event_pb2 import Event
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -161,17 +161,34 @@ def _jetstream_not_ready(error: BaseException) -> bool:
     return isinstance(error, nats.errors.Error | TimeoutError)
 
 
-# The codec. Writing: the bytes of EventBatch{events, received_at} are joined from each event's
-# own serialization; building an EventBatch would copy every event into it first, twice the
-# cost.
+# The codec. Writing: the bytes of EventBatch{events, received_at, contexts} are joined from each
+# event's own serialization and its request's context, serialized once per request; building an
+# EventBatch would copy every event into it first, twice the cost.
 
 
-def encode_messages(events: Sequence[Event], received_at: datetime) -> list[tuple[bytes, str]]:
+def context_field(request_id: str) -> bytes:
+    """One element of EventBatch.contexts on the wire, the context of every event of one
+    request: made once per request, then joined to the message once per event."""
+    data = request_id.encode()
+    if not data:
+        return NO_CONTEXT
+    if len(data) < 126:  # each length fits in one byte: the bytes protobuf would write
+        return b"\x1a%c\x0a%c%s" % (len(data) + 2, len(data), data)
+    return _field(3, EventContext(request_id=request_id).SerializeToString())
+
+
+def encode_messages(
+    events: Sequence[Event], received_at: datetime, contexts: Sequence[bytes] | None = None
+) -> list[tuple[bytes, str]]:
     """The NATS messages that carry `events`, as (payload, Nats-Msg-Id): one serialized
-    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
+    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, parallel to
+    `events`, are each one's `context_field`; a message whose contexts are all NO_CONTEXT
+    carries none, as before contexts existed."""
     stamp = EventBatch()
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
+    if contexts is not None and all(context is NO_CONTEXT for context in contexts):
+        contexts = None
     parts: list[tuple[bytes, str]] = []
     fields: list[bytes] = []  # each event's field header, then its bytes
     size = first = 0
@@ -179,13 +196,26 @@ def encode_messages(events: Sequence[Event], received_at: datetime) -> list[tupl
     for index, event in enumerate(events):
         data = event.SerializeToString()
         header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
-        if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
-            parts.append((b"".join(fields) + received_at_field, message_id(events[first:index])))
+        grows = len(header) + len(data) + (len(contexts[index]) if contexts else 0)
+        if fields and size + grows > MAX_MESSAGE_BYTES:
+            chunk = contexts[first:index] if contexts is not None else None
+            parts.append(_message(events[first:index], fields, chunk, received_at_field))
             fields, size, first = [], 0, index
         fields += (header, data)
-        size += len(header) + len(data)
-    parts.append((b"".join(fields) + received_at_field, message_id(events[first:])))
+        size += grows
+    chunk = contexts[first:] if contexts is not None else None
+    parts.append(_message(events[first:], fields, chunk, received_at_field))
     return parts
+
+
+def _message(
+    events: Sequence[Event], fields: list[bytes], contexts: Sequence[bytes] | None, stamp: bytes
+) -> tuple[bytes, str]:
+    """One message of `events`: their fields, their contexts after them (protobuf reads the
+    fields of a message in any order), then the receive time."""
+    if contexts is not None:
+        fields.extend(contexts)
+    return b"".join(fields) + stamp, message_id(events)
 
 
 def message_id(events: Sequence[Event]) -> str:
@@ -201,10 +231,19 @@ def message_id(events: Sequence[Event]) -> str:
     return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 
 
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited field on the wire: its tag, its length, its bytes."""
+    return _length_prefix(bytes([number << 3 | 2]), len(data)) + data
+
+
 def _events_field_header(size: int) -> bytes:
     """The start of one element of EventBatch.events on the wire: tag (field 1,
     length-delimited), then the length."""
-    header = bytearray(b"\x0a")
+    return _length_prefix(b"\x0a", size)
+
+
+def _length_prefix(tag: bytes, size: int) -> bytes:
+    header = bytearray(tag)
     while size > 0x7F:
         header.append(size & 0x7F | 0x80)
         size >>= 7
@@ -213,6 +252,8 @@ def _events_field_header(size: int) -> bytes:
 
 
 _EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
+# The context of an event whose request told nothing: an empty EventContext.
+NO_CONTEXT = b"\x1a\x00"
 
 
 class UndecodableMessage(Exception):
@@ -227,6 +268,8 @@ class UndecodableMessage(Exception):
 class DecodedMessage:
     events: Sequence[Event]
     received_at: Timestamp
+    # The request id of each event, parallel to `events` ("" where the message tells none).
+    request_ids: Sequence[str]
 
 
 def decode_message(data: bytes) -> DecodedMessage:
@@ -238,12 +281,19 @@ def decode_message(data: bytes) -> DecodedMessage:
         raise UndecodableMessage(f"not an {EventBatch.DESCRIPTOR.full_name}: {error}") from None
     if not batch.HasField("received_at"):
         raise UndecodableMessage("received_at is not set")
-    return DecodedMessage(batch.events, batch.received_at)
+    request_ids = [context.request_id for context in batch.contexts[: len(batch.events)]]
+    request_ids += [""] * (len(batch.events) - len(request_ids))
+    return DecodedMessage(batch.events, batch.received_at, request_ids)
 
 
-def encode_batch(events: Sequence[Event], received_at: datetime) -> bytes:
+def encode_batch(
+    events: Sequence[Event], received_at: datetime, request_ids: Sequence[str] = ()
+) -> bytes:
     """One message's bytes, built the plain way: for the dead letters of single events and for
-    tests, where the cost of copying does not matter."""
+    tests, where the cost of copying does not matter. `request_ids`, when given, parallel to
+    `events`."""
     batch = EventBatch(events=events)
     batch.received_at.FromDatetime(received_at)
+    if any(request_ids):
+        batch.contexts.extend(EventContext(request_id=request_id) for request_id in request_ids)
     return batch.SerializeToString()

@@ -22,8 +22,9 @@ from devstack.embedded import (
     EmbeddedPostgres,
     EmbeddedServerError,
     accepts_connections,
+    free_port,
 )
-from runtime.lifecycle import configure_logging
+from runtime.logs import configure_logging
 from runtime.ports import listen_refusal
 from runtime.processes import ChildProcess, ProcessExited
 
@@ -41,11 +42,13 @@ def main() -> None:
         sys.exit(f"analytics-run: configuration error: {error}")
     if refusal := listen_refusal(settings):
         sys.exit(f"analytics-run: {refusal}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _signals.install()
     try:
         with ExitStack() as running:
             env, origins = _start_servers(settings, running)
+            # The writer's own routes, on a port of their own (it has no HTTP door).
+            env.setdefault("WRITER_HTTP_LISTEN", f"127.0.0.1:{free_port()}")
             children = []
             for name, module in (("writer", "writer"), ("API", "devstack.api")):
                 child = ChildProcess(name, signal.SIGTERM)
@@ -148,6 +151,7 @@ def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, st
         "POST /event, POST /events, GET /stats, /sites\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, ReportService, SiteService\n"
+        f"  Writer    http://{env['WRITER_HTTP_LISTEN']}   /metrics, /healthz, /readyz\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
         f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
         "Press Ctrl-C to stop.\n",

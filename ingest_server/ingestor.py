@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 from analytics.v1.event_pb2 import Event
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, ServiceError
 from core.event_ids import new_event_ids
 from core.events import batch_size_violations, validate_event
+from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
 
 
@@ -73,16 +74,35 @@ def _now() -> datetime:
 
 
 class Ingestor:
-    def __init__(self, publisher: EventPublisher, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        clock: Callable[[], datetime] = _now,
+        counts: EventCounts | None = None,
+    ) -> None:
+        """`counts`: the counters of the door this serves (none by default)."""
         self._publisher = publisher
         self._clock = clock
+        self._counts = counts or EventCounts(None)
 
     async def ingest(self, event: Event) -> str:
         """Store one event; its event_id once it is durable. Raises InvalidArgument."""
         received_at = self._clock()
-        valid = validate_event(event, received_at)
-        await self._publisher.publish([valid], received_at)
+        try:
+            valid = validate_event(event, received_at)
+        except InvalidArgument:
+            self._counts.invalid.inc()
+            raise
+        await self._publish([valid], received_at)
         return valid.event_id
+
+    async def _publish(self, events: list[Event], received_at: datetime) -> None:
+        try:
+            await self._publisher.publish(events, received_at)
+        except ServiceError as error:
+            self._counts.refused(error, len(events))
+            raise
+        self._counts.accepted.inc(len(events))
 
     async def ingest_batch(
         self, items: Sequence[Event | InvalidArgument], first_index: int = 0
@@ -111,6 +131,8 @@ class Ingestor:
             else:
                 accepted.append(event)
                 event_ids.append(event.event_id)
+        if rejections:
+            self._counts.invalid.inc(len(rejections))
         if accepted:
-            await self._publisher.publish(accepted, received_at)
+            await self._publish(accepted, received_at)
         return BatchOutcome(event_ids, rejections, first_index)

@@ -8,6 +8,7 @@ awaiting its PubAck, events go at once (no linger).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -21,8 +22,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from core.errors import ResourceExhausted, ServiceError, Unavailable
-from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages
+from core.request_ids import REQUEST_ID
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, context_field, encode_messages
 from core.throttled_log import ThrottledLog
+from ingest_server.metrics import MESSAGE_EVENTS, PUBLISH_SECONDS
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
@@ -34,7 +37,11 @@ REFUSAL_LOG_SECONDS = 10.0
 
 
 class EventPublisher:
-    def __init__(self, nc: NATS, stream: EventStream, timeout: float) -> None:
+    def __init__(
+        self, nc: NATS, stream: EventStream, timeout: float, *, measured: bool = False
+    ) -> None:
+        """`measured`: observe each stored message's events and PubAck wait (metrics)."""
+        self._measured = measured
         self._acks = _AckedPublisher(nc, stream.name)
         self._subject = stream.subject
         self._timeout = timeout
@@ -63,6 +70,8 @@ class EventPublisher:
         if not self._acks.is_connected:
             raise Unavailable("the event stream is unreachable")
         caller = _Caller(self._loop.create_future())
+        # Each event travels with the id of the request that brought it (the caller's).
+        context = context_field(REQUEST_ID.get())
         taken = 0
         while taken < len(events):
             message = self._open
@@ -71,7 +80,9 @@ class EventPublisher:
                 message = self._open = _Message(received_at, self._loop, deadline)
             message.received_at = max(message.received_at, received_at)
             room = MAX_MESSAGE_EVENTS - len(message.events)
-            message.events.extend(events[taken : taken + room])
+            joining = events[taken : taken + room]
+            message.events.extend(joining)
+            message.contexts.extend(itertools.repeat(context, len(joining)))
             message.callers.append(caller)
             caller.messages += 1
             taken += room
@@ -96,7 +107,8 @@ class EventPublisher:
         joins the same messages."""
         if not self._flush_scheduled and (self._full or not self._sending):
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            # In a context of no request: the messages it sends carry events of many.
+            self._loop.call_soon(self._flush, context=contextvars.Context())
 
     def _flush(self) -> None:
         """Send the full messages, and the open one unless some message is still awaiting its
@@ -127,6 +139,7 @@ class EventPublisher:
         The wait is bounded by `asyncio.wait`, not by cancellation: nats-py's publish swallows
         a cancellation that arrives while it flushes a full buffer."""
         acks: list[asyncio.Future[None]] = []
+        started = self._loop.time()
         try:
             async with asyncio.timeout_at(message.deadline):
                 for payload, msg_id in message.parts():
@@ -140,6 +153,9 @@ class EventPublisher:
             refusal = next(filter(None, map(_refusal, done)), None)
             if refusal is not None or len(done) == len(acks):
                 message.answer(refusal)  # otherwise the expiry answers the callers
+                if refusal is None and self._measured:
+                    MESSAGE_EVENTS.observe(len(message.events))
+                    PUBLISH_SECONDS.observe(self._loop.time() - started)
         except ServiceError as refused:
             message.answer(refused)
         except TimeoutError:
@@ -181,6 +197,7 @@ class _Message:
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []
+        self.contexts: list[bytes] = []  # each event's, see core.stream.context_field
         self.callers: list[_Caller] = []
         self.answered = False
         self.expiry = loop.call_at(deadline, self.expire)
@@ -188,7 +205,7 @@ class _Message:
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized
         EventBatch, or several where one would exceed MAX_MESSAGE_BYTES."""
-        return encode_messages(self.events, self.received_at)
+        return encode_messages(self.events, self.received_at, self.contexts)
 
     def answer(self, error: ServiceError | None) -> None:
         if self.answered:

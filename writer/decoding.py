@@ -59,6 +59,8 @@ class MessageContents:
 
     events: Sequence[Event]
     received_at: datetime
+    # The id of the request that brought each event, parallel to `events` ("" if untold).
+    request_ids: Sequence[str]
     rows: list[Row]
     positions: list[int]  # the position in the message of each row's event
     unstorable: dict[int, str]
@@ -73,7 +75,7 @@ def contents_of(data: bytes) -> MessageContents:
     received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos)
     if received_at is None:
         raise Poison("received_at is out of range")
-    contents = MessageContents(batch.events, received_at, [], [], {})
+    contents = MessageContents(batch.events, received_at, batch.request_ids, [], [], {})
     for position, event in enumerate(batch.events):
         try:
             contents.rows.append(row_of(event, received_at, position))

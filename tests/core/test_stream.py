@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from analytics.internal.v1.stream_pb2 import EventBatch, EventContext
 from analytics.v1.event_pb2 import Event
 
 from core.stream import (
+    MAX_MESSAGE_BYTES,
+    NO_CONTEXT,
     UndecodableMessage,
+    context_field,
     decode_message,
     encode_batch,
     encode_messages,
@@ -80,3 +84,71 @@ def test_messages_of_the_same_event_ids_in_other_sites_have_other_ids() -> None:
 
     assert in_a.startswith("batch-")
     assert in_a != in_b
+
+
+def test_each_event_carries_the_request_id_of_its_request() -> None:
+    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
+    first, second = context_field("req-1"), context_field("req-2")
+
+    [(payload, _)] = encode_messages(events, RECEIVED, [first, first, second])
+
+    assert decode_message(payload).request_ids == ["req-1", "req-1", "req-2"]
+
+
+def test_the_events_read_the_same_with_contexts_as_without() -> None:
+    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
+
+    [(payload, _)] = encode_messages(events, RECEIVED, [context_field("req-1")] * 3)
+
+    assert list(decode_message(payload).events) == events
+
+
+def test_a_message_of_requests_that_told_nothing_carries_no_contexts() -> None:
+    event = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).events[0]
+
+    [(payload, _)] = encode_messages([event], RECEIVED, [NO_CONTEXT])
+
+    assert payload == MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH
+
+
+def test_a_message_without_contexts_reads_as_events_of_no_request_id() -> None:
+    message = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH)
+
+    assert message.request_ids == [""]
+
+
+def test_a_message_of_fewer_contexts_than_events_reads_the_rest_as_empty() -> None:
+    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(2)]
+    batch = EventBatch(events=events, contexts=[EventContext(request_id="req-1")])
+    batch.received_at.FromDatetime(RECEIVED)
+
+    assert decode_message(batch.SerializeToString()).request_ids == ["req-1", ""]
+
+
+def test_contexts_count_towards_the_size_of_a_message() -> None:
+    # Events of 1000 bytes: without contexts, 500 fit in one message under MAX_MESSAGE_BYTES.
+    events = [Event(site_id="s", event_id=f"e-{i:03}", path="/" + "p" * 970) for i in range(500)]
+    context = context_field("r" * 128)
+
+    parts = encode_messages(events, RECEIVED, [context] * len(events))
+
+    assert len(parts) == 2
+    assert all(len(payload) <= MAX_MESSAGE_BYTES for payload, _ in parts)
+    assert [len(decode_message(payload).request_ids) for payload, _ in parts] == [
+        len(decode_message(payload).events) for payload, _ in parts
+    ]
+
+
+def test_a_dead_letter_of_one_event_keeps_its_request_id() -> None:
+    event = Event(site_id="s", event_id="e-1", path="/")
+
+    letter = encode_batch([event], RECEIVED, ["req-9"])
+
+    assert decode_message(letter).request_ids == ["req-9"]
+
+
+@pytest.mark.parametrize("request_id", ["", "r", "r" * 125, "r" * 126, "r" * 300, "ü" * 70])
+def test_a_context_field_is_what_protobuf_writes(request_id: str) -> None:
+    expected = EventBatch(contexts=[EventContext(request_id=request_id)]).SerializeToString()
+
+    assert context_field(request_id) == expected

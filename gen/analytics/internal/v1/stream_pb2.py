@@ -26,13 +26,15 @@ from analytics.v1 import event_pb2 as analytics_dot_v1_dot_event__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"analytics/internal/v1/stream.proto\x12\x15\x61nalytics.internal.v1\x1a\x18\x61nalytics/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\nEventBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"analytics/internal/v1/stream.proto\x12\x15\x61nalytics.internal.v1\x1a\x18\x61nalytics/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\nEventBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32#.analytics.internal.v1.EventContext\"\"\n\x0c\x45ventContext\x12\x12\n\nrequest_id\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'analytics.internal.v1.stream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTBATCH']._serialized_start=120
-  _globals['_EVENTBATCH']._serialized_end=218
+  _globals['_EVENTBATCH']._serialized_start=121
+  _globals['_EVENTBATCH']._serialized_end=274
+  _globals['_EVENTCONTEXT']._serialized_start=276
+  _globals['_EVENTCONTEXT']._serialized_end=310
 # @@protoc_insertion_point(module_scope)
