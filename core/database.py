@@ -7,6 +7,7 @@ starting the services before the servers (as containers often do) just works.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -77,6 +78,14 @@ async def create_pool(
             server_settings=server_settings,
         ),
         what="connecting to PostgreSQL",
-        retryable=lambda error: isinstance(error, POSTGRES_UNAVAILABLE),
+        retryable=_worth_retrying,
         logger=logger,
     )
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """PostgreSQL not there yet, rather than a certificate we do not trust (DATABASE_URL's
+    `sslmode=verify-full`, say), which waiting would not change."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(error, POSTGRES_UNAVAILABLE)

@@ -443,8 +443,8 @@ class Settings:
         "NATS_TLS_CA_FILE",
         None,
         _File(),
-        "PEM certificates of the CAs NATS's certificate is checked against (the system's by "
-        "default); set, or with a `tls://` URL, NATS is reached over TLS",
+        "PEM certificates of the CAs a NATS server's certificate is checked against, where "
+        "the server requires TLS (a `tls://` URL says so); the system's CAs by default",
         shown_default="none",
     )
     nats_tls_cert_file: Path | None = _setting(
