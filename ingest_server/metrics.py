@@ -7,6 +7,7 @@ from prometheus_client import Counter, Histogram
 
 from core.errors import ServiceError
 from core.stream import MAX_MESSAGE_EVENTS
+from runtime.metrics import BatchedCounter
 
 EVENTS = Counter(
     "analytics_ingest_events",
@@ -35,22 +36,23 @@ class _Uncounted:
 
 
 class EventCounts:
-    """The event counters of one door, labelled once."""
+    """The event counters of one door, labelled once, counted in memory (runtime.metrics)."""
 
     def __init__(self, door: str | None) -> None:
         """`door`: its label; None: count nothing (METRICS=0)."""
-        self.accepted: Counter | _Uncounted
-        self.invalid: Counter | _Uncounted
-        self._other: Counter | _Uncounted
-        self._refused: dict[str, Counter | _Uncounted] = {}
+        self.accepted: BatchedCounter | _Uncounted
+        self.invalid: BatchedCounter | _Uncounted
+        self._other: BatchedCounter | _Uncounted
+        self._refused: dict[str, BatchedCounter | _Uncounted] = {}
         if door is None:
             self.accepted = self.invalid = self._other = _Uncounted()
             return
-        self.accepted = EVENTS.labels(door, "accepted")
-        self.invalid = EVENTS.labels(door, "invalid")
-        self._other = EVENTS.labels(door, "internal")
+        self.accepted = BatchedCounter(EVENTS.labels(door, "accepted"))
+        self.invalid = BatchedCounter(EVENTS.labels(door, "invalid"))
+        self._other = BatchedCounter(EVENTS.labels(door, "internal"))
         self._refused = {
-            code: EVENTS.labels(door, code) for code in ("unavailable", "resource_exhausted")
+            code: BatchedCounter(EVENTS.labels(door, code))
+            for code in ("unavailable", "resource_exhausted")
         }
 
     def refused(self, error: ServiceError, events: int) -> None:

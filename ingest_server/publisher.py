@@ -26,6 +26,7 @@ from core.request_ids import REQUEST_ID
 from core.stream import MAX_MESSAGE_EVENTS, EventStream, context_field, encode_messages
 from core.throttled_log import ThrottledLog
 from ingest_server.metrics import MESSAGE_EVENTS, PUBLISH_SECONDS
+from runtime.metrics import BatchedHistogram
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
@@ -41,7 +42,11 @@ class EventPublisher:
         self, nc: NATS, stream: EventStream, timeout: float, *, measured: bool = False
     ) -> None:
         """`measured`: observe each stored message's events and PubAck wait (metrics)."""
-        self._measured = measured
+        self._measures = (
+            (BatchedHistogram(MESSAGE_EVENTS), BatchedHistogram(PUBLISH_SECONDS))
+            if measured
+            else None
+        )
         self._acks = _AckedPublisher(nc, stream.name)
         self._subject = stream.subject
         self._timeout = timeout
@@ -153,9 +158,10 @@ class EventPublisher:
             refusal = next(filter(None, map(_refusal, done)), None)
             if refusal is not None or len(done) == len(acks):
                 message.answer(refusal)  # otherwise the expiry answers the callers
-                if refusal is None and self._measured:
-                    MESSAGE_EVENTS.observe(len(message.events))
-                    PUBLISH_SECONDS.observe(self._loop.time() - started)
+                if refusal is None and self._measures is not None:
+                    events, seconds = self._measures
+                    events.observe(len(message.events))
+                    seconds.observe(self._loop.time() - started)
         except ServiceError as refused:
             message.answer(refused)
         except TimeoutError:

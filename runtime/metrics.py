@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Protocol
@@ -76,28 +77,102 @@ POOL_CONNECTIONS = Gauge(
 )
 
 
+# Counted in memory on the request paths, into prometheus-client every FLUSH_SECONDS and
+# before this process answers /metrics (see BatchedCounter).
+FLUSH_SECONDS = 1.0
+_BATCHED: list[BatchedCounter | BatchedHistogram] = []
+
+
+class BatchedCounter:
+    """A labelled counter counted in memory and added to prometheus-client's at each flush.
+
+    An increment of prometheus-client's own takes a lock and, in multiprocess mode, writes
+    the value to its file: several microseconds per request where a request costs tens
+    (docs/benchmarks.md). Here it is an addition, and the flush writes once per second. A
+    scrape sees this process's counts as of now, the other workers' as of their last flush."""
+
+    __slots__ = ("_child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.pending = 0.0
+        _BATCHED.append(self)
+
+    def inc(self, amount: float = 1) -> None:
+        self.pending += amount
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, 0.0
+            self._child.inc(pending)
+
+
+class BatchedHistogram:
+    """A labelled histogram observed in memory, likewise: each observation is a bucket count
+    and a sum, which the flush adds to prometheus-client's (its `_buckets` and `_sum`, as
+    its own `observe` does, since it has no call that adds many observations at once)."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        _BATCHED.append(self)
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose bound is at least the amount, as prometheus-client counts.
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def flush(self) -> None:
+        if not any(self._counts):
+            return
+        counts, self._counts = self._counts, [0] * len(self._bounds)
+        for bucket, count in zip(self._child._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+        amount, self._sum = self._sum, 0.0
+        self._child._sum.inc(amount)
+
+
+def flush() -> None:
+    """Add what was counted in memory to prometheus-client's values."""
+    for batched in _BATCHED:
+        batched.flush()
+
+
+async def flushing() -> None:
+    """Flush every FLUSH_SECONDS until cancelled, then once more."""
+    try:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            flush()
+    finally:
+        flush()
+
+
 class HttpObserver:
-    """Counts and times each HTTP request (transports.http_app's Observer). The labelled
-    children are kept here by their labels: prometheus-client's own lookup costs more than the
-    increment."""
+    """Counts and times each HTTP request (transports.http_app's Observer), by its labels."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._counts: dict[tuple[str, str, int], BatchedCounter] = {}
+        self._durations: dict[tuple[str, str], BatchedHistogram] = {}
 
     def __call__(self, route: str, method: str, status: int, seconds: float) -> None:
         try:
             count = self._counts[route, method, status]
         except KeyError:
-            count = self._counts[route, method, status] = HTTP_REQUESTS.labels(
-                route or "unmatched", method, str(status)
+            count = self._counts[route, method, status] = BatchedCounter(
+                HTTP_REQUESTS.labels(route or "unmatched", method, str(status))
             )
-        count.inc()
+        count.pending += 1
         try:
             duration = self._durations[route, method]
         except KeyError:
-            duration = self._durations[route, method] = HTTP_DURATION.labels(
-                route or "unmatched", method
+            duration = self._durations[route, method] = BatchedHistogram(
+                HTTP_DURATION.labels(route or "unmatched", method)
             )
         duration.observe(seconds)
 
@@ -106,19 +181,19 @@ class GrpcObserver:
     """Counts and times each gRPC call (transports.grpc_interceptors' CallObserver)."""
 
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._counts: dict[tuple[str, str], BatchedCounter] = {}
+        self._durations: dict[str, BatchedHistogram] = {}
 
     def __call__(self, method: str, code: str, seconds: float) -> None:
         try:
             count = self._counts[method, code]
         except KeyError:
-            count = self._counts[method, code] = GRPC_REQUESTS.labels(method, code)
-        count.inc()
+            count = self._counts[method, code] = BatchedCounter(GRPC_REQUESTS.labels(method, code))
+        count.pending += 1
         try:
             duration = self._durations[method]
         except KeyError:
-            duration = self._durations[method] = GRPC_DURATION.labels(method)
+            duration = self._durations[method] = BatchedHistogram(GRPC_DURATION.labels(method))
         duration.observe(seconds)
 
 
@@ -128,6 +203,7 @@ def metrics_routes() -> dict[str, dict[str, Handler]]:
 
 
 async def _metrics(request: Request) -> Reply:
+    flush()
     # Reading the other workers' files and rendering every series: off the event loop.
     text = await asyncio.to_thread(exposition)
     return Reply(HTTPStatus.OK, text, ((b"content-type", CONTENT_TYPE_LATEST.encode()),))

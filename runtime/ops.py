@@ -3,13 +3,14 @@ service that has no HTTP door of its own: the writer, at WRITER_HTTP_LISTEN."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from core.settings import Address, Settings
 from runtime.health import Dependent, Health, Readiness
 from runtime.http_server import HttpServer
-from runtime.metrics import HttpObserver, metrics_routes
+from runtime.metrics import HttpObserver, flushing, metrics_routes
 from runtime.tls import server_certificate
 from transports.cors import Cors
 from transports.http_app import Handler, create_app, create_busy_app
@@ -38,7 +39,9 @@ async def serving_ops(
         certificate=server_certificate(settings),
     )
     port = await http.start()
+    counting = asyncio.create_task(flushing(), name="the metrics' flush")
     try:
         yield Address(listen.host, port)
     finally:
+        counting.cancel()
         await http.stop()

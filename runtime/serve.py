@@ -23,7 +23,7 @@ from runtime.health import Dependent, Health, Readiness, health_servicer
 from runtime.http_server import GRACE_SECONDS, HttpServer
 from runtime.lifecycle import Lifecycle, run_service, settings_or_exit, until_stopping
 from runtime.logs import configure_logging
-from runtime.metrics import GrpcObserver, HttpObserver, metrics_routes
+from runtime.metrics import GrpcObserver, HttpObserver, flushing, metrics_routes
 from runtime.ports import listen_refusal
 from runtime.tls import grpc_credentials, server_certificate
 from runtime.workers import run_workers
@@ -139,6 +139,9 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
         stack.callback(stopped.cancel)
         watching = asyncio.create_task(health.watch(), name="the health watch")
         stack.callback(watching.cancel)
+        if settings.metrics:
+            counting = asyncio.create_task(flushing(), name="the metrics' flush")
+            stack.callback(counting.cancel)
         yield ApiServer(
             Address(settings.grpc_listen.host, grpc_port),
             Address(settings.http_listen.host, http_port),

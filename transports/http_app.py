@@ -1,6 +1,8 @@
 """The HTTP door's plumbing, for whatever routes a service hands it: a plain ASGI application
 that routes by path and method, reads bodies within bounds, answers in JSON, and maps our
 errors to HTTP statuses in one table. It knows no route of its own and no business rule.
+Each request gets its id (core.request_ids), answered in `X-Request-Id`, and an observer, if
+given, hears of each request answered (runtime.metrics counts and times them).
 
 It is a plain ASGI application rather than a framework's: a handful of routes need no router,
 and a framework's request, response and middleware objects cost more CPU than the rest of
@@ -127,7 +129,7 @@ class _App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; nothing else is served
-        started = perf_counter()
+        started = perf_counter() if self._observe is not None else 0.0
         request = Request(
             scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"], receive
         )
