@@ -209,6 +209,30 @@ async def test_an_event_without_an_event_id_is_a_dead_letter_alone(
     assert await stored_ids(db) == ["a", "c"]
 
 
+async def test_the_lines_about_an_event_that_cannot_be_stored_name_its_request(
+    writer_running: None,
+    js: JetStreamContext,
+    stream: EventStream,
+    dead_letters: DeadLetters,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+    events = [event("a"), event(""), event("c")]
+
+    await publish(js, stream, encode_batch(events, DAY, ["req-a", "req-bad", "req-c"]))
+
+    await eventually(lambda: reasons(dead_letters), ["event 1 lacks event_id"])
+    lines = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    [moved] = [
+        r.getMessage() for r in caplog.records if "moved to the dead letters" in r.getMessage()
+    ]
+    assert lines
+    assert all("(delivery" in line and "requests req-bad)" in line for line in lines)
+    assert "(requests req-bad)" in moved
+    [letter] = await letters(dead_letters)
+    assert decode_message(letter.data).request_ids == ["req-bad"]
+
+
 async def test_the_dead_letter_stream_is_bounded_as_configured(
     writer_running: None, js: JetStreamContext, quick_settings: Settings
 ) -> None:
@@ -237,7 +261,8 @@ async def test_a_letter_the_full_dead_letter_stream_refuses_waits_unacknowledged
         await publish(js, stream, b"garbage two", message(event("a")))
         await eventually(lambda: _adding_a_letter_failed(caplog), True)
 
-        assert await stored_ids(db) == ["a"]
+        # The other loop stores it meanwhile (in its own time: not before the line above).
+        await eventually(lambda: stored_ids(db), ["a"])
         assert await _unacknowledged(js, one_letter) == 1
         [first] = await letters(dead_letters)
         await dead_letters.drop(first)
