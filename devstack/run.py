@@ -27,6 +27,7 @@ from devstack.embedded import (
 from runtime.logs import configure_logging
 from runtime.ports import listen_refusal
 from runtime.processes import ChildProcess, ProcessExited
+from runtime.tls import http_scheme
 
 API_START_TIMEOUT_SECONDS = 60.0
 
@@ -147,11 +148,12 @@ def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
 def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, str]) -> None:
     print(
         "\nThe analytics stack is running.\n"
-        f"  HTTP      http://{settings.http_listen}   "
+        f"  HTTP      {http_scheme(settings)}://{settings.http_listen}   "
         "POST /event, POST /events, GET /stats, /sites\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, ReportService, SiteService\n"
-        f"  Writer    http://{env['WRITER_HTTP_LISTEN']}   /metrics, /healthz, /readyz\n"
+        f"  Writer    {http_scheme(settings)}://{env['WRITER_HTTP_LISTEN']}   "
+        "/metrics, /healthz, /readyz\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
         f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
         "Press Ctrl-C to stop.\n",

@@ -25,7 +25,7 @@ from runtime.lifecycle import Lifecycle, run_service, settings_or_exit, until_st
 from runtime.logs import configure_logging
 from runtime.metrics import GrpcObserver, HttpObserver, flushing, metrics_routes
 from runtime.ports import listen_refusal
-from runtime.tls import grpc_credentials, server_certificate
+from runtime.tls import grpc_credentials, http_scheme, server_certificate
 from runtime.workers import run_workers
 from transports.cors import Cors
 from transports.grpc_decoding import add_servicer
@@ -163,7 +163,8 @@ def main_for(name: str, module: str, services: Sequence[DoorsOpener]) -> None:
     async def serve(settings: Settings, life: Lifecycle) -> None:
         async with serving(settings, services) as server:
             life.started()
-            logger.info("%s: gRPC on %s, HTTP on http://%s", name, server.grpc, server.http)
+            scheme = http_scheme(settings)
+            logger.info("%s: gRPC on %s, HTTP on %s://%s", name, server.grpc, scheme, server.http)
             await server.wait(life.stopping)
 
     run_service(name, serve)

@@ -37,3 +37,8 @@ def grpc_credentials(settings: Settings) -> grpc.ServerCredentials | None:
         root_certificates=client_ca.read_bytes() if client_ca is not None else None,
         require_client_auth=client_ca is not None,
     )
+
+
+def http_scheme(settings: Settings) -> str:
+    """How the HTTP ports are addressed: `https` with a certificate, else `http`."""
+    return "https" if server_certificate(settings) is not None else "http"

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from core.settings import Settings
 from runtime.lifecycle import Lifecycle, run_service
 from runtime.ops import serving_ops
+from runtime.tls import http_scheme
 from writer.service import running_writer
 
 logger = logging.getLogger("writer")
@@ -19,7 +20,8 @@ async def serve(settings: Settings, life: Lifecycle) -> None:
             address = await ops.enter_async_context(
                 serving_ops(settings, settings.writer_http_listen, writer.ready)
             )
-            logger.info("writer: /metrics, /healthz and /readyz on %s", address)
+            scheme = http_scheme(settings)
+            logger.info("writer: /metrics, /healthz and /readyz on %s://%s", scheme, address)
         life.started()
         logger.info("writer running")
         await writer.wait(life.stopping)
