@@ -165,14 +165,48 @@ def recent_window() -> tuple[datetime, timedelta]:
     return datetime.now(UTC) - span - timedelta(minutes=1), span
 
 
+def many_sites(count: int, skew: float = 1.0) -> tuple[tuple[str, float], ...]:
+    """`count` sites whose shares of the traffic fall with their rank (Zipf's law): a hosted
+    service's few large customers and many small ones."""
+    weights = [1.0 / rank**skew for rank in range(1, count + 1)]
+    total = sum(weights)
+    return tuple((f"site-{rank:04d}.example.com", w / total) for rank, w in enumerate(weights))
+
+
+# The time zones of the stored history's sites, in turn by rank: the busiest in New York, and
+# half-hour and 45-minute offsets among the others.
+SITE_ZONES = (
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Sydney",
+    "America/Los_Angeles",
+    "UTC",
+)
+
+
 @dataclass(frozen=True)
 class DatasetShape:
-    """The stored history the stats figures read: `days` UTC days ending on `last_day`, a
-    little quieter on weekends."""
+    """The stored history the stats and report figures read: `days` days ending on
+    `last_day`, a little quieter on weekends, over many sites each in a time zone of its own."""
 
     last_day: date = date(2025, 10, 31)
-    days: int = 35
-    traffic: TrafficShape = field(default_factory=TrafficShape)
+    days: int = 365
+    traffic: TrafficShape = field(default_factory=lambda: TrafficShape(sites=many_sites(1000)))
+
+    @property
+    def zones(self) -> dict[str, str]:
+        """Each site's time zone, by site."""
+        return {
+            site: SITE_ZONES[rank % len(SITE_ZONES)]
+            for rank, (site, _) in enumerate(self.traffic.sites)
+        }
+
+    @property
+    def typical_site(self) -> str:
+        """A site of the middle of the pack, next to the busiest: the 100th by traffic."""
+        return self.traffic.sites[99][0]
 
     @property
     def all_days(self) -> list[date]:

@@ -36,6 +36,21 @@ class LoadResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
+REGISTER_SITE = (
+    "INSERT INTO sites (site_id, name, time_zone) VALUES ($1, $1, $2) ON CONFLICT DO NOTHING"
+)
+
+
+async def register_sites(dsn: str, shape: DatasetShape) -> None:
+    """Register the shape's sites with their zones before their events, as their owners
+    would: the writer then counts each event on its site's local day."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.executemany(REGISTER_SITE, list(shape.zones.items()))
+    finally:
+        await connection.close()
+
+
 def load(
     dsn: str,
     shape: DatasetShape,

@@ -37,7 +37,7 @@ from bench.cluster import ROOT, ApiService, BenchError, Cluster, Process
 from bench.cpu import measuring
 from bench.dataset import DatasetShape, EventFactory, TrafficShape, recent_window
 from bench.grpc_load import BATCH, CONNECTIONS, STREAM_EVENTS, LoadReport
-from bench.http_load import WrkResult, run_wrk, write_post_script
+from bench.http_load import WrkResult, run_wrk, write_browser_script, write_post_script
 from bench.report import (
     ERROR,
     INFO,
@@ -52,6 +52,8 @@ from bench.report import (
     verdict,
     write_results,
 )
+from bench.reports_load import FIGURES as REPORT_FIGURES
+from bench.reports_load import ReportFigure, report_latencies_ms
 from bench.stack_load import (
     FLAT_BACKLOG_SECONDS,
     StackRun,
@@ -68,6 +70,7 @@ from bench.stats_load import (
     grpc_p50s_ms,
     http_p50s_ms,
     range_ending,
+    time_migrations,
 )
 from bench.writer_load import (
     REFERENCE_BATCH,
@@ -79,7 +82,7 @@ from bench.writer_load import (
     time_writer,
     wait_for_consumer,
 )
-from core.settings import Settings
+from core.settings import Address, Settings
 from devstack.embedded import accepts_connections, free_port
 
 HTTP_CONNECTIONS = 64
@@ -95,6 +98,8 @@ SERVICES = ("ingest", "writer", "report")
 HTTP_RATE = 10_000.0
 HTTP_P99_MS = 10.0
 HTTP_RATIO = 0.40
+# Browser-shaped POST /event against the plain one, in the same run.
+BROWSER_RATIO = 0.80
 GRPC_RATE = 150_000.0
 WRITER_RATE = 50_000.0
 WRITER_RATIO = 0.60
@@ -238,6 +243,40 @@ HTTP_TARGET = f"≥ {HTTP_RATE:,.0f} ev/s and ≥ {percent(HTTP_RATIO)} of raw A
 HTTP_P99_FIGURE = "HTTP POST /event: p99 latency (answer after JetStream PubAck)"
 HTTP_P99_TARGET = f"≤ {HTTP_P99_MS:g} ms"
 RAW_FIGURE = "reference: raw ASGI handler (uvicorn + uvloop + httptools, orjson, no I/O)"
+BROWSER_FIGURE = (
+    "HTTP POST /event, browser-shaped (text/plain, Origin, user agent, forwarded IP; bot check "
+    "and derivation on): throughput"
+)
+BROWSER_TARGET = f"≥ {percent(BROWSER_RATIO)} of plain POST /event in the same run"
+# The user agents of the browser-shaped requests: the common browsers of desktops and phones.
+BROWSER_USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+]
+
+
+def _browser_bodies(bodies: list[bytes]) -> list[bytes]:
+    """The plain bodies as a tracker sends them: no user_id (the server derives a visitor), a
+    referrer on some, utm_ properties on others."""
+    shaped = []
+    for index, body in enumerate(bodies):
+        event = json.loads(body)
+        event.pop("user_id", None)
+        if index % 3 == 0:
+            event["referrer"] = "https://www.google.com/"
+        if index % 5 == 0:
+            event.setdefault("properties", {})["utm_source"] = "newsletter"
+        shaped.append(json.dumps(event).encode())
+    return shaped
 
 
 def _start_raw_asgi(ctx: Context) -> tuple[Process, str]:
@@ -285,34 +324,50 @@ def _http_phase(ctx: Context) -> None:
     assert ctx.ingest is not None
     plan = ctx.plan
     script = write_post_script(ctx.cluster.root / "post_event.lua", _http_bodies(ctx))
+    browser_script = write_browser_script(
+        ctx.cluster.root / "post_event_browser.lua",
+        _browser_bodies(_http_bodies(ctx)),
+        BROWSER_USER_AGENTS,
+        "https://www.example.com",
+    )
     raw, raw_url = _start_raw_asgi(ctx)
     service_url = f"http://{ctx.ingest.http}/event"
 
-    def wrk(url: str, seconds: float) -> WrkResult:
+    def wrk(url: str, seconds: float, lua: Path = script) -> WrkResult:
         return run_wrk(
             url,
             connections=HTTP_CONNECTIONS,
             threads=WRK_THREADS,
             seconds=seconds,
-            script=script,
+            script=lua,
         )
 
     groups = ctx.cluster.cpu_groups()
+    browsers: list[WrkResult] = []
     try:
         wrk(raw_url, plan.warmup_seconds)
         wrk(service_url, plan.warmup_seconds)
+        wrk(service_url, plan.warmup_seconds, browser_script)
         raws: list[WrkResult] = []
         services: list[WrkResult] = []
         for run in range(plan.runs):
             with measuring(groups, "wrk") as cpu:
                 raws.append(wrk(raw_url, plan.http_seconds))
             ctx.table.cpu["HTTP, raw ASGI reference"] = cpu.describe()
-            with measuring(groups, "wrk") as cpu:
-                services.append(wrk(service_url, plan.http_seconds))
-            ctx.table.cpu["HTTP POST /event"] = cpu.describe()
+            # The plain and browser-shaped runs take turns going first, so that neither
+            # always meets the stream the other filled.
+            for browser_shaped in (False, True) if run % 2 == 0 else (True, False):
+                with measuring(groups, "wrk") as cpu:
+                    if browser_shaped:
+                        browsers.append(wrk(service_url, plan.http_seconds, browser_script))
+                    else:
+                        services.append(wrk(service_url, plan.http_seconds))
+                name = "HTTP POST /event" + ", browser-shaped" * browser_shaped
+                ctx.table.cpu[name] = cpu.describe()
             ctx.say(
                 f"HTTP run {run + 1}/{plan.runs}: service {services[-1].rate:,.0f}/s "
-                f"p99 {services[-1].p99_ms:.1f} ms; raw {raws[-1].rate:,.0f}/s"
+                f"p99 {services[-1].p99_ms:.1f} ms; browser-shaped {browsers[-1].rate:,.0f}/s; "
+                f"raw {raws[-1].rate:,.0f}/s"
             )
     finally:
         ctx.stop(raw)
@@ -355,6 +410,25 @@ def _http_phase(ctx: Context) -> None:
     )
     ctx.table.record_runs(
         "HTTP raw ASGI req/s, p99", [f"{r.rate:,.0f} / {r.p99_ms:.1f} ms" for r in raws]
+    )
+    browser_bad = sum(r.bad_responses + r.socket_errors for r in browsers)
+    browser_rate = median([accepted_rate(r) for r in browsers])
+    browser_ratio = median(
+        [accepted_rate(b) / accepted_rate(s) for b, s in zip(browsers, services, strict=True)]
+    )
+    ctx.table.add(
+        Row(
+            BROWSER_FIGURE,
+            rate(browser_rate)
+            + (f" ({browser_bad} non-2xx or socket errors)" if browser_bad else ""),
+            BROWSER_TARGET,
+            f"{percent(browser_ratio)} of plain",
+            verdict(browser_ratio >= BROWSER_RATIO and not browser_bad),
+        )
+    )
+    ctx.table.record_runs(
+        "HTTP browser-shaped ev/s, p99",
+        [f"{accepted_rate(r):,.0f} / {r.p99_ms:.1f} ms" for r in browsers],
     )
 
 
@@ -745,6 +819,16 @@ def _load_phase(ctx: Context) -> None:
         f"({max(share for _, share in shape.traffic.sites):.0%} of the events): a weekday "
         f"in the middle of the {shape.days} days, the last {RANGE_DAYS} days, and all time."
     )
+    migrations = asyncio.run(time_migrations(ctx.datasets.large_url))
+    ctx.table.add(
+        Row(
+            f"migrating {count_label(plan.stats_large)} stored events to this release's schema",
+            ", ".join(f"{name} {spent:.0f} s" for name, spent in migrations.items()),
+            "",
+            "",
+            INFO,
+        )
+    )
     loaded = sum(r.events for r in ctx.datasets.loads)
     seconds = ctx.datasets.load_seconds
     ctx.say(f"loaded {loaded:,} events in {seconds:.0f}s")
@@ -798,6 +882,7 @@ def _stats_phase(ctx: Context) -> None:
                     for kind in STATS_KINDS
                 )
             )
+        _report_figures(ctx, [report.grpc for report in reports])
     finally:
         for report in reports:
             ctx.stop(report.process)
@@ -822,6 +907,63 @@ def _stats_phase(ctx: Context) -> None:
                     f"{door} {kind} p50 ms, {size} history",
                     [f"{v:.2f}" for v in p50s[(door, kind, size)]],
                 )
+
+
+def _report_figure_name(ctx: Context, figure: ReportFigure, who: str) -> str:
+    return (
+        f"report: {figure.name}, {who}, in its zone, "
+        f"{count_label(ctx.plan.stats_large)} stored events over 1,000 sites"
+    )
+
+
+def _report_target(figure: ReportFigure, plan: Plan) -> str:
+    return (
+        f"p50 ≤ {figure.p50_target_ms:g} ms, p99 ≤ {figure.p99_target_ms:g} ms; "
+        f"≤ {GROWTH:g}x the {count_label(plan.stats_small)} figure"
+    )
+
+
+def _report_figures(ctx: Context, targets: list[Address]) -> None:
+    """Metrics, series and breakdowns of the busiest site and of a typical one, p50 and p99,
+    against the small and the large history side by side (see _stats_phase)."""
+    plan = ctx.plan
+    shape = DatasetShape()
+    sites = (
+        ("the busiest site", shape.traffic.busiest_site),
+        ("a typical site (the 100th)", shape.typical_site),
+    )
+    for figure in REPORT_FIGURES:
+        for who, site in sites:
+            # (p50, p99) per run, for the small and the large history
+            runs: list[tuple[tuple[float, float], tuple[float, float]]] = []
+            for _ in range(plan.runs):
+                small, large = report_latencies_ms(
+                    targets, figure, site, shape.last_day, plan.stats_seconds
+                )
+                runs.append(((median(small), _p99(small)), (median(large), _p99(large))))
+            small50, small99 = median([r[0][0] for r in runs]), median([r[0][1] for r in runs])
+            large50, large99 = median([r[1][0] for r in runs]), median([r[1][1] for r in runs])
+            growth = large50 / small50
+            ctx.table.add(
+                Row(
+                    _report_figure_name(ctx, figure, who),
+                    f"p50 {millis(large50)}, p99 {millis(large99)} "
+                    f"({count_label(plan.stats_small)}: {millis(small50)}, {millis(small99)})",
+                    _report_target(figure, plan),
+                    f"{growth:.2f}x the {count_label(plan.stats_small)} figure",
+                    verdict(
+                        large50 <= figure.p50_target_ms
+                        and large99 <= figure.p99_target_ms
+                        and growth <= GROWTH
+                    ),
+                )
+            )
+            ctx.say(f"report {figure.name}, {who}: p50 {large50:.1f} ms, p99 {large99:.1f} ms")
+
+
+def _p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 # --- memory ----------------------------------------------------------------------------------
@@ -917,7 +1059,11 @@ def run(plan: Plan) -> int:
     say = Progress()
     table = Table()
     figures_of = {
-        "http": [(HTTP_FIGURE, HTTP_TARGET), (HTTP_P99_FIGURE, HTTP_P99_TARGET)],
+        "http": [
+            (HTTP_FIGURE, HTTP_TARGET),
+            (HTTP_P99_FIGURE, HTTP_P99_TARGET),
+            (BROWSER_FIGURE, BROWSER_TARGET),
+        ],
         "grpc": [(grpc_figure(plan, m), GRPC_TARGET) for m in GRPC_MODES],
         "writer": [(WRITER_FIGURE, WRITER_TARGET)],
         "stack": [
@@ -946,7 +1092,12 @@ def run(plan: Plan) -> int:
                 "ingest",
                 "ingest_server",
                 ctx.database_url("analytics"),
-                {"API_PROCESSES": str(plan.ingest_processes), **plan.service_env},
+                # The browser-shaped requests come from wrk on 127.0.0.1 as from a proxy.
+                {
+                    "API_PROCESSES": str(plan.ingest_processes),
+                    "TRUSTED_PROXIES": "127.0.0.1/32",
+                    **plan.service_env,
+                },
             )
             say(f"ingest server up: gRPC {ctx.ingest.grpc}, HTTP {ctx.ingest.http}")
 

@@ -8,6 +8,7 @@ a child process (`Settings.to_env`), and the README's configuration table
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -181,6 +182,26 @@ class _Word(Kind[str]):
         if value not in self.choices:
             raise ConfigError(name, f"expected one of {', '.join(self.choices)}, got {raw!r}")
         return value
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class _Networks(Kind[tuple[Network, ...]]):
+    """CIDR blocks (or single addresses), comma- or space-separated."""
+
+    def parse(self, name: str, raw: str) -> tuple[Network, ...]:
+        networks = []
+        for word in raw.replace(",", " ").split():
+            try:
+                networks.append(ipaddress.ip_network(word, strict=False))
+            except ValueError:
+                problem = f"expected CIDR blocks like 10.0.0.0/8, got {word!r}"
+                raise ConfigError(name, problem) from None
+        return tuple(networks)
+
+    def render(self, value: tuple[Network, ...]) -> str:
+        return ",".join(map(str, value))
 
 
 @dataclass(frozen=True)
@@ -393,6 +414,47 @@ class Settings:
         ("*",),
         _Words(),
         "origins allowed to call the HTTP door, comma- or space-separated",
+    )
+    trusted_proxies: tuple[Network, ...] = _setting(
+        "TRUSTED_PROXIES",
+        (),
+        _Networks(),
+        "CIDR blocks of the proxies in front of the ingest server, comma-separated: only a "
+        "request from one of them has its client IP read from `X-Forwarded-For`; empty: none",
+        shown_default="none",
+    )
+    geoip_database: Path | None = _setting(
+        "GEOIP_DATABASE",
+        None,
+        _File(),
+        "a MaxMind-format country database (`.mmdb`) the ingest server reads browsers' "
+        "countries from; unset: no countries",
+        shown_default="none",
+    )
+    sites_bucket: str = _setting(
+        "SITES_BUCKET",
+        "analytics_sites",
+        _Token(),
+        "NATS KV bucket where the report service publishes site records for the ingest servers",
+    )
+    sites_reconcile_interval: float = _setting(
+        "SITES_RECONCILE_INTERVAL",
+        60.0,
+        _Seconds(),
+        "seconds between the report service's checks that the bucket holds every site record "
+        "as PostgreSQL does (healing a lost publish)",
+    )
+    visitor_keys_bucket: str = _setting(
+        "VISITOR_KEYS_BUCKET",
+        "analytics_visitor_keys",
+        _Token(),
+        "NATS KV bucket holding the day's visitor-hash key, shared by every ingest server",
+    )
+    filtered_traffic_interval: float = _setting(
+        "FILTERED_TRAFFIC_INTERVAL",
+        10.0,
+        _Seconds(),
+        "seconds between an ingest server's messages counting the events it dropped",
     )
     log_level: str = _setting(
         "LOG_LEVEL",

@@ -2,13 +2,17 @@
 configuration, its limits, and the codec of its messages, in one place for both ends.
 
 Each message is one serialized `analytics.internal.v1.EventBatch` of at most MAX_MESSAGE_EVENTS
-events, of any sites, on one subject, `<prefix>.all`: events of different sites share messages,
+events (and each one's context: its request's id and, for events browsers sent, what the
+ingest server derived from their requests), of
+any sites, on one subject, `<prefix>.all`: events of different sites share messages,
 so the JetStream round trips of an ingest server do not multiply with the sites it serves. The
 stream takes every subject under the prefix, so messages that earlier versions put on a subject
 per site (`<prefix>.<site token>`) are still consumed, and a dead letter replays to the subject
 it came from. The stream keeps a message until the writer acknowledges it (work-queue
 retention), on file storage, and drops a resend of the same `Nats-Msg-Id` within its duplicate
-window.
+window. The counts of events the ingest servers dropped travel on the same stream as a message
+kind of their own (`FilteredTraffic`, on `<prefix>.filtered.counts`; a subject of two tokens,
+which no per-site subject of earlier versions could be).
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import nats.errors
-from analytics.internal.v1.stream_pb2 import EventBatch, EventContext
+from analytics.internal.v1.stream_pb2 import EventBatch, EventContext, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from core.retry import retrying
@@ -75,9 +79,22 @@ class EventStream:
         return f"{self.subject_prefix}.all"
 
     @property
+    def filtered_subject(self) -> str:
+        """The subject of the FilteredTraffic messages."""
+        return f"{self.subject_prefix}.filtered.counts"
+
+    @property
     def subjects(self) -> str:
         """The wildcard the stream and the writer take: every subject under the prefix."""
         return f"{self.subject_prefix}.>"
+
+    @property
+    def live_subjects(self) -> str:
+        """Where JetStream republishes each message it stores, for live reports: a plain
+        subscription there sees every accepted event once, as it is stored. (A work-queue
+        stream takes no second consumer; republishing costs the stream nothing, and a
+        subscriber too slow is cut off by NATS, never slowing ingestion.)"""
+        return f"{self.subject_prefix}-live.>"
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -91,6 +108,7 @@ class EventStream:
             max_msg_size=MAX_STREAM_MESSAGE_BYTES,
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            republish=RePublish(src=self.subjects, dest=self.live_subjects),
         )
 
 
@@ -147,13 +165,13 @@ async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterSt
     await retrying(
         create_or_update,
         what=f"setting up JetStream stream {config.name}",
-        retryable=_jetstream_not_ready,
+        retryable=jetstream_not_ready,
         logger=logger,
     )
     logger.debug("stream %s ready on %s", config.name, config.subjects)
 
 
-def _jetstream_not_ready(error: BaseException) -> bool:
+def jetstream_not_ready(error: BaseException) -> bool:
     """Worth waiting for: NATS unreachable or slow, or a cluster short of servers. A request
     JetStream refuses otherwise means our configuration is wrong."""
     if isinstance(error, BadRequestError):
@@ -161,61 +179,52 @@ def _jetstream_not_ready(error: BaseException) -> bool:
     return isinstance(error, nats.errors.Error | TimeoutError)
 
 
-# The codec. Writing: the bytes of EventBatch{events, received_at, contexts} are joined from each
-# event's own serialization and its request's context, serialized once per request; building an
-# EventBatch would copy every event into it first, twice the cost.
-
-
-def context_field(request_id: str) -> bytes:
-    """One element of EventBatch.contexts on the wire, the context of every event of one
-    request: made once per request, then joined to the message once per event."""
-    data = request_id.encode()
-    if not data:
-        return NO_CONTEXT
-    if len(data) < 126:  # each length fits in one byte: the bytes protobuf would write
-        return b"\x1a%c\x0a%c%s" % (len(data) + 2, len(data), data)
-    return _field(3, EventContext(request_id=request_id).SerializeToString())
+# The codec. Writing: the bytes of EventBatch{events, received_at, contexts} are joined from
+# each event's own serialization; building an EventBatch would copy every event into it first,
+# twice the cost.
 
 
 def encode_messages(
-    events: Sequence[Event], received_at: datetime, contexts: Sequence[bytes] | None = None
+    events: Sequence[Event],
+    received_at: datetime,
+    contexts: Sequence[bytes | None] | None = None,
 ) -> list[tuple[bytes, str]]:
     """The NATS messages that carry `events`, as (payload, Nats-Msg-Id): one serialized
-    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, parallel to
-    `events`, are each one's `context_field`; a message whose contexts are all NO_CONTEXT
-    carries none, as before contexts existed."""
+    EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, when given,
+    is parallel to `events`: each a serialized EventContext (None or empty: the empty
+    context); every message then carries one context per event, unless all are empty."""
     stamp = EventBatch()
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
-    if contexts is not None and all(context is NO_CONTEXT for context in contexts):
+    if contexts is not None and not any(contexts):
         contexts = None
     parts: list[tuple[bytes, str]] = []
-    fields: list[bytes] = []  # each event's field header, then its bytes
+    fields: list[bytes] = []  # each event's field header, then its bytes (then its context's)
     size = first = 0
     headers = _EVENTS_FIELD_HEADERS
     for index, event in enumerate(events):
         data = event.SerializeToString()
         header = headers[len(data)] if len(data) < len(headers) else _events_field_header(len(data))
-        grows = len(header) + len(data) + (len(contexts[index]) if contexts else 0)
-        if fields and size + grows > MAX_MESSAGE_BYTES:
-            chunk = contexts[first:index] if contexts is not None else None
-            parts.append(_message(events[first:index], fields, chunk, received_at_field))
+        if contexts is not None:
+            context_data = contexts[index] or b""
+            length, tags = len(context_data), _CONTEXTS_FIELD_HEADERS
+            data += tags[length] if length < len(tags) else _field_header(_CONTEXTS_TAG, length)
+            data += context_data
+        if fields and size + len(header) + len(data) > MAX_MESSAGE_BYTES:
+            parts.append((b"".join(fields) + received_at_field, message_id(events[first:index])))
             fields, size, first = [], 0, index
         fields += (header, data)
-        size += grows
-    chunk = contexts[first:] if contexts is not None else None
-    parts.append(_message(events[first:], fields, chunk, received_at_field))
+        size += len(header) + len(data)
+    parts.append((b"".join(fields) + received_at_field, message_id(events[first:])))
     return parts
 
 
-def _message(
-    events: Sequence[Event], fields: list[bytes], contexts: Sequence[bytes] | None, stamp: bytes
-) -> tuple[bytes, str]:
-    """One message of `events`: their fields, their contexts after them (protobuf reads the
-    fields of a message in any order), then the receive time."""
-    if contexts is not None:
-        fields.extend(contexts)
-    return b"".join(fields) + stamp, message_id(events)
+def request_context(request_id: str) -> bytes:
+    """A serialized EventContext holding only the request's id, made once per request. What
+    is derived of an event from a browser's request is joined after it: protobuf merges
+    concatenated serializations of a message."""
+    data = request_id.encode()
+    return _field_header(_REQUEST_ID_TAG, len(data)) + data if data else b""
 
 
 def message_id(events: Sequence[Event]) -> str:
@@ -231,19 +240,19 @@ def message_id(events: Sequence[Event]) -> str:
     return "batch-" + hashlib.blake2b(ids.encode(), digest_size=16).hexdigest()
 
 
-def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited field on the wire: its tag, its length, its bytes."""
-    return _length_prefix(bytes([number << 3 | 2]), len(data)) + data
-
-
 def _events_field_header(size: int) -> bytes:
     """The start of one element of EventBatch.events on the wire: tag (field 1,
     length-delimited), then the length."""
-    return _length_prefix(b"\x0a", size)
+    return _field_header(_EVENTS_TAG, size)
 
 
-def _length_prefix(tag: bytes, size: int) -> bytes:
-    header = bytearray(tag)
+_EVENTS_TAG = 0x0A  # field 1, length-delimited
+_CONTEXTS_TAG = 0x1A  # field 3, length-delimited
+_REQUEST_ID_TAG = 0x0A  # EventContext.request_id: field 1, length-delimited
+
+
+def _field_header(tag: int, size: int) -> bytes:
+    header = bytearray((tag,))
     while size > 0x7F:
         header.append(size & 0x7F | 0x80)
         size >>= 7
@@ -252,8 +261,8 @@ def _length_prefix(tag: bytes, size: int) -> bytes:
 
 
 _EVENTS_FIELD_HEADERS = tuple(_events_field_header(size) for size in range(4096))
-# The context of an event whose request told nothing: an empty EventContext.
-NO_CONTEXT = b"\x1a\x00"
+# A context is at most a few hundred bytes.
+_CONTEXTS_FIELD_HEADERS = tuple(_field_header(_CONTEXTS_TAG, size) for size in range(1024))
 
 
 class UndecodableMessage(Exception):
@@ -268,32 +277,59 @@ class UndecodableMessage(Exception):
 class DecodedMessage:
     events: Sequence[Event]
     received_at: Timestamp
-    # The request id of each event, parallel to `events` ("" where the message tells none).
-    request_ids: Sequence[str]
+    # Parallel to events, or empty: every event's context is the empty one.
+    contexts: Sequence[EventContext] = ()
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The request id of each event, parallel to `events` ("" where none is told)."""
+        if not self.contexts:
+            return [""] * len(self.events)
+        return [context.request_id for context in self.contexts]
 
 
 def decode_message(data: bytes) -> DecodedMessage:
-    """The events of one message and when they were received; UndecodableMessage if the
-    bytes are not an EventBatch with a receive time."""
+    """The events of one message, their contexts and when they were received;
+    UndecodableMessage if the bytes are not an EventBatch with a receive time and a context
+    for every event or none."""
     try:
         batch = EventBatch.FromString(data)
     except DecodeError as error:
         raise UndecodableMessage(f"not an {EventBatch.DESCRIPTOR.full_name}: {error}") from None
     if not batch.HasField("received_at"):
         raise UndecodableMessage("received_at is not set")
-    request_ids = [context.request_id for context in batch.contexts[: len(batch.events)]]
-    request_ids += [""] * (len(batch.events) - len(request_ids))
-    return DecodedMessage(batch.events, batch.received_at, request_ids)
+    if batch.contexts and len(batch.contexts) != len(batch.events):
+        raise UndecodableMessage(
+            f"{len(batch.contexts)} contexts for {len(batch.events)} events: one each, or none"
+        )
+    return DecodedMessage(batch.events, batch.received_at, batch.contexts)
 
 
 def encode_batch(
-    events: Sequence[Event], received_at: datetime, request_ids: Sequence[str] = ()
+    events: Sequence[Event],
+    received_at: datetime,
+    contexts: Sequence[EventContext] = (),
 ) -> bytes:
     """One message's bytes, built the plain way: for the dead letters of single events and for
-    tests, where the cost of copying does not matter. `request_ids`, when given, parallel to
-    `events`."""
-    batch = EventBatch(events=events)
+    tests, where the cost of copying does not matter."""
+    batch = EventBatch(events=events, contexts=contexts)
     batch.received_at.FromDatetime(received_at)
-    if any(request_ids):
-        batch.contexts.extend(EventContext(request_id=request_id) for request_id in request_ids)
     return batch.SerializeToString()
+
+
+def encode_filtered(window: FilteredTraffic) -> tuple[bytes, str]:
+    """A FilteredTraffic message, as (payload, Nats-Msg-Id): a resend of the same window
+    within the duplicate window is dropped by JetStream, any other by the writer."""
+    return window.SerializeToString(), f"filtered-{window.window_id}"
+
+
+def decode_filtered(data: bytes) -> FilteredTraffic:
+    """UndecodableMessage if the bytes are not a FilteredTraffic with a window id."""
+    try:
+        window = FilteredTraffic.FromString(data)
+    except DecodeError as error:
+        name = FilteredTraffic.DESCRIPTOR.full_name
+        raise UndecodableMessage(f"not an {name}: {error}") from None
+    if not window.window_id:
+        raise UndecodableMessage("window_id is not set")
+    return window

@@ -1,14 +1,19 @@
-"""The ingest service's HTTP door: `POST /event` and `POST /events`.
+"""The ingest service's HTTP door: `POST /event` and `POST /events`, and `GET /tracker.js`.
 
-It decodes JSON into the `Event`s the gRPC door receives and calls the same Ingestor; it holds
-no rule of its own. Field names are the seeds' (`site_id`, `event_type`, `path`, `user_id`,
-`timestamp`, ...). Decoding is strict: unknown fields, duplicate keys, values of the wrong type,
-lone surrogates and timestamps that are not RFC 3339 with an offset are all refused, with the
-field named.
+It decodes JSON (sent as `application/json`, or as `text/plain` as browsers' beacons do) into
+the `Event`s the gRPC door receives and calls the same Ingestor; it holds no rule of its own.
+Field names are the seeds' (`site_id`, `event_type`, `path`, `user_id`, `timestamp`, ...).
+Decoding is strict: unknown fields, duplicate keys, values of the wrong type, lone surrogates
+and timestamps that are not RFC 3339 with an offset are all refused, with the field named.
+
+A request with an `Origin` header comes from a page: it is handed to the Ingestor with what it
+says of its sender (ingest_server.browsers). An event dropped is answered like an accepted one
+(202), so that a tracker does not send it again, with `X-Analytics-Dropped` naming why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -16,8 +21,12 @@ from analytics.v1.event_pb2 import Event
 
 from core.errors import FieldViolation, InvalidArgument
 from core.events import listed_property_violations, property_count_violations
-from ingest_server.ingestor import Ingestor, Outcome
-from transports.http_app import Reply, Request, Routes, json_body
+from core.settings import Network
+from ingest_server.browsers import BrowserRequest
+from ingest_server.client_ip import TrustedProxies, client_ip
+from ingest_server.ingestor import Dropped, Ingestor, Outcome
+from ingest_server.tracker import Tracker
+from transports.http_app import Headers, Reply, Request, Routes, json_body
 from transports.http_json import (
     RepeatedKeys,
     is_short_text,
@@ -32,32 +41,70 @@ _KNOWN_FIELDS = frozenset((*_TEXT_FIELDS, "timestamp", "properties"))
 _TIMESTAMP_PROBLEM = "must be an RFC 3339 date-time with an offset, like 2025-11-14T10:00:00Z"
 
 
-def routes(ingestor: Ingestor, max_body_bytes: int) -> Routes:
-    ingest = _IngestRoutes(ingestor, max_body_bytes)
-    return {"/event": {"POST": ingest.post_event}, "/events": {"POST": ingest.post_events}}
+DROPPED_HEADER = b"x-analytics-dropped"
+
+
+def routes(
+    ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...] = ()
+) -> Routes:
+    ingest = _IngestRoutes(ingestor, max_body_bytes, trusted_proxies)
+    return {
+        "/event": {"POST": ingest.post_event},
+        "/events": {"POST": ingest.post_events},
+        "/tracker.js": {"GET": Tracker().get},
+    }
 
 
 class _IngestRoutes:
-    def __init__(self, ingestor: Ingestor, max_body_bytes: int) -> None:
+    def __init__(
+        self, ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...]
+    ) -> None:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
+        self._trusted_proxies = TrustedProxies.of(trusted_proxies)
 
     async def post_event(self, request: Request) -> Reply:
-        event = event_from_json(await json_body(request, self._max_body_bytes))
-        event_id = await self._ingestor.ingest(event)
+        event = event_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
+        try:
+            event_id = await self._ingestor.ingest(event, self._browser(request))
+        except Dropped as dropped:
+            return Reply(
+                HTTPStatus.ACCEPTED,
+                {"status": "dropped", "reason": dropped.reason},
+                _dropped_headers([dropped.reason]),
+            )
         return Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "event_id": event_id})
 
     async def post_events(self, request: Request) -> Reply:
-        items = events_from_json(await json_body(request, self._max_body_bytes))
-        outcome = await self._ingestor.ingest_batch(items)
-        return Reply(
-            HTTPStatus.OK,
-            {
-                "accepted": outcome.accepted_count,
-                "rejected": outcome.rejected_count,
-                "results": [outcome_to_json(each) for each in outcome.outcomes()],
-            },
+        items = events_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
+        outcome = await self._ingestor.ingest_batch(items, browser=self._browser(request))
+        body = {
+            "accepted": outcome.accepted_count,
+            "rejected": outcome.rejected_count,
+            "results": [outcome_to_json(each) for each in outcome.outcomes()],
+        }
+        if not outcome.drops:
+            return Reply(HTTPStatus.OK, body)
+        body["dropped"] = outcome.dropped_count
+        return Reply(HTTPStatus.OK, body, _dropped_headers(outcome.drops.values()))
+
+    def _browser(self, request: Request) -> BrowserRequest | None:
+        """What a page's request says of its sender; None for a request of no page."""
+        headers = request.headers
+        origin = headers.get(b"origin")
+        if origin is None:
+            return None
+        return BrowserRequest(
+            origin.decode("latin-1"),
+            headers.get(b"user-agent", b"").decode("latin-1"),
+            client_ip(request.client, headers.get(b"x-forwarded-for"), self._trusted_proxies),
         )
+
+
+def _dropped_headers(reasons: Iterable[str]) -> Headers:
+    """`X-Analytics-Dropped` with the reasons, each once, readable by the page too."""
+    named = ",".join(sorted(set(reasons))).encode()
+    return ((DROPPED_HEADER, named), (b"access-control-expose-headers", b"X-Analytics-Dropped"))
 
 
 def event_from_json(value: Any) -> Event:
@@ -126,6 +173,8 @@ def events_from_json(value: Any) -> list[Event | InvalidArgument]:
 def outcome_to_json(outcome: Outcome) -> dict[str, Any]:
     if outcome.accepted:
         return {"index": outcome.index, "status": "accepted", "event_id": outcome.event_id}
+    if outcome.dropped:
+        return {"index": outcome.index, "status": "dropped", "reason": outcome.dropped}
     return {
         "index": outcome.index,
         "status": "rejected",

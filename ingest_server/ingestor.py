@@ -7,7 +7,7 @@ their wire formats to `Event`s and the results back.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from analytics.v1.event_pb2 import Event
@@ -15,8 +15,18 @@ from analytics.v1.event_pb2 import Event
 from core.errors import FieldViolation, InvalidArgument, ServiceError
 from core.event_ids import new_event_ids
 from core.events import batch_size_violations, validate_event
+from ingest_server.browsers import BrowserRequest, Browsers
 from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
+
+
+class Dropped(Exception):
+    """A valid event that was not stored, on purpose (see ingest_server.browsers), and why:
+    a caller answers it like an accepted one, so that a tracker does not send it again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -29,10 +39,11 @@ class Outcome:
     index: int
     event_id: str = ""
     violations: tuple[FieldViolation, ...] = ()
+    dropped: str = ""  # the reason a valid event was dropped
 
     @property
     def accepted(self) -> bool:
-        return not self.violations
+        return not self.violations and not self.dropped
 
 
 @dataclass(slots=True)
@@ -44,19 +55,30 @@ class BatchOutcome:
     event_ids: list[str]
     rejections: dict[int, tuple[FieldViolation, ...]]  # by position in the batch, in order
     first_index: int = 0  # the index the first event is reported under
+    # Valid events dropped, by position: the reason (only a browser's events are dropped).
+    drops: dict[int, str] = field(default_factory=dict)
 
     @property
     def rejected_count(self) -> int:
         return len(self.rejections)
 
     @property
+    def dropped_count(self) -> int:
+        return len(self.drops)
+
+    @property
     def accepted_count(self) -> int:
-        return len(self.event_ids) - len(self.rejections)
+        return len(self.event_ids) - len(self.rejections) - len(self.drops)
 
     def outcomes(self) -> Iterator[Outcome]:
-        rejections = self.rejections
+        rejections, drops = self.rejections, self.drops
         for position, event_id in enumerate(self.event_ids):
-            yield Outcome(self.first_index + position, event_id, rejections.get(position, ()))
+            yield Outcome(
+                self.first_index + position,
+                event_id,
+                rejections.get(position, ()),
+                drops.get(position, ""),
+            )
 
     def rejected(self) -> Iterator[Outcome]:
         for position, violations in self.rejections.items():
@@ -78,39 +100,59 @@ class Ingestor:
         self,
         publisher: EventPublisher,
         clock: Callable[[], datetime] = _now,
+        browsers: Browsers | None = None,
         counts: EventCounts | None = None,
     ) -> None:
-        """`counts`: the counters of the door this serves (none by default)."""
+        """`browsers`: the rules for a browser's events; without them, a browser's events are
+        stored as any others. `counts`: the counters of the door this serves (none by
+        default)."""
         self._publisher = publisher
         self._clock = clock
+        self._browsers = browsers
         self._counts = counts or EventCounts(None)
 
-    async def ingest(self, event: Event) -> str:
-        """Store one event; its event_id once it is durable. Raises InvalidArgument."""
+    async def ingest(self, event: Event, browser: BrowserRequest | None = None) -> str:
+        """Store one event; its event_id once it is durable. Raises InvalidArgument, and
+        Dropped for a browser's event that is not to be stored."""
         received_at = self._clock()
         try:
             valid = validate_event(event, received_at)
         except InvalidArgument:
             self._counts.invalid.inc()
             raise
-        await self._publish([valid], received_at)
+        if browser is None or self._browsers is None:
+            await self._publish([valid], received_at)
+            return valid.event_id
+        judged = self._browsers.judge(valid, browser, received_at)
+        if isinstance(judged, str):
+            raise Dropped(judged)
+        await self._publish([valid], received_at, [judged])
         return valid.event_id
 
-    async def _publish(self, events: list[Event], received_at: datetime) -> None:
+    async def _publish(
+        self,
+        events: list[Event],
+        received_at: datetime,
+        contexts: list[bytes | None] | None = None,
+    ) -> None:
         try:
-            await self._publisher.publish(events, received_at)
+            await self._publisher.publish(events, received_at, contexts)
         except ServiceError as error:
             self._counts.refused(error, len(events))
             raise
         self._counts.accepted.inc(len(events))
 
     async def ingest_batch(
-        self, items: Sequence[Event | InvalidArgument], first_index: int = 0
+        self,
+        items: Sequence[Event | InvalidArgument],
+        first_index: int = 0,
+        browser: BrowserRequest | None = None,
     ) -> BatchOutcome:
         """Store the valid events of a batch and report on each item, in order.
 
         An item may arrive already refused (an InvalidArgument from the caller's decoding, such
-        as a JSON value of the wrong type); it is reported as rejected with the others.
+        as a JSON value of the wrong type); it is reported as rejected with the others. A
+        browser's valid events may be dropped, each reported with the reason.
         Raises InvalidArgument only when the batch itself is too large.
         """
         if violations := batch_size_violations(len(items)):
@@ -133,6 +175,37 @@ class Ingestor:
                 event_ids.append(event.event_id)
         if rejections:
             self._counts.invalid.inc(len(rejections))
+        if browser is not None and self._browsers is not None:
+            return await self._ingest_browsers(
+                BatchOutcome(event_ids, rejections, first_index), accepted, browser, received_at
+            )
         if accepted:
             await self._publish(accepted, received_at)
         return BatchOutcome(event_ids, rejections, first_index)
+
+    async def _ingest_browsers(
+        self,
+        outcome: BatchOutcome,
+        valid: list[Event],
+        browser: BrowserRequest,
+        received_at: datetime,
+    ) -> BatchOutcome:
+        """Store a browser's valid events (in `outcome` by position) that are not dropped."""
+        assert self._browsers is not None
+        kept: list[Event] = []
+        contexts: list[bytes | None] = []
+        events = iter(valid)
+        for position, event_id in enumerate(outcome.event_ids):
+            if not event_id:
+                continue  # rejected
+            event = next(events)
+            judged = self._browsers.judge(event, browser, received_at)
+            if isinstance(judged, str):  # the reason it is dropped
+                outcome.drops[position] = judged
+                outcome.event_ids[position] = ""
+            else:
+                kept.append(event)
+                contexts.append(judged)
+        if kept:
+            await self._publish(kept, received_at, contexts)
+        return outcome

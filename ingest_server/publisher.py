@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 
 from core.errors import ResourceExhausted, ServiceError, Unavailable
 from core.request_ids import REQUEST_ID
-from core.stream import MAX_MESSAGE_EVENTS, EventStream, context_field, encode_messages
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages, request_context
 from core.throttled_log import ThrottledLog
 from ingest_server.metrics import MESSAGE_EVENTS, PUBLISH_SECONDS
 from runtime.metrics import BatchedHistogram
@@ -59,8 +59,15 @@ class EventPublisher:
     async def start(self) -> None:
         await self._acks.start()
 
-    async def publish(self, events: Sequence[Event], received_at: datetime) -> None:
+    async def publish(
+        self,
+        events: Sequence[Event],
+        received_at: datetime,
+        contexts: Sequence[bytes | None] | None = None,
+    ) -> None:
         """Return once every event is stored in the stream (its message's PubAck arrived).
+        `contexts`, parallel to `events`, travel with them (serialized EventContexts, see
+        core.stream).
 
         A message holding one event carries that event's id as `Nats-Msg-Id` (prefixed), a
         message of several a digest of their ids, so JetStream drops a resend of the same
@@ -76,7 +83,12 @@ class EventPublisher:
             raise Unavailable("the event stream is unreachable")
         caller = _Caller(self._loop.create_future())
         # Each event travels with the id of the request that brought it (the caller's).
-        context = context_field(REQUEST_ID.get())
+        request = request_context(REQUEST_ID.get())
+        if request:
+            if contexts is None:
+                contexts = [request] * len(events)
+            else:
+                contexts = [request + (context or b"") for context in contexts]
         taken = 0
         while taken < len(events):
             message = self._open
@@ -85,9 +97,7 @@ class EventPublisher:
                 message = self._open = _Message(received_at, self._loop, deadline)
             message.received_at = max(message.received_at, received_at)
             room = MAX_MESSAGE_EVENTS - len(message.events)
-            joining = events[taken : taken + room]
-            message.events.extend(joining)
-            message.contexts.extend(itertools.repeat(context, len(joining)))
+            message.add(events[taken : taken + room], contexts, taken)
             message.callers.append(caller)
             caller.messages += 1
             taken += room
@@ -203,10 +213,27 @@ class _Message:
         self.received_at = received_at
         self.deadline = deadline  # loop time
         self.events: list[Event] = []
-        self.contexts: list[bytes] = []  # each event's, see core.stream.context_field
+        # Parallel to events once some event brought a context (None: the empty one).
+        self.contexts: list[bytes | None] | None = None
         self.callers: list[_Caller] = []
         self.answered = False
         self.expiry = loop.call_at(deadline, self.expire)
+
+    def add(
+        self,
+        events: Sequence[Event],
+        contexts: Sequence[bytes | None] | None,
+        start: int,
+    ) -> None:
+        """Add `events`, whose contexts are those of `contexts` from `start` on (if any)."""
+        if contexts is not None and self.contexts is None:
+            self.contexts = [None] * len(self.events)
+        if self.contexts is not None:
+            if contexts is None:
+                self.contexts.extend([None] * len(events))
+            else:
+                self.contexts.extend(contexts[start : start + len(events)])
+        self.events.extend(events)
 
     def parts(self) -> list[tuple[bytes, str]]:
         """The NATS messages that carry the events, as (payload, Nats-Msg-Id): one serialized

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 from analytics.v1 import report_pb2, report_pb2_grpc, site_pb2, site_pb2_grpc
 
 from core.errors import FieldViolation, InvalidArgument
 from core.sites import Site
+from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
+from report_server.live import LiveHub
+from report_server.periods import Period
+from report_server.reports import ReportReader, parse_breakdown
+from report_server.scope import Scope, parse_scope
 from report_server.sites import UPDATABLE_FIELDS, SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
-from transports.grpc_errors import Context, translate_errors
+from transports.grpc_errors import Context, translate_errors, translate_stream_errors
 
 
 class ReportServicer(report_pb2_grpc.ReportServiceServicer):
-    def __init__(self, reader: StatsReader) -> None:
+    def __init__(
+        self,
+        reader: StatsReader,
+        reports: ReportReader,
+        live: LiveHub,
+        filtered: FilteredTrafficReader,
+    ) -> None:
         self._reader = reader
+        self._reports = reports
+        self._live = live
+        self._filtered = filtered
 
     @translate_errors
     async def GetStats(
@@ -26,8 +43,123 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             request.limit or None,
             start_date=request.start_date,
             end_date=request.end_date,
+            timezone=request.timezone,
+            range_keyword=request.range,
         )
         return await self._reader.get_stats(query)
+
+    @translate_errors
+    async def GetMetrics(
+        self, request: report_pb2.MetricsRequest, context: Context
+    ) -> report_pb2.Metrics:
+        result = await self._reports.metrics(_scope(request.scope), compare=request.compare)
+        metrics = report_pb2.Metrics(
+            site_id=request.scope.site_id,
+            period=_period(result.period),
+            views=report_pb2.Metric(value=result.current.views),
+            visitors=report_pb2.Metric(value=result.current.visitors),
+        )
+        if result.previous_period is not None and result.previous is not None:
+            metrics.previous_period.CopyFrom(_period(result.previous_period))
+            metrics.views.previous = result.previous.views
+            metrics.visitors.previous = result.previous.visitors
+        return metrics
+
+    @translate_errors
+    async def GetTimeSeries(
+        self, request: report_pb2.TimeSeriesRequest, context: Context
+    ) -> report_pb2.TimeSeries:
+        result = await self._reports.time_series(_scope(request.scope), request.interval)
+        series = report_pb2.TimeSeries(
+            site_id=request.scope.site_id, period=_period(result.period), interval=result.interval
+        )
+        for point in result.points:
+            bucket = series.buckets.add(
+                label=point.bucket.label,
+                views=point.counts.views,
+                visitors=point.counts.visitors,
+            )
+            bucket.start.FromDatetime(point.bucket.start)
+        return series
+
+    @translate_errors
+    async def GetBreakdown(
+        self, request: report_pb2.BreakdownRequest, context: Context
+    ) -> report_pb2.Breakdown:
+        scope = _scope(request.scope)
+        ask = parse_breakdown(request.dimension, request.order_by, request.limit, request.offset)
+        result = await self._reports.breakdown(scope, ask)
+        return report_pb2.Breakdown(
+            site_id=request.scope.site_id,
+            period=_period(result.period),
+            dimension=result.dimension,
+            rows=[
+                report_pb2.BreakdownRow(value=row.value, views=row.views, visitors=row.visitors)
+                for row in result.rows
+            ],
+            total_rows=result.total_rows,
+        )
+
+    @translate_stream_errors
+    async def WatchLive(
+        self, request: report_pb2.WatchLiveRequest, context: Context
+    ) -> AsyncIterator[report_pb2.LiveUpdate]:
+        async for update in self._live.watch(request.site_id):
+            message = report_pb2.LiveUpdate(visitors=update.visitors)
+            if update.event is not None:
+                message.event.event_type = update.event.event_type
+                message.event.path = update.event.path
+                message.event.timestamp.FromDatetime(update.event.timestamp)
+            yield message
+
+    @translate_stream_errors
+    async def ExportEvents(
+        self, request: report_pb2.ExportRequest, context: Context
+    ) -> AsyncIterator[report_pb2.ExportedEvent]:
+        _, events = await self._reports.export(_scope(request.scope))
+        async for event in events:
+            message = report_pb2.ExportedEvent(
+                event_id=event.event_id,
+                site_id=event.site_id,
+                event_type=event.event_type,
+                path=event.path,
+                user_id=event.user_id or "",
+                referrer=event.referrer or "",
+                properties=json.loads(event.properties),
+            )
+            message.timestamp.FromDatetime(event.timestamp)
+            message.received_at.FromDatetime(event.received_at)
+            yield message
+
+    @translate_errors
+    async def GetFilteredTraffic(
+        self, request: report_pb2.GetFilteredTrafficRequest, context: Context
+    ) -> report_pb2.FilteredTraffic:
+        query = FilteredTrafficQuery.parse(request.site_id, request.start_date, request.end_date)
+        return await self._filtered.get(query)
+
+
+def _scope(scope: report_pb2.Scope) -> Scope:
+    return parse_scope(
+        scope.site_id,
+        range_keyword=scope.range,
+        start_date=scope.start_date,
+        end_date=scope.end_date,
+        timezone=scope.timezone,
+        filters=[(f.dimension, f.operator, list(f.values)) for f in scope.filters],
+        prefix="scope.",
+    )
+
+
+def _period(period: Period) -> report_pb2.Period:
+    message = report_pb2.Period(
+        start_date=period.first.isoformat(),
+        end_date=period.last.isoformat(),
+        timezone=period.zone.key,
+    )
+    message.start.FromDatetime(period.start)
+    message.end.FromDatetime(period.end)
+    return message
 
 
 class SiteServicer(site_pb2_grpc.SiteServiceServicer):
@@ -38,7 +170,9 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
     async def CreateSite(
         self, request: site_pb2.CreateSiteRequest, context: Context
     ) -> site_pb2.Site:
-        site = await self._registry.create(request.site_id, request.name, request.time_zone)
+        site = await self._registry.create(
+            request.site_id, request.name, request.time_zone, request.allowed_origins
+        )
         return site_message(site)
 
     @translate_errors
@@ -73,12 +207,18 @@ class SiteServicer(site_pb2_grpc.SiteServiceServicer):
         changes = SiteChanges(
             name=given.name if "name" in paths else None,
             time_zone=given.time_zone if "time_zone" in paths else None,
+            allowed_origins=list(given.allowed_origins) if "allowed_origins" in paths else None,
         )
         return site_message(await self._registry.update(given.site_id, changes))
 
 
 def site_message(site: Site) -> site_pb2.Site:
-    message = site_pb2.Site(site_id=site.site_id, name=site.name, time_zone=site.time_zone)
+    message = site_pb2.Site(
+        site_id=site.site_id,
+        name=site.name,
+        time_zone=site.time_zone,
+        allowed_origins=site.allowed_origins,
+    )
     message.created_at.FromDatetime(site.created_at)
     message.updated_at.FromDatetime(site.updated_at)
     return message

@@ -1,5 +1,5 @@
-"""The report service's HTTP door: `GET /stats` (the seeds' shape) and the site registry
-(`/sites`, `/sites/{site_id}`).
+"""The report service's HTTP door: `GET /stats` (the seeds' shape), the site registry
+(`/sites`, `/sites/{site_id}`) and `GET /filtered-traffic`.
 
 It reads query strings and JSON bodies into the arguments the gRPC door passes, and calls the
 same StatsReader and SiteRegistry; it holds no rule of its own.
@@ -7,27 +7,92 @@ same StatsReader and SiteRegistry; it holds no rule of its own.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-from analytics.v1.report_pb2 import Stats
+from analytics.v1.report_pb2 import FilteredTraffic, Stats
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from core.sites import Site
+from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
+from report_server.live import LiveHub, LiveUpdate
+from report_server.periods import Period
+from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
+from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
 from transports.http_app import Reply, Request, Routes, json_body, query_parameters
-from transports.http_json import is_short_text, not_text
+from transports.http_json import (
+    encodes_as_utf8,
+    error_to_json,
+    is_short_text,
+    not_text,
+    parse_body,
+)
 
-STATS_PARAMETERS = ("site_id", "date", "start_date", "end_date", "event_type", "limit")
+STATS_PARAMETERS = (
+    "site_id",
+    "date",
+    "start_date",
+    "end_date",
+    "event_type",
+    "limit",
+    "timezone",
+    "range",
+)
 
 
-def routes(reader: StatsReader, registry: SiteRegistry, max_body_bytes: int) -> Routes:
+def routes(
+    *,
+    reader: StatsReader,
+    reports: ReportReader,
+    live: LiveHub,
+    registry: SiteRegistry,
+    max_body_bytes: int,
+    filtered: FilteredTrafficReader,
+) -> Routes:
     sites = _SiteRoutes(registry, max_body_bytes)
+    report = _ReportRoutes(reports, live)
     return {
         "/stats": {"GET": _StatsRoutes(reader).get_stats},
+        "/reports/metrics": {"GET": report.metrics},
+        "/reports/timeseries": {"GET": report.time_series},
+        "/reports/breakdown": {"GET": report.breakdown},
+        "/reports/live": {"GET": report.live},
+        "/reports/export": {"GET": report.export},
         "/sites": {"GET": sites.list, "POST": sites.create},
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
+        "/filtered-traffic": {"GET": _FilteredTrafficRoutes(filtered).get},
+    }
+
+
+class _FilteredTrafficRoutes:
+    def __init__(self, reader: FilteredTrafficReader) -> None:
+        self._reader = reader
+
+    async def get(self, request: Request) -> Reply:
+        params, violations = query_parameters(request, ("site_id", "start_date", "end_date"))
+        if violations:
+            raise InvalidArgument(violations)
+        query = FilteredTrafficQuery.parse(
+            params.get("site_id", ""), params.get("start_date", ""), params.get("end_date", "")
+        )
+        return Reply(HTTPStatus.OK, filtered_traffic_to_json(await self._reader.get(query)))
+
+
+def filtered_traffic_to_json(report: FilteredTraffic) -> dict[str, Any]:
+    return {
+        "site_id": report.site_id,
+        "start_date": report.start_date,
+        "end_date": report.end_date,
+        "total": report.total,
+        "days": [{"day": d.day, "reason": d.reason, "count": d.count} for d in report.days],
     }
 
 
@@ -49,6 +114,8 @@ class _StatsRoutes:
             int(limit) if limit is not None else None,
             start_date=params.get("start_date", ""),
             end_date=params.get("end_date", ""),
+            timezone=params.get("timezone", ""),
+            range_keyword=params.get("range", ""),
         )
         return Reply(HTTPStatus.OK, stats_to_json(await self._reader.get_stats(stats_query)))
 
@@ -66,17 +133,327 @@ def stats_to_json(stats: Stats) -> dict[str, Any]:
     }
 
 
+# Seconds between the comments that keep an idle Server-Sent Events connection open.
+KEEPALIVE_SECONDS = 15.0
+SSE_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
+EXPORT_CHUNK_LINES = 500
+EXPORT_COLUMNS = (
+    "event_id",
+    "site_id",
+    "event_type",
+    "path",
+    "user_id",
+    "timestamp",
+    "referrer",
+    "properties",
+    "received_at",
+)
+
+
+def _sse(data: object) -> bytes:
+    return (
+        b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    )
+
+
+def _live_json(update: LiveUpdate) -> dict[str, Any]:
+    event = update.event
+    return {
+        "event": None
+        if event is None
+        else {
+            "event_type": event.event_type,
+            "path": event.path,
+            "timestamp": _instant(event.timestamp),
+        },
+        "visitors": update.visitors,
+    }
+
+
+def _export_values(event: ExportedEvent) -> list[Any]:
+    return [
+        event.event_id,
+        event.site_id,
+        event.event_type,
+        event.path,
+        event.user_id,
+        _instant(event.timestamp),
+        event.referrer,
+        event.properties,
+        _instant(event.received_at),
+    ]
+
+
+async def _ndjson(events: AsyncIterator[ExportedEvent]) -> AsyncIterator[str]:
+    async for event in events:
+        record = dict(zip(EXPORT_COLUMNS, _export_values(event), strict=True))
+        record["properties"] = json.loads(event.properties)
+        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+async def _csv(events: AsyncIterator[ExportedEvent]) -> AsyncIterator[str]:
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    async for event in events:
+        writer.writerow(_export_values(event))
+        yield line.getvalue()
+        line.seek(0)
+        line.truncate()
+    if line.getvalue():  # the header row of an empty export
+        yield line.getvalue()
+
+
+EXPORT_FORMATS = {
+    "ndjson": (b"application/x-ndjson", _ndjson),
+    "csv": (b"text/csv; charset=utf-8", _csv),
+}
+
+SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
+
+
+class _ReportRoutes:
+    def __init__(self, reports: ReportReader, live: LiveHub) -> None:
+        self._reports = reports
+        self._live = live
+
+    async def live(self, request: Request) -> Reply:
+        """Server-Sent Events: one `data:` line of JSON per update, a comment every
+        KEEPALIVE_SECONDS when nothing happens (so proxies keep the connection), and an
+        `event: dropped` when the watcher fell behind."""
+        params, violations = query_parameters(request, ("site_id",))
+        if violations:
+            raise InvalidArgument(violations)
+        updates = self._live.watch(params.get("site_id", ""))
+        first = await anext(updates)  # a bad site_id is refused here, as a 400
+
+        async def events() -> AsyncGenerator[bytes, None]:
+            yield _sse(_live_json(first))
+            pending = asyncio.ensure_future(anext(updates))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+                    if not done:
+                        yield b": keep-alive\n\n"
+                        continue
+                    try:
+                        update = pending.result()
+                    except ResourceExhausted as error:
+                        yield b"event: dropped\n" + _sse(error_to_json(error))
+                        return
+                    yield _sse(_live_json(update))
+                    pending = asyncio.ensure_future(anext(updates))
+            finally:
+                pending.cancel()
+                await updates.aclose()
+
+        return Reply(HTTPStatus.OK, None, SSE_HEADERS, events())
+
+    async def export(self, request: Request) -> Reply:
+        """The events as NDJSON (one JSON object per line) or CSV, streamed as they are read."""
+        params, scope = _scope(request, ("format",))
+        form = params.get("format", "ndjson")
+        if form not in EXPORT_FORMATS:
+            raise InvalidArgument.single("format", "must be ndjson or csv")
+        _, events = await self._reports.export(scope)
+        media_type, lines = EXPORT_FORMATS[form]
+
+        async def body() -> AsyncGenerator[bytes, None]:
+            chunk: list[str] = []
+            async for line in lines(events):
+                chunk.append(line)
+                if len(chunk) == EXPORT_CHUNK_LINES:
+                    yield "".join(chunk).encode()
+                    chunk.clear()
+            if chunk:
+                yield "".join(chunk).encode()
+
+        return Reply(HTTPStatus.OK, None, ((b"content-type", media_type),), body())
+
+    async def metrics(self, request: Request) -> Reply:
+        params, scope = _scope(request, ("compare",))
+        compare = _flag(params, "compare")
+        result = await self._reports.metrics(scope, compare=compare)
+        body: dict[str, Any] = {
+            "site_id": scope.site_id,
+            "period": _period_json(result.period),
+            "views": {"value": result.current.views},
+            "visitors": {"value": result.current.visitors},
+        }
+        if result.previous_period is not None and result.previous is not None:
+            body["previous_period"] = _period_json(result.previous_period)
+            body["views"]["previous"] = result.previous.views
+            body["visitors"]["previous"] = result.previous.visitors
+        return Reply(HTTPStatus.OK, body)
+
+    async def time_series(self, request: Request) -> Reply:
+        params, scope = _scope(request, ("interval",))
+        result = await self._reports.time_series(scope, params.get("interval", ""))
+        return Reply(
+            HTTPStatus.OK,
+            {
+                "site_id": scope.site_id,
+                "period": _period_json(result.period),
+                "interval": result.interval,
+                "buckets": [
+                    {
+                        "label": point.bucket.label,
+                        "start": _instant(point.bucket.start),
+                        "views": point.counts.views,
+                        "visitors": point.counts.visitors,
+                    }
+                    for point in result.points
+                ],
+            },
+        )
+
+    async def breakdown(self, request: Request) -> Reply:
+        params, scope, violations = _scope_or_violations(
+            request, ("dimension", "order_by", "limit", "offset")
+        )
+        limit = _number(params, "limit", violations)
+        offset = _number(params, "offset", violations)
+        try:
+            ask = parse_breakdown(
+                params.get("dimension", ""), params.get("order_by", ""), limit, offset or 0
+            )
+        except InvalidArgument as error:
+            violations += error.violations
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
+        result = await self._reports.breakdown(scope, ask)
+        return Reply(
+            HTTPStatus.OK,
+            {
+                "site_id": scope.site_id,
+                "period": _period_json(result.period),
+                "dimension": result.dimension,
+                "rows": [
+                    {"value": row.value, "views": row.views, "visitors": row.visitors}
+                    for row in result.rows
+                ],
+                "total_rows": result.total_rows,
+            },
+        )
+
+
+def _scope(request: Request, own: tuple[str, ...]) -> tuple[dict[str, str], Scope]:
+    """The query string's parameters, and the Scope of those that make one; InvalidArgument
+    names every bad parameter."""
+    params, scope, violations = _scope_or_violations(request, own)
+    if violations:
+        raise InvalidArgument(violations)
+    assert scope is not None
+    return params, scope
+
+
+def _scope_or_violations(
+    request: Request, own: tuple[str, ...]
+) -> tuple[dict[str, str], Scope | None, list[FieldViolation]]:
+    """The query string's parameters, the Scope of those that make one (None if bad), and
+    every violation found so far, for the caller to add its own to."""
+    params, violations = query_parameters(request, (*SCOPE_PARAMETERS, *own))
+    filters = _filters(params.get("filters"), violations)
+    scope = None
+    try:
+        scope = parse_scope(
+            params.get("site_id", ""),
+            range_keyword=params.get("range", ""),
+            start_date=params.get("start_date", ""),
+            end_date=params.get("end_date", ""),
+            timezone=params.get("timezone", ""),
+            filters=filters,
+        )
+    except InvalidArgument as error:
+        violations += error.violations
+    return params, scope, violations
+
+
+FILTERS_FORMAT = (
+    'must be a JSON array of {"dimension": ..., "operator": "is" or "prefix", '
+    '"values": [...]} objects'
+)
+
+
+def _filters(
+    text: str | None, violations: list[FieldViolation]
+) -> list[tuple[str, str, list[str]]]:
+    """The `filters` parameter: JSON, as the gRPC Filter messages' JSON mapping spells them."""
+    if text is None:
+        return []
+    try:
+        value = parse_body(text.encode())
+    except InvalidArgument:
+        value = None
+    filters = []
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, dict) or not set(item) <= {"dimension", "operator", "values"}:
+                break
+            dimension, operator, values = (
+                item.get("dimension", ""),
+                item.get("operator", ""),
+                item.get("values", []),
+            )
+            if not (
+                isinstance(dimension, str)
+                and isinstance(operator, str)
+                and isinstance(values, list)
+                and all(isinstance(v, str) and encodes_as_utf8(v) for v in values)
+            ):
+                break
+            filters.append((dimension, operator, values))
+        else:
+            return filters
+    violations.append(FieldViolation("filters", FILTERS_FORMAT))
+    return []
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidArgument.single(name, "must be true or false")
+    return value == "true"
+
+
+def _number(params: dict[str, str], name: str, violations: list[FieldViolation]) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        violations.append(FieldViolation(name, "must be a whole number"))
+        return None
+    return int(text)
+
+
+def _period_json(period: Period) -> dict[str, str]:
+    return {
+        "start_date": period.first.isoformat(),
+        "end_date": period.last.isoformat(),
+        "timezone": period.zone.key,
+        "start": _instant(period.start),
+        "end": _instant(period.end),
+    }
+
+
+def _instant(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 class _SiteRoutes:
     def __init__(self, registry: SiteRegistry, max_body_bytes: int) -> None:
         self._registry = registry
         self._max_body_bytes = max_body_bytes
 
     async def create(self, request: Request) -> Reply:
-        fields = _text_fields(
-            await json_body(request, self._max_body_bytes), ("site_id", "name", "time_zone")
-        )
+        body = await json_body(request, self._max_body_bytes)
+        fields = _text_fields(body, ("site_id", "name", "time_zone"), ("allowed_origins",))
         site = await self._registry.create(
-            fields.get("site_id", ""), fields.get("name", ""), fields.get("time_zone", "")
+            fields.get("site_id", ""),
+            fields.get("name", ""),
+            fields.get("time_zone", ""),
+            _origins(body) or (),
         )
         return Reply(HTTPStatus.CREATED, site_to_json(site))
 
@@ -101,8 +478,13 @@ class _SiteRoutes:
         return Reply(HTTPStatus.OK, site_to_json(site))
 
     async def update(self, request: Request) -> Reply:
-        fields = _text_fields(await json_body(request, self._max_body_bytes), ("name", "time_zone"))
-        changes = SiteChanges(name=fields.get("name"), time_zone=fields.get("time_zone"))
+        body = await json_body(request, self._max_body_bytes)
+        fields = _text_fields(body, ("name", "time_zone"), ("allowed_origins",))
+        changes = SiteChanges(
+            name=fields.get("name"),
+            time_zone=fields.get("time_zone"),
+            allowed_origins=_origins(body),
+        )
         site = await self._registry.update(request.path_params["site_id"], changes)
         return Reply(HTTPStatus.OK, site_to_json(site))
 
@@ -112,20 +494,24 @@ def site_to_json(site: Site) -> dict[str, Any]:
         "site_id": site.site_id,
         "name": site.name,
         "time_zone": site.time_zone,
-        "created_at": site.created_at.isoformat().replace("+00:00", "Z"),
-        "updated_at": site.updated_at.isoformat().replace("+00:00", "Z"),
+        "created_at": _instant(site.created_at),
+        "updated_at": _instant(site.updated_at),
+        "allowed_origins": list(site.allowed_origins),
     }
 
 
-def _text_fields(value: object, known: tuple[str, ...]) -> dict[str, str]:
+def _text_fields(
+    value: object, known: tuple[str, ...], others: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The string fields of a JSON object of those `known`; InvalidArgument names each field
-    that is unknown or not a string."""
+    that is unknown or not a string, or one of `others` (read apart) that is not a list of
+    strings."""
     if not isinstance(value, dict):
         raise InvalidArgument.single("body", "must be a JSON object")
     violations = [
         FieldViolation(key if is_short_text(key) else "body", "is not a known field")
         for key in value
-        if key not in known
+        if key not in known and key not in others
     ]
     fields: dict[str, str] = {}
     for key in known:
@@ -134,6 +520,16 @@ def _text_fields(value: object, known: tuple[str, ...]) -> dict[str, str]:
                 violations.append(FieldViolation(key, problem))
             else:
                 fields[key] = value[key]
+    for key in others:
+        items = value.get(key, [])
+        if not isinstance(items, list) or any(not_text(item) for item in items):
+            violations.append(FieldViolation(key, "must be a list of strings"))
     if violations:
         raise InvalidArgument(violations)
     return fields
+
+
+def _origins(body: dict[str, Any]) -> list[str] | None:
+    """The body's allowed_origins (checked by _text_fields); None when not given."""
+    origins: list[str] | None = body.get("allowed_origins")
+    return origins

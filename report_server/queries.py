@@ -1,6 +1,7 @@
-"""The report server's SQL. Every query reads the aggregate tables the writer keeps, never the
-raw events, and reads a bounded number of rows: one day's totals and paths, per day of a range
-(a day's totals, its paths, its user bitmaps), or, for all time, the all-time aggregates.
+"""GetStats's SQL. In the site's time zone every query reads the aggregate tables the writer
+keeps by the site's days, never the raw events, and reads a bounded number of rows: one day's
+totals and paths, per day of a range (a day's totals, its paths, its user bitmaps), or, for all
+time, the all-time aggregates. Days of another zone are counted from the events (ZONED_STATS).
 
 Each answer is one statement, so that its totals and its top paths are read from one snapshot
 (two statements could see a writer's commit between them) in one round trip. It returns one
@@ -73,3 +74,23 @@ ALL_TIME_STATS = _answer(
     ORDER BY views DESC, path ASC
     LIMIT $3""",
 )
+
+# The summary of days of another zone than the site's, which the aggregates (kept by the
+# site's days) cannot give: counted from the events between the zone's day boundaries.
+# $1 site_id, $2 event_type, $3 first instant, $4 end instant (excluded), $5 limit
+ZONED_STATS = """
+WITH selected AS (
+    SELECT path, user_id FROM events
+    WHERE site_id = $1 AND event_type = $2 AND occurred_at >= $3 AND occurred_at < $4
+)
+SELECT totals.total_views, totals.unique_users, paths.path, paths.views
+FROM (SELECT count(*) AS total_views, count(DISTINCT user_id) AS unique_users FROM selected)
+     AS totals
+LEFT JOIN (
+    SELECT path, count(*) AS views FROM selected
+    GROUP BY path
+    ORDER BY views DESC, path ASC
+    LIMIT $5
+) AS paths ON true
+ORDER BY paths.views DESC, paths.path ASC
+"""

@@ -1,10 +1,10 @@
 """The site registry's SQL."""
 
-_COLUMNS = "site_id, name, time_zone, created_at, updated_at"
+_COLUMNS = "site_id, name, time_zone, created_at, updated_at, allowed_origins"
 
-# $1 site_id, $2 name, $3 time_zone; no row when the site exists.
+# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins; no row when the site exists.
 CREATE_SITE = f"""
-INSERT INTO sites (site_id, name, time_zone) VALUES ($1, $2, $3)
+INSERT INTO sites (site_id, name, time_zone, allowed_origins) VALUES ($1, $2, $3, $4)
 ON CONFLICT (site_id) DO NOTHING
 RETURNING {_COLUMNS}
 """
@@ -19,11 +19,15 @@ LOCK_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1 FOR UPDATE"
 # $1 the last site_id of the page before ('' for the first page), $2 page size
 LIST_SITES = f"SELECT {_COLUMNS} FROM sites WHERE site_id > $1 ORDER BY site_id LIMIT $2"
 
-# $1 site_id, $2 name, $3 time_zone
+# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins
 UPDATE_SITE = f"""
-UPDATE sites SET name = $2, time_zone = $3, updated_at = now() WHERE site_id = $1
+UPDATE sites SET name = $2, time_zone = $3, allowed_origins = $4, updated_at = now()
+WHERE site_id = $1
 RETURNING {_COLUMNS}
 """
+
+# What the ingest servers are told of every site (report_server.site_publishing).
+ALL_SITE_RECORDS = "SELECT site_id, time_zone, allowed_origins FROM sites"
 
 # Counting a site's days again in a new time zone ($1 site_id, $2 time_zone), in the
 # transaction that changes it: the daily aggregates hold days in the site's zone. The all-time
@@ -32,6 +36,7 @@ DELETE_SITE_DAYS = (
     "DELETE FROM daily_totals WHERE site_id = $1",
     "DELETE FROM daily_path_views WHERE site_id = $1",
     "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
+    "DELETE FROM daily_visitor_bitmaps WHERE site_id = $1",
 )
 RECOUNT_SITE_DAYS = (
     """
@@ -52,9 +57,22 @@ RECOUNT_SITE_DAYS = (
     ) AS days
     """,
     """
-    INSERT INTO daily_totals (site_id, event_type, day, views, users)
+    INSERT INTO daily_visitor_bitmaps (site_id, event_type, day, chunk, bits, added_visitors)
+    SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
+    FROM (
+        SELECT e.site_id, e.event_type, (e.occurred_at AT TIME ZONE $2)::date AS day,
+               user_chunk(u.user_no) AS chunk, bitmap_of(user_bit(u.user_no), 1) AS bits
+        FROM events AS e
+        JOIN site_users AS u ON u.site_id = e.site_id AND u.user_id = chr(1) || e.visitor_id::text
+        WHERE e.site_id = $1 AND e.user_id IS NULL
+        GROUP BY 1, 2, 3, 4
+    ) AS days
+    """,
+    """
+    INSERT INTO daily_totals (site_id, event_type, day, views, users, anonymous_visitors)
     SELECT site_id, event_type, (occurred_at AT TIME ZONE $2)::date, count(*),
-           count(DISTINCT user_id)
+           count(DISTINCT user_id),
+           count(DISTINCT visitor_id) FILTER (WHERE user_id IS NULL)
     FROM events WHERE site_id = $1
     GROUP BY 1, 2, 3
     """,

@@ -3,6 +3,9 @@
 A site's time zone decides the days of its daily aggregates (the writer counts each event on
 its day in that zone), so a new zone counts the site's stored events again, in the transaction
 that changes it, while its row is locked: the writer's batches of the site wait for it.
+
+What the ingest servers need of a site (its allowed origins, its time zone) is published to
+them after each change (report_server.site_publishing).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ import asyncpg
 from core.database import reachable
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from core.events import site_id_violations
-from core.sites import DEFAULT_TIME_ZONE, Site, name_violations, time_zone_violations
+from core.sites import (
+    DEFAULT_TIME_ZONE,
+    Site,
+    name_violations,
+    normal_origins,
+    time_zone_violations,
+)
+from report_server.site_publishing import SitePublisher
 from report_server.site_queries import (
     CREATE_SITE,
     DELETE_SITE_DAYS,
@@ -30,7 +40,7 @@ from report_server.site_queries import (
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-UPDATABLE_FIELDS = ("name", "time_zone")
+UPDATABLE_FIELDS = ("name", "time_zone", "allowed_origins")
 
 
 @dataclass(frozen=True)
@@ -45,13 +55,21 @@ class SiteChanges:
 
     name: str | None = None
     time_zone: str | None = None
+    allowed_origins: Sequence[str] | None = None
 
 
 class SiteRegistry:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, publisher: SitePublisher | None = None) -> None:
         self._pool = pool
+        self._publisher = publisher
 
-    async def create(self, site_id: str, name: str = "", time_zone: str = "") -> Site:
+    async def create(
+        self,
+        site_id: str,
+        name: str = "",
+        time_zone: str = "",
+        allowed_origins: Sequence[str] = (),
+    ) -> Site:
         """Raises InvalidArgument, AlreadyExists, Unavailable."""
         name = name or site_id
         time_zone = time_zone or DEFAULT_TIME_ZONE
@@ -59,13 +77,15 @@ class SiteRegistry:
         if not violations:
             violations += name_violations(name)
         violations += time_zone_violations(time_zone)
+        origins, origin_violations = normal_origins(allowed_origins)
+        violations += origin_violations
         if violations:
             raise InvalidArgument(violations)
         async with reachable():
-            row = await self._pool.fetchrow(CREATE_SITE, site_id, name, time_zone)
+            row = await self._pool.fetchrow(CREATE_SITE, site_id, name, time_zone, list(origins))
         if row is None:
             raise AlreadyExists(f"site {site_id!r} exists; change it with an update")
-        return _site(row)
+        return await self._published(_site(row))
 
     async def get(self, site_id: str) -> Site:
         """Raises InvalidArgument, NotFound, Unavailable."""
@@ -100,6 +120,12 @@ class SiteRegistry:
             violations += name_violations(changes.name, "site.name")
         if changes.time_zone is not None:
             violations += time_zone_violations(changes.time_zone, "site.time_zone")
+        origins: tuple[str, ...] | None = None
+        if changes.allowed_origins is not None:
+            origins, origin_violations = normal_origins(
+                changes.allowed_origins, "site.allowed_origins"
+            )
+            violations += origin_violations
         if violations:
             raise InvalidArgument(violations)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
@@ -108,14 +134,21 @@ class SiteRegistry:
                 raise _not_found(site_id)
             name = current["name"] if changes.name is None else changes.name
             zone = current["time_zone"] if changes.time_zone is None else changes.time_zone
-            row = await connection.fetchrow(UPDATE_SITE, site_id, name, zone)
+            if origins is None:
+                origins = tuple(current["allowed_origins"])
+            row = await connection.fetchrow(UPDATE_SITE, site_id, name, zone, list(origins))
             if zone != current["time_zone"]:
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
                     await connection.execute(statement, site_id, zone)
         assert row is not None
-        return _site(row)
+        return await self._published(_site(row))
+
+    async def _published(self, site: Site) -> Site:
+        if self._publisher is not None:
+            await self._publisher.publish(site)
+        return site
 
 
 def _site(row: asyncpg.Record) -> Site:
@@ -125,6 +158,7 @@ def _site(row: asyncpg.Record) -> Site:
         time_zone=row["time_zone"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        allowed_origins=tuple(row["allowed_origins"]),
     )
 
 

@@ -1,10 +1,10 @@
 """`analytics-sites`: the site registry from a terminal, through the report service's gRPC
 SiteService (at GRPC_LISTEN, or --target).
 
-    analytics-sites create SITE_ID [--name NAME] [--time-zone ZONE]
+    analytics-sites create SITE_ID [--name NAME] [--time-zone ZONE] [--allowed-origins LIST]
     analytics-sites get SITE_ID
     analytics-sites list
-    analytics-sites update SITE_ID [--name NAME] [--time-zone ZONE]
+    analytics-sites update SITE_ID [--name NAME] [--time-zone ZONE] [--allowed-origins LIST]
 
 A new time zone applies to every report of the site, its past days included.
 """
@@ -49,7 +49,9 @@ def _parser(default_target: str) -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="show one site")
     get.add_argument("site_id")
     commands.add_parser("list", help="show every site, by site_id")
-    update = commands.add_parser("update", help="change a site's name or time zone")
+    update = commands.add_parser(
+        "update", help="change a site's name, time zone or allowed origins"
+    )
     update.add_argument("site_id")
     for command in (create, update):
         command.add_argument("--name", default="", help="display name (default: the site_id)")
@@ -57,6 +59,12 @@ def _parser(default_target: str) -> argparse.ArgumentParser:
             "--time-zone",
             default="",
             help="IANA time zone its reports use, such as Europe/Berlin (default: UTC)",
+        )
+        command.add_argument(
+            "--allowed-origins",
+            default=None,
+            help="comma-separated origins (https://example.com) or host names (example.com) "
+            "whose pages may send its events from a browser; '' allows any (the default)",
         )
     return parser
 
@@ -79,19 +87,27 @@ async def _one(
     sites: site_pb2_grpc.SiteServiceAsyncStub, arguments: argparse.Namespace
 ) -> site_pb2.Site:
     site_id = arguments.site_id
+    origins = arguments.allowed_origins
+    allowed = [o.strip() for o in (origins or "").split(",") if o.strip()]
     if arguments.command == "create":
         return await sites.CreateSite(
             site_pb2.CreateSiteRequest(
-                site_id=site_id, name=arguments.name, time_zone=arguments.time_zone
+                site_id=site_id,
+                name=arguments.name,
+                time_zone=arguments.time_zone,
+                allowed_origins=allowed,
             )
         )
     if arguments.command == "get":
         return await sites.GetSite(site_pb2.GetSiteRequest(site_id=site_id))
     fields = {"name": arguments.name, "time_zone": arguments.time_zone}
+    paths = [name for name, value in fields.items() if value]
+    if origins is not None:
+        paths.append("allowed_origins")
     return await sites.UpdateSite(
         site_pb2.UpdateSiteRequest(
-            site=site_pb2.Site(site_id=site_id, **fields),
-            update_mask=FieldMask(paths=[name for name, value in fields.items() if value]),
+            site=site_pb2.Site(site_id=site_id, allowed_origins=allowed, **fields),
+            update_mask=FieldMask(paths=paths),
         )
     )
 
@@ -112,6 +128,7 @@ def _show(site: site_pb2.Site) -> None:
     print(f"site_id:    {site.site_id}")
     print(f"name:       {site.name}")
     print(f"time_zone:  {site.time_zone}")
+    print(f"allowed_origins: {', '.join(site.allowed_origins) or '(any)'}")
     print(f"created_at: {site.created_at.ToJsonString()}")
     print(f"updated_at: {site.updated_at.ToJsonString()}")
 

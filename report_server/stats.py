@@ -1,18 +1,28 @@
-"""Reports as both doors see them: a checked query in, a Stats summary out."""
+"""GetStats, the seeds' summary, as both doors see it: a checked query in, a Stats out.
+
+Days are those of the site's time zone unless the query names another. In the site's zone
+the summary reads the aggregates the writer keeps by the site's days; in another zone it
+counts the events between the instants that zone's days start.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from datetime import date as Date
+from zoneinfo import ZoneInfo
 
-import asyncpg
 from analytics.v1.report_pb2 import PathViews, Stats
 
-from core.database import POSTGRES_UNAVAILABLE
-from core.errors import FieldViolation, InvalidArgument, ResourceExhausted, Unavailable
+from core.errors import FieldViolation, InvalidArgument
 from core.events import event_type_violations, site_id_violations
-from report_server.queries import ALL_TIME_STATS, DAY_STATS, RANGE_STATS
+from report_server.database import ReportDatabase
+from report_server.periods import RANGE_KEYWORDS, day_start, resolve
+from report_server.queries import ALL_TIME_STATS, DAY_STATS, RANGE_STATS, ZONED_STATS
+from report_server.report_queries import SITE_FACTS
+from report_server.scope import time_zone_of
 
 DEFAULT_EVENT_TYPE = "page_view"
 DEFAULT_LIMIT = 10
@@ -27,7 +37,7 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: `\d` takes an
 
 @dataclass(frozen=True)
 class DayRange:
-    """UTC calendar days from `start` to `end`, both included."""
+    """Calendar days from `start` to `end`, both included."""
 
     start: Date
     end: Date
@@ -39,6 +49,8 @@ class StatsQuery:
     days: DayRange | None  # None: all time
     event_type: str = DEFAULT_EVENT_TYPE
     limit: int = DEFAULT_LIMIT
+    zone: ZoneInfo | None = None  # None: the site's
+    keyword: str = ""  # a range keyword other than "all", resolved when read
 
     @classmethod
     def parse(
@@ -50,11 +62,26 @@ class StatsQuery:
         *,
         start_date: str = "",
         end_date: str = "",
+        timezone: str = "",
+        range_keyword: str = "",
     ) -> StatsQuery:
         """Check a request's fields, applying defaults for the empty ones; raises
         InvalidArgument naming every bad field. `date` is one day; `start_date` and `end_date`
-        a range; none of them, all time."""
+        a range; `range_keyword` names days; none of them, all time."""
         violations = site_id_violations(site_id)
+        zone = time_zone_of(timezone, "timezone", violations) if timezone else None
+        if range_keyword:
+            if date or start_date or end_date:
+                violations.append(
+                    FieldViolation("range", "must not be given with date, start_date or end_date")
+                )
+            elif range_keyword not in RANGE_KEYWORDS:
+                violations.append(
+                    FieldViolation(
+                        "range",
+                        f"must be one of {', '.join(RANGE_KEYWORDS)}, got {range_keyword[:32]!r}",
+                    )
+                )
         days = _days(date, start_date, end_date, violations)
         event_type = event_type or DEFAULT_EVENT_TYPE
         violations += event_type_violations(event_type)
@@ -64,7 +91,8 @@ class StatsQuery:
             violations.append(FieldViolation("limit", f"must be between 1 and {MAX_LIMIT}"))
         if violations:
             raise InvalidArgument(violations)
-        return cls(site_id, days, event_type, limit)
+        keyword = "" if range_keyword == "all" else range_keyword
+        return cls(site_id, days, event_type, limit, zone, keyword)
 
 
 def _days(
@@ -110,36 +138,27 @@ def _calendar_day(field: str, text: str, violations: list[FieldViolation]) -> Da
         return None
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 class StatsReader:
-    def __init__(
-        self, pool: asyncpg.Pool, acquire_timeout: float, statement_timeout: float
-    ) -> None:
-        """`acquire_timeout`: seconds a report waits for a connection of the pool;
-        `statement_timeout`: the pool's, in seconds, to name it to a client (PostgreSQL
-        applies it)."""
-        self._pool = pool
-        self._acquire_timeout = acquire_timeout
-        self._statement_timeout = statement_timeout
+    def __init__(self, database: ReportDatabase, clock: Callable[[], datetime] = _now) -> None:
+        self._database = database
+        self._clock = clock
 
     async def get_stats(self, query: StatsQuery) -> Stats:
-        """Raises Unavailable when PostgreSQL cannot be reached, or no connection of the pool
-        is free in time; ResourceExhausted when the query runs past the statement timeout."""
-        statement = _statement(query)
-        try:
-            rows = await self._fetch(statement)
-        except asyncpg.QueryCanceledError as error:  # before POSTGRES_UNAVAILABLE, which holds it
-            # The query costs more than a report may: a retry later, or over fewer days, may
-            # finish in time.
-            raise ResourceExhausted(
-                f"the report ran longer than its bound of {self._statement_timeout:g} seconds; "
-                "retry later or ask for fewer days"
-            ) from error
-        except POSTGRES_UNAVAILABLE as error:
-            raise Unavailable("the database is not reachable; retry") from error
-        site_id, days = query.site_id, query.days
+        """Raises Unavailable and ResourceExhausted as ReportDatabase.fetch does."""
+        days = query.days
+        statement = None
+        if query.zone is not None or query.keyword:
+            days, statement = await self._zoned(query)
+        if statement is None:
+            statement = _statement(query.site_id, query.event_type, days, query.limit)
+        rows = await self._database.fetch(statement.sql, *statement.args)
         start, end = (days.start.isoformat(), days.end.isoformat()) if days else ("", "")
         return Stats(
-            site_id=site_id,
+            site_id=query.site_id,
             date=start if start == end else "",
             start_date=start,
             end_date=end,
@@ -152,19 +171,25 @@ class StatsReader:
             ],
         )
 
-    async def _fetch(self, statement: Statement) -> list[asyncpg.Record]:
-        # Waiting for a connection is bounded, so that reports holding every connection make
-        # the others answer 503 rather than queue without end.
-        try:
-            connection = await self._pool.acquire(timeout=self._acquire_timeout)
-        except TimeoutError:
-            raise Unavailable(
-                f"no database connection was free within {self._acquire_timeout:g} seconds; retry"
-            ) from None
-        try:
-            return await connection.fetch(statement.sql, *statement.args)
-        finally:
-            await self._pool.release(connection)
+    async def _zoned(self, query: StatsQuery) -> tuple[DayRange | None, Statement | None]:
+        """The days a query with a zone or a keyword covers, and, when its zone is not the
+        site's, the statement counting its events between that zone's days (None: the
+        aggregates, kept by the site's days, answer)."""
+        [facts] = await self._database.fetch(SITE_FACTS, query.site_id)
+        site_zone = ZoneInfo(facts["time_zone"] or "UTC")
+        zone = query.zone or site_zone
+        days = query.days
+        if query.keyword:
+            today = self._clock().astimezone(zone).date()
+            period = resolve(
+                query.keyword, first=None, last=None, zone=zone, today=today, first_event_day=None
+            )
+            days = DayRange(period.first, period.last)
+        if days is None or zone == site_zone:
+            return days, None
+        start, end = day_start(days.start, zone), day_start(days.end + timedelta(days=1), zone)
+        args = (query.site_id, query.event_type, start, end, query.limit)
+        return days, Statement(ZONED_STATS, args)
 
 
 @dataclass(frozen=True)
@@ -173,10 +198,9 @@ class Statement:
     args: tuple[object, ...]
 
 
-def _statement(query: StatsQuery) -> Statement:
-    """The statement that answers `query`. All time and a single day each read aggregates of
-    their own, cheaper than a range's merge of its days' rows."""
-    site, kind, days, limit = query.site_id, query.event_type, query.days, query.limit
+def _statement(site: str, kind: str, days: DayRange | None, limit: int) -> Statement:
+    """The statement that answers from the aggregates. All time and a single day each read
+    aggregates of their own, cheaper than a range's merge of its days' rows."""
     if days is None:
         return Statement(ALL_TIME_STATS, (site, kind, limit))
     if days.start == days.end:

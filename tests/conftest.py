@@ -84,10 +84,14 @@ async def settings(
         writer_ack_wait=2.0,
         publish_timeout=2.0,
         data_dir=tmp_path,
+        sites_bucket=f"SITES_{tag}",
+        visitor_keys_bucket=f"KEYS_{tag}",
+        filtered_traffic_interval=0.2,
     )
     yield settings
     async with jetstream(nats_server.url) as context:
-        for name in (settings.stream_name, settings.dead_letter_stream):
+        buckets = (f"KV_{settings.sites_bucket}", f"KV_{settings.visitor_keys_bucket}")
+        for name in (settings.stream_name, settings.dead_letter_stream, *buckets):
             with contextlib.suppress(NotFoundError):  # unless the test never created it
                 await context.delete_stream(name)
 

@@ -111,7 +111,12 @@ async def test_malformed_json_gets_400(
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", ""],
+    [
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "text/plain; charset=latin-1",
+        "",
+    ],
 )
 async def test_a_body_that_is_not_json_gets_415(
     http: httpx.AsyncClient, js: JetStreamContext, stream: EventStream, content_type: str
@@ -123,7 +128,7 @@ async def test_a_body_that_is_not_json_gets_415(
     assert response.status_code == 415
     assert response.json() == {
         "error": "unsupported_media_type",
-        "message": "Content-Type must be application/json (UTF-8)",
+        "message": "Content-Type must be application/json or text/plain (UTF-8)",
     }
     assert await events_in_stream(js, stream) == 0
 

@@ -1,6 +1,6 @@
-"""A three-node NATS cluster with the stream on three replicas: killing the stream's leader
-while events flow loses and doubles nothing that was accepted, and a cluster still starting is
-waited for."""
+"""A three-node NATS cluster with the stream on three replicas, two ingest servers and two
+writers: killing the stream's leader and a writer while events flow loses and doubles nothing
+that was accepted, and a cluster still starting is waited for."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from devstack.embedded import ClusterMembership, EmbeddedNats, free_port
 from ingest_server.service import ingest_doors
 from runtime.serve import serving
 from tests.support.clients import GrpcClients, grpc_clients
+from tests.support.env import ServiceStarter
 from tests.support.jetstream import jetstream
 from tests.support.waiting import eventually
-from writer.service import running_writer
 
 BATCHES = 60
 BATCH_EVENTS = 100
@@ -94,9 +94,14 @@ async def send_until_accepted(rpc: GrpcClients, batch: IngestBatchRequest) -> No
         return
 
 
-async def test_killing_the_stream_leader_loses_and_doubles_no_accepted_event(
-    settings: Settings, cluster: list[EmbeddedNats], db: asyncpg.Connection
+async def test_killing_the_stream_leader_and_a_writer_loses_and_doubles_no_accepted_event(
+    settings: Settings,
+    cluster: list[EmbeddedNats],
+    db: asyncpg.Connection,
+    services: ServiceStarter,
 ) -> None:
+    # The topology of docker-compose's cluster profile: three NATS nodes with the stream on
+    # three replicas, two ingest servers, two writers on one durable consumer.
     settings = replace(settings, nats_url=",".join(node.url for node in cluster), stream_replicas=3)
     total = BATCHES * BATCH_EVENTS
     batches = asyncio.Queue[IngestBatchRequest]()
@@ -116,21 +121,27 @@ async def test_killing_the_stream_leader_loses_and_doubles_no_accepted_event(
             accepted += len(batch.events)
 
     async with (
-        serving(settings, [ingest_doors]) as api,
-        running_writer(settings),
-        grpc_clients(api.grpc) as rpc,
+        serving(settings, [ingest_doors]) as first_api,
+        serving(settings, [ingest_doors]) as second_api,
+        grpc_clients(first_api.grpc) as first,
+        grpc_clients(second_api.grpc) as second,
     ):
-        producers = [asyncio.create_task(produce(rpc)) for _ in range(4)]
+        writers = [services("writer", settings) for _ in range(2)]
+        producers = [asyncio.create_task(produce(rpc)) for rpc in (first, second) * 2]
         await eventually(lambda: _at_least(accepted, total // 3), True)
         leader = await _stream_leader(cluster[0].url, settings.stream_name)
         next(node for node in cluster if _name(node) == leader).kill()
+        await eventually(lambda: _at_least(accepted, 2 * total // 3), True, within=60)
+        writers.pop(0).kill()
         await asyncio.gather(*producers)
         await eventually(lambda: _count(db), total, within=60)
+        [survivor] = writers
 
     rows = await db.fetch("SELECT path, views FROM daily_path_views")
     assert {row["path"]: row["views"] for row in rows} == Counter(
         f"/p{n % 7}" for n in range(total)
     )
+    assert survivor.stop() == 0
 
 
 def _name(node: EmbeddedNats) -> str:

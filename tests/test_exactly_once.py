@@ -140,22 +140,27 @@ async def test_events_stay_in_the_stream_until_a_writer_stores_them(
     assert (await js.stream_info(stream.name)).state.messages == 0
 
 
-async def test_two_writers_sharing_the_consumer_store_each_event_once(
-    small_batches: Settings, ingest_only: ApiServer, db: asyncpg.Connection
+async def test_three_writers_share_the_consumer_and_one_killed_mid_stream_loses_nothing(
+    ingest_only: ApiServer,
+    small_batches: Settings,
+    db: asyncpg.Connection,
+    services: ServiceStarter,
 ) -> None:
-    total = 4000
-    async with (
-        running_writer(small_batches),
-        running_writer(small_batches),
-        grpc_clients(ingest_only.grpc) as clients,
-    ):
-        for start in range(0, total, 500):
-            await clients.ingest.IngestBatch(
-                IngestBatchRequest(events=[event(n) for n in range(start, start + 500)])
-            )
-        await eventually(lambda: stored_count(db), total)
+    total = 6000
+    writers = [services("writer", small_batches) for _ in range(3)]
 
+    async with grpc_clients(ingest_only.grpc) as clients:
+        for start in range(0, total, 200):
+            await clients.ingest.IngestBatch(
+                IngestBatchRequest(events=[event(n) for n in range(start, start + 200)])
+            )
+            if start == 2000:
+                await eventually(functools.partial(stored_at_least, db, 1000), True)
+                writers.pop(0).kill()
+
+    await eventually(lambda: stored_count(db), total, within=60)
     assert await aggregates(db) == expected_aggregates(range(total))
+    assert [writer.stop() for writer in writers] == [0, 0]
 
 
 async def test_batches_stored_at_once_count_the_events_they_share_once(

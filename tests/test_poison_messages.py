@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy
@@ -219,7 +220,13 @@ async def test_the_lines_about_an_event_that_cannot_be_stored_name_its_request(
     caplog.set_level(logging.WARNING, logger="writer.consumer")
     events = [event("a"), event(""), event("c")]
 
-    await publish(js, stream, encode_batch(events, DAY, ["req-a", "req-bad", "req-c"]))
+    await publish(
+        js,
+        stream,
+        encode_batch(
+            events, DAY, [EventContext(request_id=r) for r in ("req-a", "req-bad", "req-c")]
+        ),
+    )
 
     await eventually(lambda: reasons(dead_letters), ["event 1 lacks event_id"])
     lines = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
@@ -260,9 +267,9 @@ async def test_a_letter_the_full_dead_letter_stream_refuses_waits_unacknowledged
         await eventually(lambda: _count(dead_letters), 1)
         await publish(js, stream, b"garbage two", message(event("a")))
         await eventually(lambda: _adding_a_letter_failed(caplog), True)
-
-        # The other loop stores it meanwhile (in its own time: not before the line above).
+        # The good message is stored on its own, whenever its batch commits.
         await eventually(lambda: stored_ids(db), ["a"])
+
         assert await _unacknowledged(js, one_letter) == 1
         [first] = await letters(dead_letters)
         await dead_letters.drop(first)

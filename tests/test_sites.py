@@ -45,7 +45,12 @@ async def test_a_site_created_over_http_is_read_over_both_doors(
     over_grpc = await rpc.sites.GetSite(GetSiteRequest(site_id="shop"))
 
     assert created.status_code == 201
-    site = {"site_id": "shop", "name": "The Shop", "time_zone": "Europe/Berlin"}
+    site = {
+        "site_id": "shop",
+        "name": "The Shop",
+        "time_zone": "Europe/Berlin",
+        "allowed_origins": [],
+    }
     assert without_times(created.json()) == site
     assert without_times(read.json()) == site
     assert (over_grpc.site_id, over_grpc.name, over_grpc.time_zone) == (
@@ -65,8 +70,8 @@ async def test_a_site_created_over_grpc_is_listed_over_http(
     page = await rpc.sites.ListSites(ListSitesRequest())
 
     assert [without_times(site) for site in listed.json()["sites"]] == [
-        {"site_id": "a-site", "name": "a-site", "time_zone": "Asia/Kolkata"},
-        {"site_id": "b-site", "name": "b-site", "time_zone": "UTC"},
+        {"site_id": "a-site", "name": "a-site", "time_zone": "Asia/Kolkata", "allowed_origins": []},
+        {"site_id": "b-site", "name": "b-site", "time_zone": "UTC", "allowed_origins": []},
     ]
     assert listed.json()["next_page_token"] is None
     assert [site.site_id for site in page.sites] == ["a-site", "b-site"]

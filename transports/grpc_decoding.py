@@ -30,11 +30,7 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
     """Serve `service` with the methods of the same name on `servicer`."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
-        make_handler = _HANDLER_MAKERS.get((method.client_streaming, method.server_streaming))
-        if make_handler is None:
-            raise NotImplementedError(
-                f"{method.full_name}: a stream answering a single request is not supported"
-            )
+        make_handler = _HANDLER_MAKERS[(method.client_streaming, method.server_streaming)]
         # A client stream of single messages rejects a bad one on its own, by the message's
         # name ("event"); any other bad request is the request as a whole.
         one_by_one = method.client_streaming and not method.server_streaming
@@ -57,6 +53,7 @@ def add_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: 
 # By (client_streaming, server_streaming).
 _HANDLER_MAKERS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
     (True, True): grpc.stream_stream_rpc_method_handler,
 }

@@ -101,6 +101,8 @@ def translate_stream_errors(
     @functools.wraps(method)
     async def wrapper(self: S, requests: R, context: Context) -> AsyncIterator[T]:
         try:
+            if isinstance(requests, InvalidArgument):  # an undecodable single request
+                raise requests
             async for response in method(self, requests, context):
                 yield response
         except ServiceError as error:

@@ -11,9 +11,10 @@ and a framework's request, response and middleware objects cost more CPU than th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from time import perf_counter
@@ -82,16 +83,21 @@ class Request:
     path_params: dict[str, str] = field(default_factory=dict)
     # The route the request matched, as declared (`/sites/{site_id}`); "" if none.
     route: str = ""
+    # The address of the connection's peer ("" when the server does not know it).
+    client: str = ""
 
 
 @dataclass(slots=True)
 class Reply:
-    """A JSON answer (no body when `body` is None), or `bytes` sent as they are, of the
-    content type its headers name."""
+    """A JSON answer (no body when `body` is None), bytes sent as they are, or, with `stream`,
+    a body sent as it is made (Server-Sent Events, an export): each chunk as the iterator gives
+    it, the response ending with it or when the client goes away. Bytes and a stream name
+    their own content type in `headers`."""
 
     status: int
     body: Any
     headers: Headers = ()
+    stream: AsyncGenerator[bytes, None] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -130,8 +136,14 @@ class _App:
         if scope["type"] != "http":
             return  # lifespan is off; nothing else is served
         started = perf_counter() if self._observe is not None else 0.0
+        client = scope.get("client")
         request = Request(
-            scope["method"], scope["path"], dict(scope["headers"]), scope["query_string"], receive
+            scope["method"],
+            scope["path"],
+            dict(scope["headers"]),
+            scope["query_string"],
+            receive,
+            client=client[0] if client else "",
         )
         # uvicorn serves each request in a task of its own: the id is this request's alone.
         request_id = request_id_from(request.headers.get(b"x-request-id"))
@@ -149,7 +161,10 @@ class _App:
         origin = request.headers.get(b"origin")
         if origin is not None:
             headers += self._cors.headers_for(origin)
-        await _send_json(send, Reply(reply.status, reply.body, headers))
+        if reply.stream is None:
+            await _send_json(send, Reply(reply.status, reply.body, headers))
+        else:
+            await _send_stream(send, receive, reply.status, headers, reply.stream)
         if self._observe is not None:
             self._observe(request.route, request.method, reply.status, perf_counter() - started)
 
@@ -205,13 +220,19 @@ def error_reply(error: ServiceError) -> Reply:
     return Reply(HTTP_STATUS[error.code], error_to_json(error), retry_after)
 
 
-async def json_body(request: Request, max_bytes: int) -> Any:
-    """The request's body, which must be JSON (UTF-8) of at most `max_bytes` bytes, decoded."""
+async def json_body(request: Request, max_bytes: int, *, text_plain: bool = False) -> Any:
+    """The request's body, which must be JSON (UTF-8) of at most `max_bytes` bytes, decoded.
+    With `text_plain`, a `text/plain` body is read as JSON too: what `sendBeacon` and a
+    `fetch` of a string send, the one type a page may send elsewhere without a preflight."""
     content_type = request.headers.get(b"content-type", b"").decode("latin-1")
     media_type, _, parameters = content_type.partition(";")
     charset = parameters.strip().lower().removeprefix("charset=").strip('"')
-    if media_type.strip().lower() != "application/json" or charset not in ("", "utf-8"):
-        raise UnsupportedMediaType("Content-Type must be application/json (UTF-8)")
+    media_type = media_type.strip().lower()
+    if (
+        media_type != "application/json" and not (text_plain and media_type == "text/plain")
+    ) or charset not in ("", "utf-8"):
+        wanted = "application/json or text/plain" if text_plain else "application/json"
+        raise UnsupportedMediaType(f"Content-Type must be {wanted} (UTF-8)")
     return parse_body(await read_body(request, max_bytes))
 
 
@@ -295,11 +316,42 @@ async def _send_json(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_stream(
+    send: Send, receive: Receive, status: int, headers: Headers, chunks: AsyncGenerator[bytes, None]
+) -> None:
+    """Send each chunk as it comes, until the iterator ends or the client disconnects (then
+    the iterator is closed at once, even while it waits for its next chunk)."""
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    disconnected = asyncio.create_task(_disconnect(receive))
+    try:
+        while True:
+            chunk = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait({chunk, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            if not chunk.done():
+                chunk.cancel()
+                return
+            try:
+                body = chunk.result()
+            except StopAsyncIteration:
+                break
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        disconnected.cancel()
+        await chunks.aclose()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has gone away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def _encoded(reply: Reply) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The reply's headers and body as they go on the wire."""
     if reply.body is None:
         return list(reply.headers), b""
-    if type(reply.body) is bytes:
+    if isinstance(reply.body, bytes):
         return [(b"content-length", b"%d" % len(reply.body)), *reply.headers], reply.body
     body = _JSON_ENCODER.encode(reply.body).encode()
     headers = [

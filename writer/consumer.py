@@ -37,7 +37,7 @@ from core.database import POSTGRES_UNAVAILABLE
 from core.retry import Stopped, describe, retrying
 from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_batch, ensure_stream
 from writer.dead_letters import DeadLetters
-from writer.decoding import MessageContents, Poison, Row, contents_of
+from writer.decoding import MessageContents, Poison, Row, contents_of, filtered_contents_of
 from writer.logged_requests import LoggedRequests
 from writer.metrics import BATCH_EVENTS, COMMIT_SECONDS, DEAD_LETTERS, EVENTS
 from writer.store import REFUSALS, EventStore
@@ -223,7 +223,11 @@ class EventConsumer:
         for message in messages:
             self._held[message.reply] = (message, now)
             try:
-                decoded.append(_Fetched(message, contents_of(message.data)))
+                if message.subject == self._stream.filtered_subject:
+                    contents = filtered_contents_of(message.data)
+                else:
+                    contents = contents_of(message.data)
+                decoded.append(_Fetched(message, contents))
             except Poison as poison:
                 await self._give_back(message, poison.reason)
         return decoded
@@ -262,6 +266,9 @@ class EventConsumer:
         ]
         refused = await self._store_isolating(entries)
         for item in batch:
+            if item.contents.filtered is not None:
+                await self._store_filtered(item)
+                continue
             problems = dict(item.contents.unstorable)
             problems.update(refused.get(item.message.reply, {}))
             if problems:
@@ -306,6 +313,20 @@ class EventConsumer:
         )
         return {}
 
+    async def _store_filtered(self, item: _Fetched) -> None:
+        """Add a FilteredTraffic message's counts (once, whatever the deliveries) and
+        acknowledge it; one PostgreSQL refuses is given back like an unreadable message."""
+        window = item.contents.filtered
+        assert window is not None
+        try:
+            await self._retrying(
+                "storing filtered-traffic counts", lambda: self._store.store_filtered(window)
+            )
+        except REFUSALS as refusal:
+            await self._give_back(item.message, f"PostgreSQL refused it: {refusal.message}")
+            return
+        await self._acknowledge(item.message)
+
     async def _give_back_events(self, item: _Fetched, problems: dict[int, str]) -> None:
         """Have a message holding events that cannot be stored delivered again later (its
         other events are stored), or, after its last allowed delivery, move each such event
@@ -330,8 +351,11 @@ class EventConsumer:
             await self._release(message, message.nak(delay=REDELIVERY_DELAY_SECONDS), "hand back")
             return
         received_at, events = item.contents.received_at, item.contents.events
+        contexts = item.contents.contexts
         for position, reason in sorted(problems.items()):
-            letter = encode_batch([events[position]], received_at, [request_ids[position]])
+            letter = encode_batch(
+                [events[position]], received_at, [contexts[position]] if contexts else ()
+            )
             await self._retrying(
                 "adding a dead letter",
                 partial(self._dead_letters.add_event, message, position, letter, reason),

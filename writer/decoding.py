@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
+from analytics.internal.v1.stream_pb2 import EventContext, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 
-from core.stream import UndecodableMessage, decode_message
+from core.stream import UndecodableMessage, decode_filtered, decode_message
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -50,6 +51,20 @@ class Row(NamedTuple):
     referrer: str | None
     properties: str  # JSON
     received_at: datetime
+    # What the ingest server derived from a browser's request (analytics.internal.v1.
+    # EventContext); None where it derived nothing.
+    visitor_id: int | None = None
+    browser: str | None = None
+    os: str | None = None
+    device: str | None = None
+    referrer_host: str | None = None
+    referrer_source: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    country: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,11 +74,14 @@ class MessageContents:
 
     events: Sequence[Event]
     received_at: datetime
+    contexts: Sequence[EventContext]  # parallel to events, or empty
     # The id of the request that brought each event, parallel to `events` ("" if untold).
     request_ids: Sequence[str]
     rows: list[Row]
     positions: list[int]  # the position in the message of each row's event
     unstorable: dict[int, str]
+    # For a FilteredTraffic message (which holds no events): its counts.
+    filtered: FilteredTraffic | None = None
 
 
 def contents_of(data: bytes) -> MessageContents:
@@ -75,10 +93,12 @@ def contents_of(data: bytes) -> MessageContents:
     received_at = _datetime(batch.received_at.seconds, batch.received_at.nanos)
     if received_at is None:
         raise Poison("received_at is out of range")
-    contents = MessageContents(batch.events, received_at, batch.request_ids, [], [], {})
+    contexts = batch.contexts
+    contents = MessageContents(batch.events, received_at, contexts, batch.request_ids, [], [], {})
     for position, event in enumerate(batch.events):
         try:
-            contents.rows.append(row_of(event, received_at, position))
+            context = contexts[position] if contexts else None
+            contents.rows.append(row_of(event, received_at, position, context))
         except UnstorableEvent as error:
             contents.unstorable[position] = error.reason
         else:
@@ -86,7 +106,24 @@ def contents_of(data: bytes) -> MessageContents:
     return contents
 
 
-def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
+def filtered_contents_of(data: bytes) -> MessageContents:
+    """A FilteredTraffic message's counts; Poison if it cannot be read or a day is not a
+    date."""
+    try:
+        window = decode_filtered(data)
+    except UndecodableMessage as error:
+        raise Poison(error.reason) from None
+    for count in window.counts:
+        try:
+            date.fromisoformat(count.day)
+        except ValueError:
+            raise Poison(f"day {count.day[:32]!r} is not YYYY-MM-DD") from None
+    return MessageContents((), _EPOCH, (), (), [], [], {}, window)
+
+
+def row_of(
+    event: Event, received_at: datetime, index: int = 0, context: EventContext | None = None
+) -> Row:
     if not (event.event_id and event.site_id and event.event_type and event.path) or (
         not event.HasField("timestamp")
     ):
@@ -95,7 +132,7 @@ def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
     if occurred_at is None:
         raise UnstorableEvent(f"event {index} timestamp is out of range")
     properties = event.properties
-    return Row(
+    row = Row(
         event.event_id,
         event.site_id,
         event.event_type,
@@ -105,6 +142,22 @@ def row_of(event: Event, received_at: datetime, index: int = 0) -> Row:
         event.referrer or None,
         json.dumps(dict(properties), ensure_ascii=False, sort_keys=True) if properties else "{}",
         received_at,
+    )
+    if context is None or context.ByteSize() == 0:
+        return row
+    return row._replace(
+        visitor_id=context.visitor_id or None,
+        browser=context.browser or None,
+        os=context.os or None,
+        device=context.device or None,
+        referrer_host=context.referrer_host or None,
+        referrer_source=context.referrer_source or None,
+        utm_source=context.utm_source or None,
+        utm_medium=context.utm_medium or None,
+        utm_campaign=context.utm_campaign or None,
+        utm_term=context.utm_term or None,
+        utm_content=context.utm_content or None,
+        country=context.country or None,
     )
 
 

@@ -12,6 +12,11 @@
 # so a change of zone (which locks the row while it counts the site's days again) waits for
 # this batch, and a batch after it reads the new zone.
 #
+# Visitors: a user_id, or for an event without one its anonymous visitor (visitor_id, keyed
+# chr(1) || visitor_id: no user_id holds a control character), are numbered alike; users' bits
+# go to the user bitmaps (GetStats counts users), anonymous visitors' to bitmaps of their own,
+# and a report's visitors are the two ORed.
+#
 # Users: a user_id the site has not had before gets the site's next number (site_users, from
 # the counter in site_user_counters); if a concurrent writer numbered it first, the upsert
 # keeps that number (its own is then never used, a harmless gap). The numbers set bits in the
@@ -20,16 +25,24 @@
 STORE_EVENTS = """
 WITH inserted AS (
     INSERT INTO events (event_id, site_id, event_type, path, user_id,
-                        occurred_at, referrer, properties, received_at)
+                        occurred_at, referrer, properties, received_at,
+                        visitor_id, browser, os, device, referrer_host, referrer_source,
+                        utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
     SELECT event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties::jsonb, received_at
+           occurred_at, referrer, properties::jsonb, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
+        $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+        $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+        $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]
     ) AS t(event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties, received_at)
+           occurred_at, referrer, properties, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
     ON CONFLICT (site_id, event_id) DO NOTHING
-    RETURNING site_id, event_type, occurred_at, path, user_id
+    RETURNING site_id, event_type, occurred_at, path, user_id, visitor_id
 ),
 batch_sites AS (
     SELECT DISTINCT site_id FROM inserted
@@ -49,7 +62,8 @@ zones AS (
 located AS (
     SELECT i.site_id, i.event_type,
            (i.occurred_at AT TIME ZONE coalesce(z.time_zone, 'UTC'))::date AS day,
-           i.path, i.user_id
+           i.path, i.user_id IS NULL AS anonymous,
+           coalesce(i.user_id, chr(1) || i.visitor_id::text) AS visitor_key
     FROM inserted AS i LEFT JOIN zones AS z USING (site_id)
 ),
 path_counts AS (
@@ -78,7 +92,10 @@ batch_users AS (
     SELECT site_id, user_id,
            (SELECT user_no FROM site_users AS u
             WHERE u.site_id = b.site_id AND u.user_id = b.user_id) AS user_no
-    FROM (SELECT DISTINCT site_id, user_id FROM located WHERE user_id IS NOT NULL) AS b
+    FROM (
+        SELECT DISTINCT site_id, visitor_key AS user_id FROM located
+        WHERE visitor_key IS NOT NULL
+    ) AS b
 ),
 unnumbered AS (
     SELECT site_id, user_id,
@@ -109,15 +126,17 @@ user_numbers AS (
     SELECT site_id, user_id, user_no FROM numbered
 ),
 new_bits AS (
-    SELECT i.site_id, i.event_type, i.day, user_chunk(n.user_no) AS chunk,
+    SELECT i.site_id, i.event_type, i.day, i.anonymous, user_chunk(n.user_no) AS chunk,
            bitmap_of(user_bit(n.user_no), 1) AS bits
-    FROM located AS i JOIN user_numbers AS n USING (site_id, user_id)
-    GROUP BY 1, 2, 3, 4
+    FROM located AS i
+    JOIN user_numbers AS n ON n.site_id = i.site_id AND n.user_id = i.visitor_key
+    GROUP BY 1, 2, 3, 4, 5
 ),
 daily_bitmaps AS (
     INSERT INTO daily_user_bitmaps AS d (site_id, event_type, day, chunk, bits, added_users)
     SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
     FROM new_bits
+    WHERE NOT anonymous
     ORDER BY site_id, event_type, day, chunk
     ON CONFLICT (site_id, event_type, day, chunk)
     DO UPDATE SET bits = d.bits | excluded.bits,
@@ -129,26 +148,66 @@ all_time_bitmaps AS (
     INSERT INTO all_time_user_bitmaps AS a (site_id, event_type, chunk, bits)
     SELECT site_id, event_type, chunk, bit_or(bits)
     FROM new_bits
+    WHERE NOT anonymous
     GROUP BY site_id, event_type, chunk
     ORDER BY site_id, event_type, chunk
     ON CONFLICT (site_id, event_type, chunk)
     DO UPDATE SET bits = a.bits | excluded.bits
     WHERE a.bits | excluded.bits <> a.bits
 ),
+daily_visitor_bits AS (
+    INSERT INTO daily_visitor_bitmaps AS d
+        (site_id, event_type, day, chunk, bits, added_visitors)
+    SELECT site_id, event_type, day, chunk, bits, bit_count(bits)
+    FROM new_bits
+    WHERE anonymous
+    ORDER BY site_id, event_type, day, chunk
+    ON CONFLICT (site_id, event_type, day, chunk)
+    DO UPDATE SET bits = d.bits | excluded.bits,
+                  added_visitors = bit_count(excluded.bits & ~d.bits)
+    WHERE d.bits | excluded.bits <> d.bits
+    RETURNING site_id, event_type, day, added_visitors
+),
 totals AS (
-    INSERT INTO daily_totals AS d (site_id, event_type, day, views, users)
-    SELECT site_id, event_type, day, sum(views), sum(users)
+    INSERT INTO daily_totals AS d (site_id, event_type, day, views, users, anonymous_visitors)
+    SELECT site_id, event_type, day, sum(views), sum(users), sum(anonymous)
     FROM (
-        SELECT site_id, event_type, day, sum(views) AS views, 0 AS users
+        SELECT site_id, event_type, day, sum(views) AS views, 0 AS users, 0 AS anonymous
         FROM path_counts GROUP BY site_id, event_type, day
         UNION ALL
-        SELECT site_id, event_type, day, 0, sum(added_users)
+        SELECT site_id, event_type, day, 0, sum(added_users), 0
         FROM daily_bitmaps GROUP BY site_id, event_type, day
+        UNION ALL
+        SELECT site_id, event_type, day, 0, 0, sum(added_visitors)
+        FROM daily_visitor_bits GROUP BY site_id, event_type, day
     ) AS counts
     GROUP BY site_id, event_type, day
     ORDER BY site_id, event_type, day
     ON CONFLICT (site_id, event_type, day)
-    DO UPDATE SET views = d.views + excluded.views, users = d.users + excluded.users
+    DO UPDATE SET views = d.views + excluded.views, users = d.users + excluded.users,
+                  anonymous_visitors = d.anonymous_visitors + excluded.anonymous_visitors
 )
 SELECT count(*) FROM inserted
+"""
+
+# Add one window of an ingest server's drop counts ($1 window_id, then parallel arrays: $2
+# site_id, $3 day, $4 reason, $5 count), once: a window already added (a redelivery, a resend)
+# adds nothing. Rows in key order, so that concurrent writers lock them in the same order.
+# Returns whether the window was new.
+STORE_FILTERED_TRAFFIC = """
+WITH window_added AS (
+    INSERT INTO filtered_traffic_windows (window_id) VALUES ($1)
+    ON CONFLICT (window_id) DO NOTHING
+    RETURNING window_id
+),
+counted AS (
+    INSERT INTO filtered_traffic AS f (site_id, day, reason, count)
+    SELECT site_id, day, reason, sum(count)
+    FROM unnest($2::text[], $3::date[], $4::text[], $5::bigint[]) AS t(site_id, day, reason, count)
+    WHERE EXISTS (SELECT 1 FROM window_added)
+    GROUP BY site_id, day, reason
+    ORDER BY site_id, day, reason
+    ON CONFLICT (site_id, day, reason) DO UPDATE SET count = f.count + excluded.count
+)
+SELECT count(*) > 0 FROM window_added
 """

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import asyncpg
+from analytics.internal.v1.stream_pb2 import FilteredTraffic
 
 from writer.decoding import Row
-from writer.queries import STORE_EVENTS
+from writer.queries import STORE_EVENTS, STORE_FILTERED_TRAFFIC
 
 # PostgreSQL refusing the data itself (class 22 data exception, class 23 integrity constraint
 # violation, class 54 program limit exceeded: a value too long for an index entry), as opposed
@@ -34,3 +36,18 @@ class EventStore:
         async with self._pool.acquire() as connection:
             stored: int = await connection.fetchval(STORE_EVENTS, *map(list, columns))
         return stored
+
+    async def store_filtered(self, window: FilteredTraffic) -> bool:
+        """Add one window of drop counts, once; whether it was new. Raises one of REFUSALS
+        when PostgreSQL refuses it, ValueError for a day that is not YYYY-MM-DD."""
+        counts = window.counts
+        async with self._pool.acquire() as connection:
+            added: bool = await connection.fetchval(
+                STORE_FILTERED_TRAFFIC,
+                window.window_id,
+                [count.site_id for count in counts],
+                [date.fromisoformat(count.day) for count in counts],
+                [count.reason for count in counts],
+                [count.count for count in counts],
+            )
+        return added

@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from analytics.internal.v1.stream_pb2 import EventBatch, EventContext
+from analytics.internal.v1.stream_pb2 import EventContext, FilteredCount, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 
 from core.stream import (
     MAX_MESSAGE_BYTES,
-    NO_CONTEXT,
     UndecodableMessage,
-    context_field,
+    decode_filtered,
     decode_message,
     encode_batch,
+    encode_filtered,
     encode_messages,
     message_id,
+    request_context,
 )
 
 # A message written by the version that declared EventBatch in the public analytics.v1
@@ -88,25 +89,37 @@ def test_messages_of_the_same_event_ids_in_other_sites_have_other_ids() -> None:
 
 def test_each_event_carries_the_request_id_of_its_request() -> None:
     events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
-    first, second = context_field("req-1"), context_field("req-2")
+    first, second = request_context("req-1"), request_context("req-2")
 
     [(payload, _)] = encode_messages(events, RECEIVED, [first, first, second])
 
     assert decode_message(payload).request_ids == ["req-1", "req-1", "req-2"]
 
 
+def test_a_request_id_and_what_a_browser_told_make_one_context() -> None:
+    event = Event(site_id="s", event_id="e-1", path="/")
+    derived = EventContext(browser="Firefox", visitor_id=7).SerializeToString()
+
+    [(payload, _)] = encode_messages([event], RECEIVED, [request_context("req-1") + derived])
+
+    assert list(decode_message(payload).contexts) == [
+        EventContext(request_id="req-1", browser="Firefox", visitor_id=7)
+    ]
+
+
 def test_the_events_read_the_same_with_contexts_as_without() -> None:
     events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
 
-    [(payload, _)] = encode_messages(events, RECEIVED, [context_field("req-1")] * 3)
+    [(payload, _)] = encode_messages(events, RECEIVED, [request_context("req-1")] * 3)
 
     assert list(decode_message(payload).events) == events
 
 
-def test_a_message_of_requests_that_told_nothing_carries_no_contexts() -> None:
+@pytest.mark.parametrize("empty", [request_context(""), None])
+def test_a_message_of_requests_that_told_nothing_carries_no_contexts(empty: bytes | None) -> None:
     event = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).events[0]
 
-    [(payload, _)] = encode_messages([event], RECEIVED, [NO_CONTEXT])
+    [(payload, _)] = encode_messages([event], RECEIVED, [empty])
 
     assert payload == MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH
 
@@ -117,18 +130,10 @@ def test_a_message_without_contexts_reads_as_events_of_no_request_id() -> None:
     assert message.request_ids == [""]
 
 
-def test_a_message_of_fewer_contexts_than_events_reads_the_rest_as_empty() -> None:
-    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(2)]
-    batch = EventBatch(events=events, contexts=[EventContext(request_id="req-1")])
-    batch.received_at.FromDatetime(RECEIVED)
-
-    assert decode_message(batch.SerializeToString()).request_ids == ["req-1", ""]
-
-
 def test_contexts_count_towards_the_size_of_a_message() -> None:
     # Events of 1000 bytes: without contexts, 500 fit in one message under MAX_MESSAGE_BYTES.
     events = [Event(site_id="s", event_id=f"e-{i:03}", path="/" + "p" * 970) for i in range(500)]
-    context = context_field("r" * 128)
+    context = request_context("r" * 128)
 
     parts = encode_messages(events, RECEIVED, [context] * len(events))
 
@@ -142,13 +147,62 @@ def test_contexts_count_towards_the_size_of_a_message() -> None:
 def test_a_dead_letter_of_one_event_keeps_its_request_id() -> None:
     event = Event(site_id="s", event_id="e-1", path="/")
 
-    letter = encode_batch([event], RECEIVED, ["req-9"])
+    letter = encode_batch([event], RECEIVED, [EventContext(request_id="req-9")])
 
     assert decode_message(letter).request_ids == ["req-9"]
 
 
-@pytest.mark.parametrize("request_id", ["", "r", "r" * 125, "r" * 126, "r" * 300, "ü" * 70])
-def test_a_context_field_is_what_protobuf_writes(request_id: str) -> None:
-    expected = EventBatch(contexts=[EventContext(request_id=request_id)]).SerializeToString()
+@pytest.mark.parametrize("request_id", ["", "r", "r" * 127, "r" * 128, "r" * 300, "ü" * 70])
+def test_a_request_context_is_what_protobuf_writes(request_id: str) -> None:
+    assert request_context(request_id) == EventContext(request_id=request_id).SerializeToString()
 
-    assert context_field(request_id) == expected
+
+def test_a_message_of_earlier_versions_reads_as_events_without_contexts() -> None:
+    assert list(decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).contexts) == []
+
+
+def test_contexts_travel_parallel_to_their_events() -> None:
+    events = [Event(site_id="s", event_id=str(i), path="/") for i in range(3)]
+    contexts = [EventContext(browser="Firefox"), None, EventContext(country="DE")]
+
+    [(payload, _)] = encode_messages(
+        events, RECEIVED, [c.SerializeToString() if c else None for c in contexts]
+    )
+
+    message = decode_message(payload)
+    assert list(message.events) == events
+    assert list(message.contexts) == [
+        EventContext(browser="Firefox"),
+        EventContext(),
+        EventContext(country="DE"),
+    ]
+
+
+def test_a_message_split_in_parts_keeps_each_events_context() -> None:
+    events = [Event(site_id="s", event_id=str(i), path="/" + "p" * 300_000) for i in range(3)]
+    contexts = [EventContext(os=str(i)).SerializeToString() for i in range(3)]
+
+    parts = encode_messages(events, RECEIVED, contexts)
+
+    decoded = [decode_message(payload) for payload, _ in parts]
+    assert len(parts) == 3
+    assert [c.os for message in decoded for c in message.contexts] == ["0", "1", "2"]
+
+
+def test_a_message_with_contexts_for_some_events_only_is_undecodable() -> None:
+    payload = encode_batch([Event(), Event()], RECEIVED, [EventContext()])
+
+    with pytest.raises(UndecodableMessage, match="1 contexts for 2 events"):
+        decode_message(payload)
+
+
+def test_a_filtered_traffic_window_is_identified_by_its_window_id() -> None:
+    window = FilteredTraffic(
+        window_id="p-1",
+        counts=[FilteredCount(site_id="s", day="2026-12-06", reason="bot", count=2)],
+    )
+
+    payload, msg_id = encode_filtered(window)
+
+    assert decode_filtered(payload) == window
+    assert msg_id == "filtered-p-1"

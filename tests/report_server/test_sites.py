@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
@@ -23,7 +24,9 @@ async def registry(pool: asyncpg.Pool) -> SiteRegistry:
     return SiteRegistry(pool)
 
 
-async def store_at(pool: asyncpg.Pool, site_id: str, *moments: str, user_id: str = "") -> None:
+async def store_at(
+    pool: asyncpg.Pool, site_id: str, *moments: str, user_id: str = "", visitor_id: int = 0
+) -> None:
     rows = []
     for number, moment in enumerate(moments):
         event = Event(
@@ -34,7 +37,8 @@ async def store_at(pool: asyncpg.Pool, site_id: str, *moments: str, user_id: str
             user_id=user_id,
         )
         event.timestamp.FromJsonString(moment)
-        rows.append(row_of(event, RECEIVED))
+        context = EventContext(visitor_id=visitor_id) if visitor_id else None
+        rows.append(row_of(event, RECEIVED, context=context))
     await EventStore(pool).store(rows)
 
 
@@ -164,3 +168,21 @@ async def test_a_new_zone_counts_the_sites_stored_days_again_in_it(
         (date(2025, 11, 15), 2, 1),
         (date(2025, 11, 16), 1, 1),
     ]
+
+
+async def test_a_new_zone_counts_the_sites_anonymous_visitors_again_in_it(
+    registry: SiteRegistry, pool: asyncpg.Pool
+) -> None:
+    await store_at(pool, "shop", "2025-11-14T22:30:00Z", "2025-11-14T23:30:00Z", visitor_id=7)
+
+    await registry.update("shop", SiteChanges(time_zone="Europe/Berlin"))  # UTC+1 in November
+
+    rows = await pool.fetch(
+        """
+        SELECT day, anonymous_visitors,
+               (SELECT sum(bit_count(bits)) FROM daily_visitor_bitmaps AS b
+                WHERE b.site_id = t.site_id AND b.day = t.day) AS bits
+        FROM daily_totals AS t WHERE site_id = 'shop' ORDER BY day
+        """
+    )
+    assert [tuple(row) for row in rows] == [(date(2025, 11, 14), 1, 1), (date(2025, 11, 15), 1, 1)]

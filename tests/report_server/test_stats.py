@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime
 from itertools import count
+from typing import Any
 
 import asyncpg
 import pytest
 from analytics.v1.event_pb2 import Event
 from analytics.v1.report_pb2 import PathViews
 
+from core.errors import FieldViolation, InvalidArgument
 from core.migrator import migrate
+from report_server.database import ReportDatabase
 from report_server.queries import RANGE_STATS
 from report_server.stats import StatsQuery, StatsReader
 from tests.support.stats import site_stats, summary
@@ -29,7 +32,7 @@ async def store(pool: asyncpg.Pool) -> EventStore:
 
 @pytest.fixture
 def reader(pool: asyncpg.Pool) -> StatsReader:
-    return StatsReader(pool, acquire_timeout=10, statement_timeout=60)
+    return StatsReader(ReportDatabase(pool, acquire_timeout=10, statement_timeout=60))
 
 
 async def stored(
@@ -322,3 +325,91 @@ async def test_an_answers_totals_and_top_paths_are_read_at_one_moment(
     # Two paths only, so the top paths are all of them: their views add up to the total.
     mismatched = [a for a in answers if sum(p.views for p in a.top_paths) != a.total_views]
     assert mismatched == []
+
+
+async def stored_at(store: EventStore, *moments: str, site_id: str = "site-1") -> None:
+    """One page view of "/" by user u<n> at each moment (an RFC 3339 instant)."""
+    rows = []
+    for number, moment in enumerate(moments):
+        event = Event(
+            event_id=f"e{next(_event_ids)}",
+            site_id=site_id,
+            event_type="page_view",
+            path="/",
+            user_id=f"u{number}",
+        )
+        event.timestamp.FromJsonString(moment)
+        rows.append(row_of(event, datetime.now(UTC)))
+    await store.store(rows)
+
+
+async def test_a_date_in_another_zone_than_the_sites_counts_that_zones_day(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored_at(store, "2025-11-14T14:59:00Z", "2025-11-14T15:00:00Z", "2025-11-15T14:59:00Z")
+
+    tokyo = await site_stats(reader, "site-1", date="2025-11-15", timezone="Asia/Tokyo")
+    utc = await site_stats(reader, "site-1", date="2025-11-15")
+
+    day = {"date": "2025-11-15", "start_date": "2025-11-15", "end_date": "2025-11-15"}
+    assert tokyo == summary("site-1", 2, 2, ("/", 2), **day)
+    assert utc == summary("site-1", 1, 1, ("/", 1), **day)
+
+
+async def test_the_sites_own_zone_named_reads_as_without_a_zone(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored_at(store, "2025-11-14T23:30:00Z", "2025-11-15T00:30:00Z")
+
+    named = await site_stats(reader, "site-1", date="2025-11-15", timezone="UTC")
+
+    assert named == await site_stats(reader, "site-1", date="2025-11-15")
+
+
+async def test_a_range_keyword_names_days_ending_today_in_the_zone(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await stored_at(store, "2025-11-19T23:00:00Z", "2025-11-20T01:00:00Z")
+    reader = StatsReader(
+        ReportDatabase(pool, acquire_timeout=10, statement_timeout=60),
+        lambda: datetime(2025, 11, 20, 12, tzinfo=UTC),
+    )
+
+    today = await site_stats(reader, "site-1", range_keyword="today")
+    yesterday_in_kolkata = await site_stats(
+        reader, "site-1", range_keyword="yesterday", timezone="Asia/Kolkata"
+    )
+
+    assert today == summary(
+        "site-1", 1, 1, ("/", 1), date="2025-11-20", start_date="2025-11-20", end_date="2025-11-20"
+    )
+    assert yesterday_in_kolkata == summary(
+        "site-1", 0, 0, date="2025-11-19", start_date="2025-11-19", end_date="2025-11-19"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "violation"),
+    [
+        ({"timezone": "Mars/Base"}, ("timezone", "is not an IANA time zone: 'Mars/Base'")),
+        (
+            {"range_keyword": "7d", "date": "2025-11-14"},
+            ("range", "must not be given with date, start_date or end_date"),
+        ),
+        (
+            {"range_keyword": "week"},
+            (
+                "range",
+                "must be one of today, yesterday, 7d, 30d, month, last_month, year, all, "
+                "got 'week'",
+            ),
+        ),
+    ],
+)
+def test_a_bad_zone_or_range_keyword_is_refused_naming_it(
+    arguments: dict[str, Any], violation: tuple[str, str]
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        StatsQuery.parse("site-1", **arguments)
+
+    assert caught.value.violations == (FieldViolation(*violation),)

@@ -16,9 +16,18 @@ async def site_stats(
     end_date: str = "",
     event_type: str = "",
     limit: int | None = None,
+    timezone: str = "",
+    range_keyword: str = "",
 ) -> Stats:
     query = StatsQuery.parse(
-        site_id, date, event_type, limit, start_date=start_date, end_date=end_date
+        site_id,
+        date,
+        event_type,
+        limit,
+        start_date=start_date,
+        end_date=end_date,
+        timezone=timezone,
+        range_keyword=range_keyword,
     )
     return await reader.get_stats(query)
 

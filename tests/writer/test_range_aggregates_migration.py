@@ -11,6 +11,7 @@ import pytest
 from analytics.v1.event_pb2 import Event
 
 from core.migrator import migrate
+from report_server.database import ReportDatabase
 from report_server.stats import StatsReader
 from tests.support.stats import site_stats, summary
 from tests.support.waiting import eventually
@@ -76,7 +77,7 @@ async def migrated(pool: asyncpg.Pool) -> StatsReader:
     """A database filled under migration 0001, then migrated to the latest version."""
     await fill_under_0001(pool)
     await migrate(pool)
-    return StatsReader(pool, acquire_timeout=10, statement_timeout=60)
+    return StatsReader(ReportDatabase(pool, acquire_timeout=10, statement_timeout=60))
 
 
 async def test_a_range_counts_the_events_stored_before_the_migration(
@@ -145,7 +146,7 @@ async def test_what_an_earlier_writer_commits_while_the_migration_waits_is_count
         await storing.commit()
     await migrating
 
-    reader = StatsReader(pool, acquire_timeout=10, statement_timeout=60)
+    reader = StatsReader(ReportDatabase(pool, acquire_timeout=10, statement_timeout=60))
     assert await site_stats(reader, "site-1") == summary(
         "site-1", 6, 4, *EARLIER_PAGE_PATHS, ("/d", 1)
     )

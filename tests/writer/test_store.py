@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext, FilteredCount, FilteredTraffic
 from analytics.v1.event_pb2 import Event
 
 from core.events import LIMITS, validate_event
@@ -82,7 +83,63 @@ async def test_an_event_is_stored_with_every_field(store: EventStore, pool: asyn
         "properties": '{"plan": "pro"}',
         "received_at": RECEIVED,
         "stored_at": None,
+        **dict.fromkeys(CONTEXT_COLUMNS),
     }
+
+
+CONTEXT_COLUMNS = (
+    "visitor_id",
+    "browser",
+    "os",
+    "device",
+    "referrer_host",
+    "referrer_source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "country",
+)
+
+
+async def test_what_ingest_derived_from_a_browser_is_stored_with_the_event(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    event = Event(event_id="a", site_id="site-1", event_type="page_view", path="/")
+    event.timestamp.FromDatetime(RECEIVED)
+    context = EventContext(
+        visitor_id=-42,
+        browser="Firefox",
+        os="Windows",
+        device="desktop",
+        referrer_host="news.ycombinator.com",
+        referrer_source="social",
+        utm_source="hn",
+        utm_medium="forum",
+        utm_campaign="launch",
+        utm_term="analytics",
+        utm_content="top",
+        country="DE",
+    )
+
+    await store.store([row_of(event, RECEIVED, context=context)])
+
+    row = await pool.fetchrow(f"SELECT {', '.join(CONTEXT_COLUMNS)} FROM events")
+    assert tuple(row or ()) == (
+        -42,
+        "Firefox",
+        "Windows",
+        "desktop",
+        "news.ycombinator.com",
+        "social",
+        "hn",
+        "forum",
+        "launch",
+        "analytics",
+        "top",
+        "DE",
+    )
 
 
 async def test_anonymous_events_store_no_user_and_no_referrer(
@@ -329,3 +386,25 @@ async def test_an_event_a_concurrent_store_holds_is_stored_by_whichever_commits(
     assert await pool.fetchval("SELECT count(*) FROM events") == stored
     assert await totals(pool) == [("site-1", "page_view", date(2025, 11, 14), stored, stored)]
     assert await path_views(pool) == [(date(2025, 11, 14), "/home", stored)]
+
+
+async def test_a_filtered_traffic_window_is_added_once_however_often_it_arrives(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    window = FilteredTraffic(
+        window_id="process-1",
+        counts=[
+            FilteredCount(site_id="shop", day="2026-12-06", reason="bot", count=3),
+            FilteredCount(site_id="shop", day="2026-12-06", reason="origin_not_allowed", count=1),
+        ],
+    )
+    later = FilteredTraffic(
+        window_id="process-2",
+        counts=[FilteredCount(site_id="shop", day="2026-12-06", reason="bot", count=2)],
+    )
+
+    added = [await store.store_filtered(w) for w in (window, window, later)]
+
+    assert added == [True, False, True]
+    rows = await pool.fetch("SELECT reason, count FROM filtered_traffic ORDER BY reason")
+    assert [tuple(row) for row in rows] == [("bot", 5), ("origin_not_allowed", 1)]

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ReportServiceStub:
-    """Summaries per site over a day, a range of days or all time, read from the database.
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
     """
 
     def __init__(self, channel):
@@ -40,14 +41,94 @@ class ReportServiceStub:
                 request_serializer=analytics_dot_v1_dot_report__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=analytics_dot_v1_dot_report__pb2.Stats.FromString,
                 _registered_method=True)
+        self.GetMetrics = channel.unary_unary(
+                '/analytics.v1.ReportService/GetMetrics',
+                request_serializer=analytics_dot_v1_dot_report__pb2.MetricsRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.Metrics.FromString,
+                _registered_method=True)
+        self.GetTimeSeries = channel.unary_unary(
+                '/analytics.v1.ReportService/GetTimeSeries',
+                request_serializer=analytics_dot_v1_dot_report__pb2.TimeSeriesRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.TimeSeries.FromString,
+                _registered_method=True)
+        self.GetBreakdown = channel.unary_unary(
+                '/analytics.v1.ReportService/GetBreakdown',
+                request_serializer=analytics_dot_v1_dot_report__pb2.BreakdownRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.Breakdown.FromString,
+                _registered_method=True)
+        self.WatchLive = channel.unary_stream(
+                '/analytics.v1.ReportService/WatchLive',
+                request_serializer=analytics_dot_v1_dot_report__pb2.WatchLiveRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.LiveUpdate.FromString,
+                _registered_method=True)
+        self.ExportEvents = channel.unary_stream(
+                '/analytics.v1.ReportService/ExportEvents',
+                request_serializer=analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
+                _registered_method=True)
+        self.GetFilteredTraffic = channel.unary_unary(
+                '/analytics.v1.ReportService/GetFilteredTraffic',
+                request_serializer=analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.SerializeToString,
+                response_deserializer=analytics_dot_v1_dot_report__pb2.FilteredTraffic.FromString,
+                _registered_method=True)
 
 
 class ReportServiceServicer:
-    """Summaries per site over a day, a range of days or all time, read from the database.
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
     """
 
     def GetStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+        range of days or all time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetrics(self, request, context):
+        """Views and visitors over a range, and optionally over the period of equal length before it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTimeSeries(self, request, context):
+        """Views and visitors per minute, hour, day, week or month over a range; every bucket
+        present, empty ones as zero.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBreakdown(self, request, context):
+        """Views and visitors per value of one dimension (path, referrer host, event type, or a
+        property's values), ranked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLive(self, request, context):
+        """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+        client cancels. A watcher that falls behind is dropped (the stream ends with
+        RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportEvents(self, request, context):
+        """A site's stored events over a range, oldest first, as they are read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFilteredTraffic(self, request, context):
+        """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+        reason.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +141,36 @@ def add_ReportServiceServicer_to_server(servicer, server):
                     request_deserializer=analytics_dot_v1_dot_report__pb2.GetStatsRequest.FromString,
                     response_serializer=analytics_dot_v1_dot_report__pb2.Stats.SerializeToString,
             ),
+            'GetMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetrics,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.MetricsRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.Metrics.SerializeToString,
+            ),
+            'GetTimeSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimeSeries,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.TimeSeriesRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.TimeSeries.SerializeToString,
+            ),
+            'GetBreakdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBreakdown,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.BreakdownRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.Breakdown.SerializeToString,
+            ),
+            'WatchLive': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLive,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.WatchLiveRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.LiveUpdate.SerializeToString,
+            ),
+            'ExportEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvents,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.ExportRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.ExportedEvent.SerializeToString,
+            ),
+            'GetFilteredTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFilteredTraffic,
+                    request_deserializer=analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.FromString,
+                    response_serializer=analytics_dot_v1_dot_report__pb2.FilteredTraffic.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'analytics.v1.ReportService', rpc_method_handlers)
@@ -69,7 +180,8 @@ def add_ReportServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReportService:
-    """Summaries per site over a day, a range of days or all time, read from the database.
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
     """
 
     @staticmethod
@@ -89,6 +201,168 @@ class ReportService:
             '/analytics.v1.ReportService/GetStats',
             analytics_dot_v1_dot_report__pb2.GetStatsRequest.SerializeToString,
             analytics_dot_v1_dot_report__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analytics.v1.ReportService/GetMetrics',
+            analytics_dot_v1_dot_report__pb2.MetricsRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.Metrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimeSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analytics.v1.ReportService/GetTimeSeries',
+            analytics_dot_v1_dot_report__pb2.TimeSeriesRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.TimeSeries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBreakdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analytics.v1.ReportService/GetBreakdown',
+            analytics_dot_v1_dot_report__pb2.BreakdownRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.Breakdown.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/analytics.v1.ReportService/WatchLive',
+            analytics_dot_v1_dot_report__pb2.WatchLiveRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.LiveUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/analytics.v1.ReportService/ExportEvents',
+            analytics_dot_v1_dot_report__pb2.ExportRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.ExportedEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFilteredTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analytics.v1.ReportService/GetFilteredTraffic',
+            analytics_dot_v1_dot_report__pb2.GetFilteredTrafficRequest.SerializeToString,
+            analytics_dot_v1_dot_report__pb2.FilteredTraffic.FromString,
             options,
             channel_credentials,
             insecure,

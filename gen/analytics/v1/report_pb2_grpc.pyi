@@ -27,29 +27,143 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReportServiceStub:
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportServiceAsyncStub: ...
     GetStats: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]
+    """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+    range of days or all time.
+    """
+    GetMetrics: _grpc.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]
+    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    GetTimeSeries: _grpc.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]
+    """Views and visitors per minute, hour, day, week or month over a range; every bucket
+    present, empty ones as zero.
+    """
+    GetBreakdown: _grpc.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]
+    """Views and visitors per value of one dimension (path, referrer host, event type, or a
+    property's values), ranked.
+    """
+    WatchLive: _grpc.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]
+    """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+    client cancels. A watcher that falls behind is dropped (the stream ends with
+    RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+    """
+    ExportEvents: _grpc.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]
+    """A site's stored events over a range, oldest first, as they are read."""
+    GetFilteredTraffic: _grpc.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 @_typing.type_check_only
 class ReportServiceAsyncStub(ReportServiceStub):
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStats: _aio.UnaryUnaryMultiCallable[_report_pb2.GetStatsRequest, _report_pb2.Stats]  # type: ignore[assignment]
+    """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+    range of days or all time.
+    """
+    GetMetrics: _aio.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]  # type: ignore[assignment]
+    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    GetTimeSeries: _aio.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]  # type: ignore[assignment]
+    """Views and visitors per minute, hour, day, week or month over a range; every bucket
+    present, empty ones as zero.
+    """
+    GetBreakdown: _aio.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]  # type: ignore[assignment]
+    """Views and visitors per value of one dimension (path, referrer host, event type, or a
+    property's values), ranked.
+    """
+    WatchLive: _aio.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]  # type: ignore[assignment]
+    """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+    client cancels. A watcher that falls behind is dropped (the stream ends with
+    RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+    """
+    ExportEvents: _aio.UnaryStreamMultiCallable[_report_pb2.ExportRequest, _report_pb2.ExportedEvent]  # type: ignore[assignment]
+    """A site's stored events over a range, oldest first, as they are read."""
+    GetFilteredTraffic: _aio.UnaryUnaryMultiCallable[_report_pb2.GetFilteredTrafficRequest, _report_pb2.FilteredTraffic]  # type: ignore[assignment]
+    """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+    reason.
+    """
 
 class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Summaries per site over a day, a range of days or all time, read from the database."""
+    """Reports of a site's events: read from the database, exact (visitors are distinct counts,
+    never estimates), in any time zone.
+    """
 
     @_abc_1.abstractmethod
     def GetStats(
         self,
         request: _report_pb2.GetStatsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_report_pb2.Stats, _abc.Awaitable[_report_pb2.Stats]]: ...
+    ) -> _typing.Union[_report_pb2.Stats, _abc.Awaitable[_report_pb2.Stats]]:
+        """The seeds' summary: views, unique users and top paths of one event type, over a day, a
+        range of days or all time.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMetrics(
+        self,
+        request: _report_pb2.MetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.Metrics, _abc.Awaitable[_report_pb2.Metrics]]:
+        """Views and visitors over a range, and optionally over the period of equal length before it."""
+
+    @_abc_1.abstractmethod
+    def GetTimeSeries(
+        self,
+        request: _report_pb2.TimeSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.TimeSeries, _abc.Awaitable[_report_pb2.TimeSeries]]:
+        """Views and visitors per minute, hour, day, week or month over a range; every bucket
+        present, empty ones as zero.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBreakdown(
+        self,
+        request: _report_pb2.BreakdownRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.Breakdown, _abc.Awaitable[_report_pb2.Breakdown]]:
+        """Views and visitors per value of one dimension (path, referrer host, event type, or a
+        property's values), ranked.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchLive(
+        self,
+        request: _report_pb2.WatchLiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_report_pb2.LiveUpdate], _abc.AsyncIterator[_report_pb2.LiveUpdate]]:
+        """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
+        client cancels. A watcher that falls behind is dropped (the stream ends with
+        RESOURCE_EXHAUSTED); ingestion never waits for watchers.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportEvents(
+        self,
+        request: _report_pb2.ExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_report_pb2.ExportedEvent], _abc.AsyncIterator[_report_pb2.ExportedEvent]]:
+        """A site's stored events over a range, oldest first, as they are read."""
+
+    @_abc_1.abstractmethod
+    def GetFilteredTraffic(
+        self,
+        request: _report_pb2.GetFilteredTrafficRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_report_pb2.FilteredTraffic, _abc.Awaitable[_report_pb2.FilteredTraffic]]:
+        """The events the ingest servers dropped (bots, origins the site does not allow), by day and
+        reason.
+        """
 
 def add_ReportServiceServicer_to_server(servicer: ReportServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -87,8 +87,8 @@ class SiteServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSite(self, request, context):
-        """Change the fields named in update_mask ("name", "time_zone"); without a mask, those given
-        non-empty.
+        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
+        mask, those given non-empty.
         A new time zone applies to every report of the site, past days included: the days of its
         stored events are counted again in the new zone.
         """

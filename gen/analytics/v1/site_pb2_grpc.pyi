@@ -43,8 +43,8 @@ class SiteServiceStub:
     ListSites: _grpc.UnaryUnaryMultiCallable[_site_pb2.ListSitesRequest, _site_pb2.ListSitesResponse]
     """Every site, by site_id, a page at a time."""
     UpdateSite: _grpc.UnaryUnaryMultiCallable[_site_pb2.UpdateSiteRequest, _site_pb2.Site]
-    """Change the fields named in update_mask ("name", "time_zone"); without a mask, those given
-    non-empty.
+    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
+    mask, those given non-empty.
     A new time zone applies to every report of the site, past days included: the days of its
     stored events are counted again in the new zone.
     """
@@ -64,8 +64,8 @@ class SiteServiceAsyncStub(SiteServiceStub):
     ListSites: _aio.UnaryUnaryMultiCallable[_site_pb2.ListSitesRequest, _site_pb2.ListSitesResponse]  # type: ignore[assignment]
     """Every site, by site_id, a page at a time."""
     UpdateSite: _aio.UnaryUnaryMultiCallable[_site_pb2.UpdateSiteRequest, _site_pb2.Site]  # type: ignore[assignment]
-    """Change the fields named in update_mask ("name", "time_zone"); without a mask, those given
-    non-empty.
+    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
+    mask, those given non-empty.
     A new time zone applies to every report of the site, past days included: the days of its
     stored events are counted again in the new zone.
     """
@@ -106,8 +106,8 @@ class SiteServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _site_pb2.UpdateSiteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_site_pb2.Site, _abc.Awaitable[_site_pb2.Site]]:
-        """Change the fields named in update_mask ("name", "time_zone"); without a mask, those given
-        non-empty.
+        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
+        mask, those given non-empty.
         A new time zone applies to every report of the site, past days included: the days of its
         stored events are counted again in the new zone.
         """

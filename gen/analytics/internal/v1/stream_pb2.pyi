@@ -45,9 +45,8 @@ class EventBatch(_message.Message):
 
     @_builtins.property
     def contexts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventContext]:
-        """What the ingest server knew of the request that brought each event, parallel to
-        `events` (contexts[i] is of events[i]). A message may have none (one written before
-        contexts existed, or whose requests brought nothing to tell): read a missing one as empty.
+        """What the ingest server knew of the request that brought each event; empty, or one per
+        event (see EventContext).
         """
 
     def __init__(
@@ -67,22 +66,132 @@ Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
 
 @_typing.final
 class EventContext(_message.Message):
-    """Of the request that brought an event: for the writer's log lines, not stored with it."""
+    """What the ingest server knew of the request that brought an event: its id, and what it
+    derived from a browser's request (the raw user agent and client IP never travel, only
+    these). Parallel to EventBatch.events: the context of events[i] is contexts[i]. A message
+    without contexts (written before they existed) reads as every event having the empty
+    context.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VISITOR_ID_FIELD_NUMBER: _builtins.int
+    BROWSER_FIELD_NUMBER: _builtins.int
+    OS_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
+    REFERRER_HOST_FIELD_NUMBER: _builtins.int
+    REFERRER_SOURCE_FIELD_NUMBER: _builtins.int
+    UTM_SOURCE_FIELD_NUMBER: _builtins.int
+    UTM_MEDIUM_FIELD_NUMBER: _builtins.int
+    UTM_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    UTM_TERM_FIELD_NUMBER: _builtins.int
+    UTM_CONTENT_FIELD_NUMBER: _builtins.int
+    COUNTRY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """The request's id (the client's X-Request-Id or x-request-id, or one the server made)."""
+    """The request's id (the client's X-Request-Id or x-request-id, or one the server made): for
+    the writer's log lines, not stored with the event.
+    """
+    visitor_id: _builtins.int
+    """A day's visitor, for an event without a user_id: a keyed hash of the site, client IP and
+    user agent under that UTC day's key (see the README's Privacy section); 0 when none.
+    """
+    browser: _builtins.str
+    """ua-parser's families ("Chrome", "Mac OS X"); empty when unknown."""
+    os: _builtins.str
+    device: _builtins.str
+    """"desktop", "mobile" or "tablet"; empty when unknown."""
+    referrer_host: _builtins.str
+    """The referrer's host without "www.", empty for a referrer of the page's own site or none."""
+    referrer_source: _builtins.str
+    """"search", "social", "direct" (no referrer) or "other"."""
+    utm_source: _builtins.str
+    utm_medium: _builtins.str
+    utm_campaign: _builtins.str
+    utm_term: _builtins.str
+    utm_content: _builtins.str
+    country: _builtins.str
+    """ISO 3166-1 alpha-2 code of the client IP's country, when a GeoIP database is configured."""
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
+        visitor_id: _builtins.int = ...,
+        browser: _builtins.str = ...,
+        os: _builtins.str = ...,
+        device: _builtins.str = ...,
+        referrer_host: _builtins.str = ...,
+        referrer_source: _builtins.str = ...,
+        utm_source: _builtins.str = ...,
+        utm_medium: _builtins.str = ...,
+        utm_campaign: _builtins.str = ...,
+        utm_term: _builtins.str = ...,
+        utm_content: _builtins.str = ...,
+        country: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "device", b"device", "os", b"os", "referrer_host", b"referrer_host", "referrer_source", b"referrer_source", "request_id", b"request_id", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventContext: _TypeAlias = EventContext  # noqa: Y015
+
+@_typing.final
+class FilteredTraffic(_message.Message):
+    """A distinct kind of message on the events stream, on its own subject (<prefix>.filtered.counts):
+    how many events an ingest server dropped (bots, origins a site does not allow) during one
+    window, by site, day and reason. The writer adds each window once, by its id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_ID_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    window_id: _builtins.str
+    """Unique per ingest process and window; a resend of the same window carries the same id."""
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilteredCount]: ...
+    def __init__(
+        self,
+        *,
+        window_id: _builtins.str = ...,
+        counts: _abc.Iterable[Global___FilteredCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "window_id", b"window_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilteredTraffic: _TypeAlias = FilteredTraffic  # noqa: Y015
+
+@_typing.final
+class FilteredCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SITE_ID_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    site_id: _builtins.str
+    day: _builtins.str
+    """The calendar day (YYYY-MM-DD) in the site's time zone when the events were dropped."""
+    reason: _builtins.str
+    """"bot", "origin_not_allowed"."""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        site_id: _builtins.str = ...,
+        day: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "day", b"day", "reason", b"reason", "site_id", b"site_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilteredCount: _TypeAlias = FilteredCount  # noqa: Y015

@@ -1,0 +1,95 @@
+"""The site records the ingest servers serve by, published from the registry to the SITES_BUCKET
+key-value bucket (core.site_records): at once when a site is created or changed, and every
+SITES_RECONCILE_INTERVAL by comparing the whole bucket with PostgreSQL, which puts what a lost
+publish (NATS down at the time, a crash between the commit and the publish) or a race of two
+changes left wrong, and deletes the records of sites that are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import nats.errors
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from core.database import POSTGRES_UNAVAILABLE
+from core.retry import describe
+from core.site_records import SiteRecord
+from core.sites import Site
+from report_server.site_queries import ALL_SITE_RECORDS
+
+logger = logging.getLogger(__name__)
+# Failures the next reconcile may outlive.
+_PASSING: tuple[type[BaseException], ...] = (*POSTGRES_UNAVAILABLE, nats.errors.Error, TimeoutError)
+
+
+def record_of(site: Site) -> SiteRecord:
+    return SiteRecord(site.site_id, site.time_zone, site.allowed_origins)
+
+
+class SitePublisher:
+    def __init__(self, kv: KeyValue, pool: asyncpg.Pool, interval: float) -> None:
+        self._kv = kv
+        self._pool = pool
+        self._interval = interval
+
+    async def publish(self, site: Site) -> None:
+        """Put the site's record; a failure is logged, and the next reconcile puts it."""
+        try:
+            await self._kv.put(site.site_id, record_of(site).to_json())
+        except (nats.errors.Error, TimeoutError) as error:
+            logger.warning(
+                "could not publish site %r to the ingest servers (the next reconcile will): %s",
+                site.site_id,
+                describe(error),
+            )
+
+    async def reconcile(self) -> int:
+        """Make the bucket hold every site's record as PostgreSQL has it, and no other; how
+        many keys were put or deleted."""
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(ALL_SITE_RECORDS)
+        wanted = {
+            row["site_id"]: SiteRecord(
+                row["site_id"], row["time_zone"], tuple(row["allowed_origins"])
+            ).to_json()
+            for row in rows
+        }
+        held = await self._contents()
+        changes = 0
+        for site_id, value in wanted.items():
+            if held.get(site_id) != value:
+                await self._kv.put(site_id, value)
+                changes += 1
+        for site_id in held.keys() - wanted.keys():
+            await self._kv.delete(site_id)
+            changes += 1
+        return changes
+
+    async def run(self) -> None:
+        """Reconcile at once and then every interval, until cancelled."""
+        while True:
+            try:
+                if changes := await self.reconcile():
+                    logger.info("reconciled the site records: %d keys put or deleted", changes)
+            except _PASSING as error:
+                logger.warning("could not reconcile the site records: %s", describe(error))
+            await asyncio.sleep(self._interval)
+
+    async def _contents(self) -> dict[str, bytes]:
+        """Every record the bucket holds, read in one pass of a watcher."""
+        watcher = await self._kv.watchall()
+        contents: dict[str, bytes] = {}
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
+                    contents.pop(entry.key, None)
+                else:
+                    contents[entry.key] = entry.value
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+        return contents
