@@ -7,6 +7,7 @@ starting the services before the servers (as containers often do) just works.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,21 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.OperatorInterventionError,  # shutting down, starting up
     asyncpg.InsufficientResourcesError,  # too many connections, disk full
 )
+
+
+# A query of nothing: whether PostgreSQL answers.
+PING = "SELECT 1"
+
+
+async def answers(pool: asyncpg.Pool) -> bool:
+    """Whether PostgreSQL answers on a connection of the pool (waiting for a free one as long
+    as the caller lets it)."""
+    try:
+        async with pool.acquire() as connection:
+            await connection.fetchval(PING)
+    except POSTGRES_UNAVAILABLE:
+        return False
+    return True
 
 
 @asynccontextmanager
@@ -62,6 +78,14 @@ async def create_pool(
             server_settings=server_settings,
         ),
         what="connecting to PostgreSQL",
-        retryable=lambda error: isinstance(error, POSTGRES_UNAVAILABLE),
+        retryable=_worth_retrying,
         logger=logger,
     )
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """PostgreSQL not there yet, rather than a certificate we do not trust (DATABASE_URL's
+    `sslmode=verify-full`, say), which waiting would not change."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    return isinstance(error, POSTGRES_UNAVAILABLE)

@@ -7,6 +7,8 @@ starting the services before the servers (as containers often do) just works.
 from __future__ import annotations
 
 import logging
+import ssl
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -15,6 +17,27 @@ from core.retry import retrying
 from core.settings import Settings, redacted
 
 logger = logging.getLogger(__name__)
+
+
+def nats_options(settings: Settings) -> dict[str, Any]:
+    """How `nats.connect` reaches the configured servers, beyond their URLs (which may hold a
+    user and password, or a token): the TLS context for a server that requires TLS, with our
+    CAs and client certificate where settings name them (else nats-py trusts the system's
+    CAs), and a credentials file."""
+    options: dict[str, Any] = {}
+    ca, cert, key = (
+        settings.nats_tls_ca_file,
+        settings.nats_tls_cert_file,
+        settings.nats_tls_key_file,
+    )
+    if ca is not None or cert is not None:
+        context = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+        options["tls"] = context
+    if settings.nats_creds_file is not None:
+        options["user_credentials"] = str(settings.nats_creds_file)
+    return options
 
 
 async def connect_nats(settings: Settings, name: str) -> NATS:
@@ -46,6 +69,7 @@ async def connect_nats(settings: Settings, name: str) -> NATS:
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            **nats_options(settings),
         )
         return client
 

@@ -156,9 +156,32 @@ class _Path(Kind[Path]):
         return Path(raw)
 
 
-class _OptionalPath(Kind[Path | None]):
-    def parse(self, name: str, raw: str) -> Path | None:
-        return Path(raw)
+class _File(Kind[Path | None]):
+    """A file that must exist when the service starts (a certificate, a key)."""
+
+    def parse(self, name: str, raw: str) -> Path:
+        path = Path(raw)
+        if not path.is_file():
+            raise ConfigError(name, f"no such file: {raw}")
+        return path
+
+
+class _OptionalAddress(Kind[Address | None]):
+    def parse(self, name: str, raw: str) -> Address:
+        return _Address().parse(name, raw)
+
+
+class _Word(Kind[str]):
+    """One of a few lowercase words."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def parse(self, name: str, raw: str) -> str:
+        value = raw.lower()
+        if value not in self.choices:
+            raise ConfigError(name, f"expected one of {', '.join(self.choices)}, got {raw!r}")
+        return value
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -403,7 +426,7 @@ class Settings:
     geoip_database: Path | None = _setting(
         "GEOIP_DATABASE",
         None,
-        _OptionalPath(),
+        _File(),
         "a MaxMind-format country database (`.mmdb`) the ingest server reads browsers' "
         "countries from; unset: no countries",
         shown_default="none",
@@ -439,6 +462,71 @@ class Settings:
         _Choice("DEBUG", "INFO", "WARNING", "ERROR"),
         "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
     )
+    log_format: str = _setting(
+        "LOG_FORMAT",
+        "auto",
+        _Word("auto", "json", "text"),
+        "`json`: one JSON object per line; `text`: lines for a person; `auto`: text on a "
+        "terminal, JSON otherwise",
+    )
+    metrics: bool = _setting(
+        "METRICS",
+        True,
+        _Flag(),
+        "`1`: count requests, events and timings, served at `/metrics`; `0`: neither",
+    )
+    writer_http_listen: Address | None = _setting(
+        "WRITER_HTTP_LISTEN",
+        None,
+        _OptionalAddress(),
+        "HTTP address of the writer's `/metrics`, `/healthz` and `/readyz`; unset: none",
+        shown_default="none; `make run`: a free port",
+    )
+    tls_cert_file: Path | None = _setting(
+        "TLS_CERT_FILE",
+        None,
+        _File(),
+        "PEM certificate chain: with `TLS_KEY_FILE`, gRPC and HTTP (the writer's too) serve "
+        "TLS only",
+        shown_default="none",
+    )
+    tls_key_file: Path | None = _setting(
+        "TLS_KEY_FILE", None, _File(), "PEM private key of that certificate", shown_default="none"
+    )
+    grpc_tls_client_ca_file: Path | None = _setting(
+        "GRPC_TLS_CLIENT_CA_FILE",
+        None,
+        _File(),
+        "PEM certificates of the CAs whose client certificates gRPC accepts: set, every gRPC "
+        "client must present one (mutual TLS)",
+        shown_default="none",
+    )
+    nats_tls_ca_file: Path | None = _setting(
+        "NATS_TLS_CA_FILE",
+        None,
+        _File(),
+        "PEM certificates of the CAs a NATS server's certificate is checked against, where "
+        "the server requires TLS (a `tls://` URL says so); the system's CAs by default",
+        shown_default="none",
+    )
+    nats_tls_cert_file: Path | None = _setting(
+        "NATS_TLS_CERT_FILE",
+        None,
+        _File(),
+        "PEM client certificate for NATS (with `NATS_TLS_KEY_FILE`), where NATS asks for one",
+        shown_default="none",
+    )
+    nats_tls_key_file: Path | None = _setting(
+        "NATS_TLS_KEY_FILE", None, _File(), "its private key", shown_default="none"
+    )
+    nats_creds_file: Path | None = _setting(
+        "NATS_CREDS_FILE",
+        None,
+        _File(),
+        "NATS credentials file (a user JWT and NKey seed); a user and password, or a token, go "
+        "in `NATS_URL` (`nats://user:password@host`, `nats://token@host`)",
+        shown_default="none",
+    )
     data_dir: Path = _setting(
         "DATA_DIR", Path(".data"), _Path(), "where `make run` keeps the embedded servers' data"
     )
@@ -453,7 +541,37 @@ class Settings:
             raw = env.get(setting.env, "").strip()
             if raw:
                 values[name] = setting.kind.parse(setting.env, raw)
-        return cls(**values)
+        settings = cls(**values)
+        settings._check_pairs()
+        return settings
+
+    def _check_pairs(self) -> None:
+        """Settings that mean nothing without another."""
+        pairs = (
+            ("TLS_CERT_FILE", self.tls_cert_file, "TLS_KEY_FILE", self.tls_key_file),
+            ("TLS_KEY_FILE", self.tls_key_file, "TLS_CERT_FILE", self.tls_cert_file),
+            (
+                "GRPC_TLS_CLIENT_CA_FILE",
+                self.grpc_tls_client_ca_file,
+                "TLS_CERT_FILE",
+                self.tls_cert_file,
+            ),
+            (
+                "NATS_TLS_CERT_FILE",
+                self.nats_tls_cert_file,
+                "NATS_TLS_KEY_FILE",
+                self.nats_tls_key_file,
+            ),
+            (
+                "NATS_TLS_KEY_FILE",
+                self.nats_tls_key_file,
+                "NATS_TLS_CERT_FILE",
+                self.nats_tls_cert_file,
+            ),
+        )
+        for name, value, needed, other in pairs:
+            if value is not None and other is None:
+                raise ConfigError(name, f"needs {needed} too")
 
     def to_env(self) -> dict[str, str]:
         """The environment variables under which a process reads these settings (those that

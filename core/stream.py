@@ -2,7 +2,8 @@
 configuration, its limits, and the codec of its messages, in one place for both ends.
 
 Each message is one serialized `analytics.internal.v1.EventBatch` of at most MAX_MESSAGE_EVENTS
-events (and, for events browsers sent, what the ingest server derived from their requests), of
+events (and each one's context: its request's id and, for events browsers sent, what the
+ingest server derived from their requests), of
 any sites, on one subject, `<prefix>.all`: events of different sites share messages,
 so the JetStream round trips of an ingest server do not multiply with the sites it serves. The
 stream takes every subject under the prefix, so messages that earlier versions put on a subject
@@ -190,11 +191,13 @@ def encode_messages(
 ) -> list[tuple[bytes, str]]:
     """The NATS messages that carry `events`, as (payload, Nats-Msg-Id): one serialized
     EventBatch, or several where one would exceed MAX_MESSAGE_BYTES. `contexts`, when given,
-    is parallel to `events`: each a serialized EventContext (None: the empty context); every
-    message then carries one context per event."""
+    is parallel to `events`: each a serialized EventContext (None or empty: the empty
+    context); every message then carries one context per event, unless all are empty."""
     stamp = EventBatch()
     stamp.received_at.FromDatetime(received_at)
     received_at_field = stamp.SerializeToString()
+    if contexts is not None and not any(contexts):
+        contexts = None
     parts: list[tuple[bytes, str]] = []
     fields: list[bytes] = []  # each event's field header, then its bytes (then its context's)
     size = first = 0
@@ -214,6 +217,14 @@ def encode_messages(
         size += len(header) + len(data)
     parts.append((b"".join(fields) + received_at_field, message_id(events[first:])))
     return parts
+
+
+def request_context(request_id: str) -> bytes:
+    """A serialized EventContext holding only the request's id, made once per request. What
+    is derived of an event from a browser's request is joined after it: protobuf merges
+    concatenated serializations of a message."""
+    data = request_id.encode()
+    return _field_header(_REQUEST_ID_TAG, len(data)) + data if data else b""
 
 
 def message_id(events: Sequence[Event]) -> str:
@@ -237,6 +248,7 @@ def _events_field_header(size: int) -> bytes:
 
 _EVENTS_TAG = 0x0A  # field 1, length-delimited
 _CONTEXTS_TAG = 0x1A  # field 3, length-delimited
+_REQUEST_ID_TAG = 0x0A  # EventContext.request_id: field 1, length-delimited
 
 
 def _field_header(tag: int, size: int) -> bytes:
@@ -267,6 +279,13 @@ class DecodedMessage:
     received_at: Timestamp
     # Parallel to events, or empty: every event's context is the empty one.
     contexts: Sequence[EventContext] = ()
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The request id of each event, parallel to `events` ("" where none is told)."""
+        if not self.contexts:
+            return [""] * len(self.events)
+        return [context.request_id for context in self.contexts]
 
 
 def decode_message(data: bytes) -> DecodedMessage:

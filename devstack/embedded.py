@@ -91,18 +91,41 @@ class ClusterMembership:
     peer_route_ports: tuple[int, ...]
 
 
-class EmbeddedNats(_EmbeddedServer):
-    """nats-server with JetStream, its store in `root/jetstream`; a cluster member if told."""
+@dataclass(frozen=True)
+class ServerTls:
+    """A server's TLS: its certificate and key (PEM files), and, to require client
+    certificates, the CA they must be signed by."""
 
-    def __init__(self, root: Path, cluster: ClusterMembership | None = None) -> None:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+class EmbeddedNats(_EmbeddedServer):
+    """nats-server with JetStream, its store in `root/jetstream`; a cluster member if told; with
+    `tls`, it requires TLS of its clients; with `user` and `password`, those."""
+
+    def __init__(
+        self,
+        root: Path,
+        cluster: ClusterMembership | None = None,
+        *,
+        tls: ServerTls | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.cluster = cluster
+        self.tls = tls
+        self._credentials = (user, password) if user is not None else None
         self._process = ChildProcess("nats-server", signal.SIGTERM, root / "nats.log")
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self.tls is not None else "nats"
+        user = f"{self._credentials[0]}:{self._credentials[1]}@" if self._credentials else ""
+        return f"{scheme}://{user}127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -116,6 +139,18 @@ class EmbeddedNats(_EmbeddedServer):
             "--store_dir",
             str(self.root / "jetstream"),
         ]
+        if self.tls is not None:
+            argv += [
+                "--tls",
+                "--tlscert",
+                str(self.tls.cert_file),
+                "--tlskey",
+                str(self.tls.key_file),
+            ]
+            if self.tls.client_ca_file is not None:
+                argv += ["--tlsverify", "--tlscacert", str(self.tls.client_ca_file)]
+        if self._credentials is not None:
+            argv += ["--user", self._credentials[0], "--pass", str(self._credentials[1])]
         if self.cluster is not None:
             routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.cluster.peer_route_ports)
             argv += [

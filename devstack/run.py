@@ -22,10 +22,12 @@ from devstack.embedded import (
     EmbeddedPostgres,
     EmbeddedServerError,
     accepts_connections,
+    free_port,
 )
-from runtime.lifecycle import configure_logging
+from runtime.logs import configure_logging
 from runtime.ports import listen_refusal
 from runtime.processes import ChildProcess, ProcessExited
+from runtime.tls import http_scheme
 
 API_START_TIMEOUT_SECONDS = 60.0
 
@@ -41,11 +43,13 @@ def main() -> None:
         sys.exit(f"analytics-run: configuration error: {error}")
     if refusal := listen_refusal(settings):
         sys.exit(f"analytics-run: {refusal}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _signals.install()
     try:
         with ExitStack() as running:
             env, origins = _start_servers(settings, running)
+            # The writer's own routes, on a port of their own (it has no HTTP door).
+            env.setdefault("WRITER_HTTP_LISTEN", f"127.0.0.1:{free_port()}")
             children = []
             for name, module in (("writer", "writer"), ("API", "devstack.api")):
                 child = ChildProcess(name, signal.SIGTERM)
@@ -144,10 +148,12 @@ def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
 def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, str]) -> None:
     print(
         "\nThe analytics stack is running.\n"
-        f"  HTTP      http://{settings.http_listen}   "
+        f"  HTTP      {http_scheme(settings)}://{settings.http_listen}   "
         "POST /event, POST /events, GET /stats, /sites\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, ReportService, SiteService\n"
+        f"  Writer    {http_scheme(settings)}://{env['WRITER_HTTP_LISTEN']}   "
+        "/metrics, /healthz, /readyz\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
         f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
         "Press Ctrl-C to stop.\n",

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 
 from analytics.v1.event_pb2 import Event
 
-from core.errors import FieldViolation, InvalidArgument
+from core.errors import FieldViolation, InvalidArgument, ServiceError
 from core.event_ids import new_event_ids
 from core.events import batch_size_violations, validate_event
 from ingest_server.browsers import BrowserRequest, Browsers
+from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
 
 
@@ -100,26 +101,46 @@ class Ingestor:
         publisher: EventPublisher,
         clock: Callable[[], datetime] = _now,
         browsers: Browsers | None = None,
+        counts: EventCounts | None = None,
     ) -> None:
         """`browsers`: the rules for a browser's events; without them, a browser's events are
-        stored as any others."""
+        stored as any others. `counts`: the counters of the door this serves (none by
+        default)."""
         self._publisher = publisher
         self._clock = clock
         self._browsers = browsers
+        self._counts = counts or EventCounts(None)
 
     async def ingest(self, event: Event, browser: BrowserRequest | None = None) -> str:
         """Store one event; its event_id once it is durable. Raises InvalidArgument, and
         Dropped for a browser's event that is not to be stored."""
         received_at = self._clock()
-        valid = validate_event(event, received_at)
+        try:
+            valid = validate_event(event, received_at)
+        except InvalidArgument:
+            self._counts.invalid.inc()
+            raise
         if browser is None or self._browsers is None:
-            await self._publisher.publish([valid], received_at)
+            await self._publish([valid], received_at)
             return valid.event_id
         judged = self._browsers.judge(valid, browser, received_at)
         if isinstance(judged, str):
             raise Dropped(judged)
-        await self._publisher.publish([valid], received_at, [judged])
+        await self._publish([valid], received_at, [judged])
         return valid.event_id
+
+    async def _publish(
+        self,
+        events: list[Event],
+        received_at: datetime,
+        contexts: list[bytes | None] | None = None,
+    ) -> None:
+        try:
+            await self._publisher.publish(events, received_at, contexts)
+        except ServiceError as error:
+            self._counts.refused(error, len(events))
+            raise
+        self._counts.accepted.inc(len(events))
 
     async def ingest_batch(
         self,
@@ -152,12 +173,14 @@ class Ingestor:
             else:
                 accepted.append(event)
                 event_ids.append(event.event_id)
+        if rejections:
+            self._counts.invalid.inc(len(rejections))
         if browser is not None and self._browsers is not None:
             return await self._ingest_browsers(
                 BatchOutcome(event_ids, rejections, first_index), accepted, browser, received_at
             )
         if accepted:
-            await self._publisher.publish(accepted, received_at)
+            await self._publish(accepted, received_at)
         return BatchOutcome(event_ids, rejections, first_index)
 
     async def _ingest_browsers(
@@ -184,5 +207,5 @@ class Ingestor:
                 kept.append(event)
                 contexts.append(judged)
         if kept:
-            await self._publisher.publish(kept, received_at, contexts)
+            await self._publish(kept, received_at, contexts)
         return outcome

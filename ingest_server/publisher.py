@@ -8,6 +8,7 @@ awaiting its PubAck, events go at once (no linger).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -21,8 +22,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from core.errors import ResourceExhausted, ServiceError, Unavailable
-from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages
+from core.request_ids import REQUEST_ID
+from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_messages, request_context
 from core.throttled_log import ThrottledLog
+from ingest_server.metrics import MESSAGE_EVENTS, PUBLISH_SECONDS
+from runtime.metrics import BatchedHistogram
 
 # JetStream's error code when a stream with discard-new is at one of its limits.
 STREAM_LIMIT_REACHED = 10077
@@ -34,7 +38,15 @@ REFUSAL_LOG_SECONDS = 10.0
 
 
 class EventPublisher:
-    def __init__(self, nc: NATS, stream: EventStream, timeout: float) -> None:
+    def __init__(
+        self, nc: NATS, stream: EventStream, timeout: float, *, measured: bool = False
+    ) -> None:
+        """`measured`: observe each stored message's events and PubAck wait (metrics)."""
+        self._measures = (
+            (BatchedHistogram(MESSAGE_EVENTS), BatchedHistogram(PUBLISH_SECONDS))
+            if measured
+            else None
+        )
         self._acks = _AckedPublisher(nc, stream.name)
         self._subject = stream.subject
         self._timeout = timeout
@@ -70,6 +82,13 @@ class EventPublisher:
         if not self._acks.is_connected:
             raise Unavailable("the event stream is unreachable")
         caller = _Caller(self._loop.create_future())
+        # Each event travels with the id of the request that brought it (the caller's).
+        request = request_context(REQUEST_ID.get())
+        if request:
+            if contexts is None:
+                contexts = [request] * len(events)
+            else:
+                contexts = [request + (context or b"") for context in contexts]
         taken = 0
         while taken < len(events):
             message = self._open
@@ -103,7 +122,8 @@ class EventPublisher:
         joins the same messages."""
         if not self._flush_scheduled and (self._full or not self._sending):
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            # In a context of no request: the messages it sends carry events of many.
+            self._loop.call_soon(self._flush, context=contextvars.Context())
 
     def _flush(self) -> None:
         """Send the full messages, and the open one unless some message is still awaiting its
@@ -134,6 +154,7 @@ class EventPublisher:
         The wait is bounded by `asyncio.wait`, not by cancellation: nats-py's publish swallows
         a cancellation that arrives while it flushes a full buffer."""
         acks: list[asyncio.Future[None]] = []
+        started = self._loop.time()
         try:
             async with asyncio.timeout_at(message.deadline):
                 for payload, msg_id in message.parts():
@@ -147,6 +168,10 @@ class EventPublisher:
             refusal = next(filter(None, map(_refusal, done)), None)
             if refusal is not None or len(done) == len(acks):
                 message.answer(refusal)  # otherwise the expiry answers the callers
+                if refusal is None and self._measures is not None:
+                    events, seconds = self._measures
+                    events.observe(len(message.events))
+                    seconds.observe(self._loop.time() - started)
         except ServiceError as refused:
             message.answer(refused)
         except TimeoutError:

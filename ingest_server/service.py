@@ -1,5 +1,6 @@
 """The ingest service's resources and doors: a NATS connection, the stream it publishes to, the
-site records and visitor keys it keeps from NATS KV, and the Ingestor both doors call."""
+site records and visitor keys it keeps from NATS KV, and the Ingestors the doors call (one per
+door, each counting its own events)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from analytics.v1 import ingest_pb2
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from core.nats_connection import close_nats, connect_nats
@@ -22,6 +24,7 @@ from ingest_server.countries import Countries
 from ingest_server.drops import Drops
 from ingest_server.grpc import IngestServicer
 from ingest_server.ingestor import Ingestor
+from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
 from ingest_server.site_watch import SiteRecords
 from ingest_server.visitors import VisitorKeys
@@ -31,24 +34,25 @@ logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
-    """An Ingestor publishing to the configured stream (created if missing), with the rules for
-    browsers' events; on exit, pending publishes are flushed and the connection closed."""
+async def open_publisher(
+    settings: Settings,
+) -> AsyncIterator[tuple[NATS, EventStream, EventPublisher]]:
+    """A publisher to the configured stream (created if missing), its connection and stream;
+    on exit, pending publishes are flushed and the connection closed."""
     nc = await connect_nats(settings, "analytics-ingest")
     try:
         js = nc.jetstream()
         stream = EventStream.from_settings(settings)
         await ensure_stream(js, stream)
-        publisher = EventPublisher(nc, stream, settings.publish_timeout)
+        publisher = EventPublisher(nc, stream, settings.publish_timeout, measured=settings.metrics)
         await publisher.start()
-        async with _browsers(settings, js, stream) as browsers:
-            try:
-                yield Ingestor(publisher, browsers=browsers)
-            finally:
-                # Events of callers that gave up may still be on their way; let them arrive.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(settings.publish_timeout):
-                        await publisher.flush()
+        try:
+            yield nc, stream, publisher
+        finally:
+            # Events of callers that gave up may still be on their way; let them arrive.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.publish_timeout):
+                    await publisher.flush()
     finally:
         await close_nats(nc)
 
@@ -90,18 +94,30 @@ async def _browsers(
 
 @asynccontextmanager
 async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
-    """IngestService over gRPC, `POST /event(s)` over HTTP."""
-    async with open_ingestor(settings) as ingestor:
+    """IngestService over gRPC, `POST /event(s)` over HTTP; ready while NATS is connected."""
+    async with (
+        open_publisher(settings) as (nc, stream, publisher),
+        _browsers(settings, nc.jetstream(), stream) as browsers,
+    ):
+
+        def ingestor(door: str) -> Ingestor:
+            counts = EventCounts(door if settings.metrics else None)
+            return Ingestor(publisher, browsers=browsers, counts=counts)
+
+        async def nats_connected() -> bool:
+            return nc.is_connected
+
         yield Doors(
             servicers=[
                 (
                     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
                     IngestServicer(
-                        ingestor,
+                        ingestor("grpc"),
                         settings.ingest_stream_max_events,
                         settings.ingest_stream_max_seconds,
                     ),
                 )
             ],
-            routes=http.routes(ingestor, settings.max_body_bytes, settings.trusted_proxies),
+            routes=http.routes(ingestor("http"), settings.max_body_bytes, settings.trusted_proxies),
+            ready={"nats": nats_connected},
         )

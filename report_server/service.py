@@ -1,7 +1,7 @@
 """The report service's resources and doors: a PostgreSQL pool over a schema the writer
 migrated, the readers and the site registry both doors call, and a NATS connection over which
 the registry publishes site records to the ingest servers. It waits, saying so, until the schema
-is at the version it was written for."""
+is at the version it was written for. It is ready while PostgreSQL answers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import asyncpg
 from analytics.v1 import report_pb2, site_pb2
 from nats.aio.client import Client as NATS
 
-from core.database import create_pool
+from core.database import answers, create_pool
 from core.nats_connection import close_nats, connect_nats
 from core.retry import retrying
 from core.schema import wait_for_schema
@@ -30,6 +30,7 @@ from report_server.reports import ReportReader
 from report_server.site_publishing import SitePublisher
 from report_server.sites import SiteRegistry
 from report_server.stats import StatsReader
+from runtime.metrics import watch_pool
 from runtime.serve import Doors
 
 logger = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
     """ReportService and SiteService over gRPC; `GET /stats`, `/reports/...`, the site routes
     and `GET /filtered-traffic` over HTTP. The service connects to NATS too: live reports follow
-    the event stream, and the registry publishes site records for the ingest servers."""
+    the event stream, and the registry publishes site records for the ingest servers. It is
+    ready while PostgreSQL answers."""
     async with AsyncExitStack() as resources:
         pool = await resources.enter_async_context(open_pool(settings))
+        await resources.enter_async_context(watching_pool(settings, pool))
         nc = await connect_nats(settings, "analytics-report")
         resources.push_async_callback(close_nats, nc)
         publisher = await resources.enter_async_context(_site_publisher(settings, pool, nc))
@@ -68,6 +71,10 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
         live = LiveHub(nc, EventStream.from_settings(settings), database)
         filtered = FilteredTrafficReader(pool)
         registry = SiteRegistry(pool, publisher)
+
+        async def postgresql_answers() -> bool:
+            return await answers(pool)
+
         yield Doors(
             servicers=[
                 (
@@ -84,7 +91,21 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
                 max_body_bytes=settings.max_body_bytes,
                 filtered=filtered,
             ),
+            ready={"postgresql": postgresql_answers},
         )
+
+
+@asynccontextmanager
+async def watching_pool(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[None]:
+    """The pool's gauges kept current (with metrics on) while the block runs."""
+    if not settings.metrics:
+        yield
+        return
+    watching = asyncio.create_task(watch_pool(pool, "report"), name="the report pool's gauges")
+    try:
+        yield
+    finally:
+        watching.cancel()
 
 
 @asynccontextmanager

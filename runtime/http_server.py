@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from core.settings import Address
+from runtime.tls import ServerCertificate
 from transports.http_app import ASGIApp
 from transports.http_bounds import bounded_protocol
 
@@ -51,8 +52,10 @@ class HttpServer:
         share_port: bool,
         read_timeout: float,
         max_connections: int,
+        certificate: ServerCertificate | None = None,
     ) -> None:
-        """Serve `app`, and `busy_app` on the connections over `max_connections`."""
+        """Serve `app`, and `busy_app` on the connections over `max_connections`; over TLS
+        with `certificate`."""
         self._socket = listening_socket(listen, share_port=share_port)
         self._server = _UvicornServer(
             uvicorn.Config(
@@ -65,6 +68,8 @@ class HttpServer:
                 server_header=False,
                 proxy_headers=False,  # we read no client addresses
                 timeout_graceful_shutdown=int(GRACE_SECONDS),
+                ssl_certfile=certificate.cert_file if certificate else None,
+                ssl_keyfile=certificate.key_file if certificate else None,
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 from core.settings import ConfigError, Settings
+from runtime.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Lifecycle:
 def run_service(name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]]) -> None:
     """The body of a service's console script."""
     settings = settings_or_exit(name)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # uvloop: the services spend most of their CPU in the event loop and its sockets.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_run(name, main, settings))
@@ -55,14 +56,6 @@ def settings_or_exit(name: str) -> Settings:
     except ConfigError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         sys.exit(2)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def _run(

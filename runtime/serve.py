@@ -19,18 +19,17 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from core.settings import Address, Settings
+from runtime.health import Dependent, Health, Readiness, health_servicer
 from runtime.http_server import GRACE_SECONDS, HttpServer
-from runtime.lifecycle import (
-    Lifecycle,
-    configure_logging,
-    run_service,
-    settings_or_exit,
-    until_stopping,
-)
+from runtime.lifecycle import Lifecycle, run_service, settings_or_exit, until_stopping
+from runtime.logs import configure_logging
+from runtime.metrics import GrpcObserver, HttpObserver, flushing, metrics_routes
 from runtime.ports import listen_refusal
+from runtime.tls import grpc_credentials, http_scheme, server_certificate
 from runtime.workers import run_workers
 from transports.cors import Cors
 from transports.grpc_decoding import add_servicer
+from transports.grpc_interceptors import CallInterceptor
 from transports.http_app import Handler, create_app, create_busy_app
 
 # A 1000-event batch of typical events is well under 1 MiB.
@@ -42,10 +41,12 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Doors:
     """What a service serves: gRPC servicers, each with the service it implements, and HTTP
-    routes (path → method → handler)."""
+    routes (path → method → handler); and what it needs to serve them, each dependency by name
+    with a probe of whether it is reachable (for /readyz and gRPC's health service)."""
 
     servicers: Sequence[tuple[ServiceDescriptor, object]] = ()
     routes: Mapping[str, Mapping[str, Handler]] = field(default_factory=dict)
+    ready: Readiness = field(default_factory=dict)
 
 
 # Opens a service's doors for as long as the block runs, closing its connections after.
@@ -92,22 +93,36 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             ],
             # Over it grpc answers RESOURCE_EXHAUSTED at once, rather than queueing the call.
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+            # Every call gets a request id, and is counted and timed.
+            interceptors=[CallInterceptor(GrpcObserver() if settings.metrics else None)],
         )
         routes: dict[str, Mapping[str, Handler]] = {}
+        dependents: list[Dependent] = []
         for door in doors:
             for service, servicer in door.servicers:
                 add_servicer(grpc_server, service, servicer)
             routes.update(door.routes)
-        grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
+            dependents.append(Dependent([s.full_name for s, _ in door.servicers], door.ready))
+        health = Health(dependents, health_servicer(grpc_server, dependents))
+        await health.check()  # the statuses are true from the first call on
+        routes.update(health.routes())
+        if settings.metrics:
+            routes.update(metrics_routes())
+        credentials = grpc_credentials(settings)
+        if credentials is None:
+            grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
+        else:
+            grpc_port = grpc_server.add_secure_port(str(settings.grpc_listen), credentials)
         await grpc_server.start()
         cors = Cors(settings.cors_allow_origins)
         http = HttpServer(
-            create_app(routes, cors),
+            create_app(routes, cors, HttpObserver() if settings.metrics else None),
             create_busy_app(cors),
             settings.http_listen,
             share_port=settings.share_ports,
             read_timeout=settings.http_read_timeout,
             max_connections=settings.http_max_connections,
+            certificate=server_certificate(settings),
         )
         try:
             http_port = await http.start()
@@ -116,11 +131,17 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             raise
 
         async def stop_both() -> None:
+            await health.stopping()
             await asyncio.gather(grpc_server.stop(GRACE_SECONDS), http.stop())
 
         stack.push_async_callback(stop_both)
         stopped = asyncio.create_task(http.finished(), name="the HTTP server")
         stack.callback(stopped.cancel)
+        watching = asyncio.create_task(health.watch(), name="the health watch")
+        stack.callback(watching.cancel)
+        if settings.metrics:
+            counting = asyncio.create_task(flushing(), name="the metrics' flush")
+            stack.callback(counting.cancel)
         yield ApiServer(
             Address(settings.grpc_listen.host, grpc_port),
             Address(settings.http_listen.host, http_port),
@@ -136,13 +157,14 @@ def main_for(name: str, module: str, services: Sequence[DoorsOpener]) -> None:
         print(f"{name}: {refusal}", file=sys.stderr)
         sys.exit(1)
     if settings.api_processes > 1:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         sys.exit(run_workers(name, module, settings))
 
     async def serve(settings: Settings, life: Lifecycle) -> None:
         async with serving(settings, services) as server:
             life.started()
-            logger.info("%s: gRPC on %s, HTTP on http://%s", name, server.grpc, server.http)
+            scheme = http_scheme(settings)
+            logger.info("%s: gRPC on %s, HTTP on %s://%s", name, server.grpc, scheme, server.http)
             await server.wait(life.stopping)
 
     run_service(name, serve)

@@ -5,7 +5,8 @@ stream with the same idempotency.
 
 The parent reserves the ports first (bound with SO_REUSEPORT, never listening, so the kernel
 gives it no connection; port 0 becomes a real port every worker then uses), starts the workers
-as `python -m <module>` with API_PROCESSES=1 and SHARE_PORTS=1, and then only watches them:
+as `python -m <module>` with API_PROCESSES=1 and SHARE_PORTS=1 (and a directory for their
+metrics, see runtime.metrics), and then only watches them:
 SIGTERM or SIGINT is passed on to each (each stops gracefully; the parent exits 0 unless one
 had to be killed), and a worker that exits on its own stops the others, the parent then
 exiting with status 1 so that whatever supervises the service restarts all of it.
@@ -15,13 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 
 from core.settings import Address, Settings
+from runtime.metrics import MULTIPROCESS_DIR_VARIABLE
 from runtime.ports import claimable_port
 from runtime.processes import ChildProcess
 
@@ -46,12 +51,15 @@ def run_workers(name: str, module: str, settings: Settings) -> int:
         Address(address.host, sock.getsockname()[1])
         for address, sock in zip(wanted, reserved, strict=True)
     )
+    metrics_dir = _metrics_dir()
     env = {
         **os.environ,
         "API_PROCESSES": "1",
         "SHARE_PORTS": "1",
         "GRPC_LISTEN": str(grpc_listen),
         "HTTP_LISTEN": str(http_listen),
+        # Every worker keeps its metrics there, and /metrics adds up all of them.
+        MULTIPROCESS_DIR_VARIABLE: str(metrics_dir),
     }
     stop = threading.Event()
 
@@ -86,6 +94,8 @@ def run_workers(name: str, module: str, settings: Settings) -> int:
         _stop_all(workers)
         for sock in reserved:
             sock.close()
+        if MULTIPROCESS_DIR_VARIABLE not in os.environ:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _stop_all(workers: list[ChildProcess]) -> list[int | None]:
@@ -93,6 +103,19 @@ def _stop_all(workers: list[ChildProcess]) -> list[int | None]:
     for worker in workers:
         worker.ask_to_stop()
     return [worker.wait_stopped() for worker in workers]
+
+
+def _metrics_dir() -> Path:
+    """The directory of the workers' metrics: the operator's PROMETHEUS_MULTIPROC_DIR, emptied
+    of an earlier run's files (prometheus-client would add them up with ours), or a new one."""
+    given = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not given:
+        return Path(tempfile.mkdtemp(prefix="analytics-metrics-"))
+    directory = Path(given)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory
 
 
 def _reserve(address: Address) -> socket.socket:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
+from analytics.internal.v1.stream_pb2 import EventContext
 from analytics.v1.event_pb2 import Event
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy
@@ -207,6 +208,36 @@ async def test_an_event_without_an_event_id_is_a_dead_letter_alone(
     assert letter.original_position == 1
     assert list(decode_message(letter.data).events) == [event("")]
     assert await stored_ids(db) == ["a", "c"]
+
+
+async def test_the_lines_about_an_event_that_cannot_be_stored_name_its_request(
+    writer_running: None,
+    js: JetStreamContext,
+    stream: EventStream,
+    dead_letters: DeadLetters,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="writer.consumer")
+    events = [event("a"), event(""), event("c")]
+
+    await publish(
+        js,
+        stream,
+        encode_batch(
+            events, DAY, [EventContext(request_id=r) for r in ("req-a", "req-bad", "req-c")]
+        ),
+    )
+
+    await eventually(lambda: reasons(dead_letters), ["event 1 lacks event_id"])
+    lines = [r.getMessage() for r in caplog.records if "cannot be stored" in r.getMessage()]
+    [moved] = [
+        r.getMessage() for r in caplog.records if "moved to the dead letters" in r.getMessage()
+    ]
+    assert lines
+    assert all("(delivery" in line and "requests req-bad)" in line for line in lines)
+    assert "(requests req-bad)" in moved
+    [letter] = await letters(dead_letters)
+    assert decode_message(letter.data).request_ids == ["req-bad"]
 
 
 async def test_the_dead_letter_stream_is_bounded_as_configured(

@@ -69,7 +69,9 @@ def _packed(message: Message) -> any_pb2.Any:
 
 async def abort(context: Context, error: ServiceError) -> NoReturn:
     status = rpc_status.to_status(rich_status(error))
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    # Aborting replaces the trailing metadata set so far (the request id): keep it.
+    trailing = (*status.trailing_metadata, *(context.trailing_metadata() or ()))
+    await context.abort(status.code, status.details, trailing)
     raise AssertionError("context.abort returned")  # it always raises
 
 

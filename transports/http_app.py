@@ -1,6 +1,8 @@
 """The HTTP door's plumbing, for whatever routes a service hands it: a plain ASGI application
 that routes by path and method, reads bodies within bounds, answers in JSON, and maps our
 errors to HTTP statuses in one table. It knows no route of its own and no business rule.
+Each request gets its id (core.request_ids), answered in `X-Request-Id`, and an observer, if
+given, hears of each request answered (runtime.metrics counts and times them).
 
 It is a plain ASGI application rather than a framework's: a handful of routes need no router,
 and a framework's request, response and middleware objects cost more CPU than the rest of
@@ -15,10 +17,12 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from time import perf_counter
 from typing import Any
 from urllib.parse import parse_qsl
 
 from core.errors import FieldViolation, InvalidArgument, ServiceError, Unavailable
+from core.request_ids import REQUEST_ID, request_id_from
 from transports.cors import Cors
 from transports.http_json import encodes_as_utf8, error_to_json, parse_body
 
@@ -77,6 +81,8 @@ class Request:
     receive: Receive
     # The values of the route's `{name}` segments, by name.
     path_params: dict[str, str] = field(default_factory=dict)
+    # The route the request matched, as declared (`/sites/{site_id}`); "" if none.
+    route: str = ""
     # The address of the connection's peer ("" when the server does not know it).
     client: str = ""
 
@@ -95,14 +101,17 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# Told of each answered request: its route ("" if it matched none), method, status, and the
+# seconds from its head's arrival to its answer's sending.
+Observer = Callable[[str, str, int, float], None]
 # Path → method → handler. A path segment `{name}` matches any one segment, its value in the
 # request's path_params.
 Routes = Mapping[str, Mapping[str, Handler]]
 
 
-def create_app(routes: Routes, cors: Cors) -> ASGIApp:
-    """An ASGI application serving `routes`."""
-    return _App(routes, cors)
+def create_app(routes: Routes, cors: Cors, observe: Observer | None = None) -> ASGIApp:
+    """An ASGI application serving `routes`, telling `observe` of each request answered."""
+    return _App(routes, cors, observe)
 
 
 def create_busy_app(cors: Cors) -> ASGIApp:
@@ -112,17 +121,21 @@ def create_busy_app(cors: Cors) -> ASGIApp:
 
 
 class _App:
-    def __init__(self, routes: Routes, cors: Cors) -> None:
+    def __init__(self, routes: Routes, cors: Cors, observe: Observer | None = None) -> None:
         self._routes = {path: methods for path, methods in routes.items() if "{" not in path}
-        # (segments, methods) of the routes with parameters, tried in turn.
+        # (route, segments, methods) of the routes with parameters, tried in turn.
         self._patterns = [
-            (path.strip("/").split("/"), methods) for path, methods in routes.items() if "{" in path
+            (path, path.strip("/").split("/"), methods)
+            for path, methods in routes.items()
+            if "{" in path
         ]
         self._cors = cors
+        self._observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; nothing else is served
+        started = perf_counter() if self._observe is not None else 0.0
         client = scope.get("client")
         request = Request(
             scope["method"],
@@ -132,6 +145,9 @@ class _App:
             receive,
             client=client[0] if client else "",
         )
+        # uvicorn serves each request in a task of its own: the id is this request's alone.
+        request_id = request_id_from(request.headers.get(b"x-request-id"))
+        REQUEST_ID.set(request_id)
         try:
             reply = await self._route(request)
         except ServiceError as error:
@@ -141,16 +157,23 @@ class _App:
             reply = Reply(
                 HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal", "message": "internal error"}
             )
+        headers = (*reply.headers, (b"x-request-id", request_id.encode()))
         origin = request.headers.get(b"origin")
         if origin is not None:
-            reply.headers += self._cors.headers_for(origin)
+            headers += self._cors.headers_for(origin)
         if reply.stream is None:
-            await _send_json(send, reply)
+            await _send_json(send, Reply(reply.status, reply.body, headers))
         else:
-            await _send_stream(send, receive, reply.status, reply.headers, reply.stream)
+            await _send_stream(send, receive, reply.status, headers, reply.stream)
+        if self._observe is not None:
+            self._observe(request.route, request.method, reply.status, perf_counter() - started)
 
     async def _route(self, request: Request) -> Reply:
-        methods = self._routes.get(request.path) or self._match(request)
+        methods = self._routes.get(request.path)
+        if methods is not None:
+            request.route = request.path
+        else:
+            methods = self._match(request)
         if methods is None:
             return _http_error(request, HTTPStatus.NOT_FOUND)
         handler = methods.get(request.method)
@@ -166,7 +189,7 @@ class _App:
         """The methods of the first route with parameters the path matches, which fills the
         request's path_params."""
         segments = request.path.strip("/").split("/")
-        for pattern, methods in self._patterns:
+        for route, pattern, methods in self._patterns:
             if len(pattern) != len(segments):
                 continue
             params = {}
@@ -178,6 +201,7 @@ class _App:
             else:
                 if all(params.values()):
                     request.path_params = params
+                    request.route = route
                     return methods
         return None
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
+from time import perf_counter
 from typing import TypeVar
 
 import asyncpg
@@ -37,6 +38,8 @@ from core.retry import Stopped, describe, retrying
 from core.stream import MAX_MESSAGE_EVENTS, EventStream, encode_batch, ensure_stream
 from writer.dead_letters import DeadLetters
 from writer.decoding import MessageContents, Poison, Row, contents_of, filtered_contents_of
+from writer.logged_requests import LoggedRequests
+from writer.metrics import BATCH_EVENTS, COMMIT_SECONDS, DEAD_LETTERS, EVENTS
 from writer.store import REFUSALS, EventStore
 
 FETCH_TIMEOUT_SECONDS = 0.5
@@ -280,10 +283,16 @@ class EventConsumer:
         if not entries:
             return {}
         rows = [entry.row for entry in entries]
+        requests = LoggedRequests.of(_request_ids(entries))
+
+        async def store() -> int:
+            started = perf_counter()
+            stored = await self._store.store(rows)
+            COMMIT_SECONDS.observe(perf_counter() - started)
+            return stored
+
         try:
-            stored = await self._retrying(
-                f"storing {len(rows)} events", lambda: self._store.store(rows)
-            )
+            stored = await self._retrying(f"storing {len(rows)} events ({requests})", store)
         except REFUSALS as refusal:
             if len(entries) == 1:
                 entry = entries[0]
@@ -296,7 +305,12 @@ class EventConsumer:
                 reply: {**first.get(reply, {}), **second.get(reply, {})}
                 for reply in first.keys() | second.keys()
             }
-        logger.debug("stored %d new of %d events", stored, len(rows))
+        BATCH_EVENTS.observe(len(rows))
+        EVENTS.labels("new").inc(stored)
+        EVENTS.labels("duplicate").inc(len(rows) - stored)
+        logger.debug(
+            "stored %d new of %d events (%s)", stored, len(rows), requests, extra=requests.extra
+        )
         return {}
 
     async def _store_filtered(self, item: _Fetched) -> None:
@@ -321,14 +335,18 @@ class EventConsumer:
         deliveries = message.metadata.num_delivered
         sequence = message.metadata.sequence.stream
         reasons = "; ".join(problems.values())
+        request_ids = item.contents.request_ids
+        requests = LoggedRequests.of(request_ids[position] for position in sorted(problems))
         if deliveries < self._max_deliveries:
             logger.warning(
-                "message %s holds %d events that cannot be stored (delivery %d of %d): %s",
+                "message %s holds %d events that cannot be stored (delivery %d of %d; %s): %s",
                 sequence,
                 len(problems),
                 deliveries,
                 self._max_deliveries,
+                requests,
                 reasons,
+                extra=requests.extra,
             )
             await self._release(message, message.nak(delay=REDELIVERY_DELAY_SECONDS), "hand back")
             return
@@ -342,12 +360,15 @@ class EventConsumer:
                 "adding a dead letter",
                 partial(self._dead_letters.add_event, message, position, letter, reason),
             )
+            DEAD_LETTERS.labels("event").inc()
         logger.error(
-            "message %s: %d events moved to the dead letters after %d deliveries: %s",
+            "message %s: %d events moved to the dead letters after %d deliveries (%s): %s",
             sequence,
             len(problems),
             deliveries,
+            requests,
             reasons,
+            extra=requests.extra,
         )
         await self._acknowledge(message)
 
@@ -369,6 +390,7 @@ class EventConsumer:
         await self._retrying(
             "adding a dead letter", lambda: self._dead_letters.add(message, reason)
         )
+        DEAD_LETTERS.labels("message").inc()
         logger.error(
             "message %s moved to the dead letters after %d deliveries: %s",
             sequence,
@@ -429,3 +451,8 @@ class EventConsumer:
                 f" message {sequence}" if sequence is not None else "",
                 describe(error),
             )
+
+
+def _request_ids(entries: Sequence[_Entry]) -> Iterator[str]:
+    for entry in entries:
+        yield entry.fetched.contents.request_ids[entry.position]

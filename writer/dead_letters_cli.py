@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import nats
 
+from core.nats_connection import nats_options
 from core.settings import ConfigError, Settings
 from core.stream import DeadLetterStream
 from writer.dead_letters import DeadLetter, DeadLetters
@@ -54,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _run(settings: Settings, arguments: argparse.Namespace) -> int:
     try:
-        nc = await nats.connect(settings.nats_servers, connect_timeout=2, allow_reconnect=False)
+        nc = await nats.connect(
+            settings.nats_servers,
+            connect_timeout=2,
+            allow_reconnect=False,
+            **nats_options(settings),
+        )
     except (OSError, TimeoutError, nats.errors.Error) as error:
         print(f"analytics-dead-letters: cannot reach NATS: {error}", file=sys.stderr)
         return 1

@@ -75,6 +75,8 @@ class MessageContents:
     events: Sequence[Event]
     received_at: datetime
     contexts: Sequence[EventContext]  # parallel to events, or empty
+    # The id of the request that brought each event, parallel to `events` ("" if untold).
+    request_ids: Sequence[str]
     rows: list[Row]
     positions: list[int]  # the position in the message of each row's event
     unstorable: dict[int, str]
@@ -92,7 +94,7 @@ def contents_of(data: bytes) -> MessageContents:
     if received_at is None:
         raise Poison("received_at is out of range")
     contexts = batch.contexts
-    contents = MessageContents(batch.events, received_at, contexts, [], [], {})
+    contents = MessageContents(batch.events, received_at, contexts, batch.request_ids, [], [], {})
     for position, event in enumerate(batch.events):
         try:
             context = contexts[position] if contexts else None
@@ -116,7 +118,7 @@ def filtered_contents_of(data: bytes) -> MessageContents:
             date.fromisoformat(count.day)
         except ValueError:
             raise Poison(f"day {count.day[:32]!r} is not YYYY-MM-DD") from None
-    return MessageContents((), _EPOCH, (), [], [], {}, window)
+    return MessageContents((), _EPOCH, (), (), [], [], {}, window)
 
 
 def row_of(

@@ -14,12 +14,13 @@ from core.database import create_pool
 from core.migrator import migrate
 from core.schema import latest_version
 from core.settings import Settings
-from runtime.lifecycle import configure_logging, settings_or_exit
+from runtime.lifecycle import settings_or_exit
+from runtime.logs import configure_logging
 
 
 def main() -> None:
     settings = settings_or_exit("analytics-migrate")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     sys.exit(asyncio.run(_migrate(settings)))
 
 

@@ -6,20 +6,25 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from core.database import create_pool
+from core.database import answers, create_pool
 from core.migrator import migrate
 from core.nats_connection import close_nats, connect_nats
 from core.settings import Settings
 from core.stream import DeadLetterStream, EventStream
+from runtime.health import Readiness
 from runtime.lifecycle import until_stopping
+from runtime.metrics import watch_pool
 from writer.consumer import EventConsumer
 from writer.dead_letters import DeadLetters
+from writer.metrics import watch_lag
 from writer.store import EventStore
 
 
 class RunningWriter:
-    def __init__(self, task: asyncio.Task[None]) -> None:
+    def __init__(self, task: asyncio.Task[None], ready: Readiness) -> None:
+        """`ready`: the writer's dependencies, each with its probe."""
         self._task = task
+        self.ready = ready
 
     async def wait(self, stopping: asyncio.Event) -> None:
         """Return when `stopping` is set; raise if the consumer fails first."""
@@ -59,7 +64,23 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
             ready.cancel()
             if task.done():
                 task.result()  # it failed while starting
-            yield RunningWriter(task)
+            if settings.metrics:
+                watching = [
+                    asyncio.create_task(watch_pool(pool, "writer")),
+                    asyncio.create_task(
+                        watch_lag(js, settings.stream_name, settings.writer_durable)
+                    ),
+                ]
+                for watch in watching:
+                    resources.callback(watch.cancel)
+
+            async def nats_connected() -> bool:
+                return nc.is_connected
+
+            async def postgresql_answers() -> bool:
+                return await answers(pool)
+
+            yield RunningWriter(task, {"nats": nats_connected, "postgresql": postgresql_answers})
         finally:
             stopping.set()
             await task

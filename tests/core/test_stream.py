@@ -9,6 +9,7 @@ from analytics.internal.v1.stream_pb2 import EventContext, FilteredCount, Filter
 from analytics.v1.event_pb2 import Event
 
 from core.stream import (
+    MAX_MESSAGE_BYTES,
     UndecodableMessage,
     decode_filtered,
     decode_message,
@@ -16,6 +17,7 @@ from core.stream import (
     encode_filtered,
     encode_messages,
     message_id,
+    request_context,
 )
 
 # A message written by the version that declared EventBatch in the public analytics.v1
@@ -83,6 +85,76 @@ def test_messages_of_the_same_event_ids_in_other_sites_have_other_ids() -> None:
 
     assert in_a.startswith("batch-")
     assert in_a != in_b
+
+
+def test_each_event_carries_the_request_id_of_its_request() -> None:
+    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
+    first, second = request_context("req-1"), request_context("req-2")
+
+    [(payload, _)] = encode_messages(events, RECEIVED, [first, first, second])
+
+    assert decode_message(payload).request_ids == ["req-1", "req-1", "req-2"]
+
+
+def test_a_request_id_and_what_a_browser_told_make_one_context() -> None:
+    event = Event(site_id="s", event_id="e-1", path="/")
+    derived = EventContext(browser="Firefox", visitor_id=7).SerializeToString()
+
+    [(payload, _)] = encode_messages([event], RECEIVED, [request_context("req-1") + derived])
+
+    assert list(decode_message(payload).contexts) == [
+        EventContext(request_id="req-1", browser="Firefox", visitor_id=7)
+    ]
+
+
+def test_the_events_read_the_same_with_contexts_as_without() -> None:
+    events = [Event(site_id="s", event_id=f"e-{i}", path="/") for i in range(3)]
+
+    [(payload, _)] = encode_messages(events, RECEIVED, [request_context("req-1")] * 3)
+
+    assert list(decode_message(payload).events) == events
+
+
+@pytest.mark.parametrize("empty", [request_context(""), None])
+def test_a_message_of_requests_that_told_nothing_carries_no_contexts(empty: bytes | None) -> None:
+    event = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH).events[0]
+
+    [(payload, _)] = encode_messages([event], RECEIVED, [empty])
+
+    assert payload == MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH
+
+
+def test_a_message_without_contexts_reads_as_events_of_no_request_id() -> None:
+    message = decode_message(MESSAGE_WRITTEN_AS_ANALYTICS_V1_EVENT_BATCH)
+
+    assert message.request_ids == [""]
+
+
+def test_contexts_count_towards_the_size_of_a_message() -> None:
+    # Events of 1000 bytes: without contexts, 500 fit in one message under MAX_MESSAGE_BYTES.
+    events = [Event(site_id="s", event_id=f"e-{i:03}", path="/" + "p" * 970) for i in range(500)]
+    context = request_context("r" * 128)
+
+    parts = encode_messages(events, RECEIVED, [context] * len(events))
+
+    assert len(parts) == 2
+    assert all(len(payload) <= MAX_MESSAGE_BYTES for payload, _ in parts)
+    assert [len(decode_message(payload).request_ids) for payload, _ in parts] == [
+        len(decode_message(payload).events) for payload, _ in parts
+    ]
+
+
+def test_a_dead_letter_of_one_event_keeps_its_request_id() -> None:
+    event = Event(site_id="s", event_id="e-1", path="/")
+
+    letter = encode_batch([event], RECEIVED, [EventContext(request_id="req-9")])
+
+    assert decode_message(letter).request_ids == ["req-9"]
+
+
+@pytest.mark.parametrize("request_id", ["", "r", "r" * 127, "r" * 128, "r" * 300, "ü" * 70])
+def test_a_request_context_is_what_protobuf_writes(request_id: str) -> None:
+    assert request_context(request_id) == EventContext(request_id=request_id).SerializeToString()
 
 
 def test_a_message_of_earlier_versions_reads_as_events_without_contexts() -> None:

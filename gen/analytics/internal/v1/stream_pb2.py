@@ -26,7 +26,7 @@ from analytics.v1 import event_pb2 as analytics_dot_v1_dot_event__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"analytics/internal/v1/stream.proto\x12\x15\x61nalytics.internal.v1\x1a\x18\x61nalytics/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\nEventBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32#.analytics.internal.v1.EventContext\"\xf5\x01\n\x0c\x45ventContext\x12\x12\n\nvisitor_id\x18\x02 \x01(\x10\x12\x0f\n\x07\x62rowser\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x15\n\rreferrer_host\x18\x06 \x01(\t\x12\x17\n\x0freferrer_source\x18\x07 \x01(\t\x12\x12\n\nutm_source\x18\x08 \x01(\t\x12\x12\n\nutm_medium\x18\t \x01(\t\x12\x14\n\x0cutm_campaign\x18\n \x01(\t\x12\x10\n\x08utm_term\x18\x0b \x01(\t\x12\x13\n\x0butm_content\x18\x0c \x01(\t\x12\x0f\n\x07\x63ountry\x18\r \x01(\t\"Z\n\x0f\x46ilteredTraffic\x12\x11\n\twindow_id\x18\x01 \x01(\t\x12\x34\n\x06\x63ounts\x18\x02 \x03(\x0b\x32$.analytics.internal.v1.FilteredCount\"L\n\rFilteredCount\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"analytics/internal/v1/stream.proto\x12\x15\x61nalytics.internal.v1\x1a\x18\x61nalytics/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\nEventBatch\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.analytics.v1.Event\x12/\n\x0breceived_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x08\x63ontexts\x18\x03 \x03(\x0b\x32#.analytics.internal.v1.EventContext\"\x89\x02\n\x0c\x45ventContext\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvisitor_id\x18\x02 \x01(\x10\x12\x0f\n\x07\x62rowser\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x15\n\rreferrer_host\x18\x06 \x01(\t\x12\x17\n\x0freferrer_source\x18\x07 \x01(\t\x12\x12\n\nutm_source\x18\x08 \x01(\t\x12\x12\n\nutm_medium\x18\t \x01(\t\x12\x14\n\x0cutm_campaign\x18\n \x01(\t\x12\x10\n\x08utm_term\x18\x0b \x01(\t\x12\x13\n\x0butm_content\x18\x0c \x01(\t\x12\x0f\n\x07\x63ountry\x18\r \x01(\t\"Z\n\x0f\x46ilteredTraffic\x12\x11\n\twindow_id\x18\x01 \x01(\t\x12\x34\n\x06\x63ounts\x18\x02 \x03(\x0b\x32$.analytics.internal.v1.FilteredCount\"L\n\rFilteredCount\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTBATCH']._serialized_start=121
   _globals['_EVENTBATCH']._serialized_end=274
   _globals['_EVENTCONTEXT']._serialized_start=277
-  _globals['_EVENTCONTEXT']._serialized_end=522
-  _globals['_FILTEREDTRAFFIC']._serialized_start=524
-  _globals['_FILTEREDTRAFFIC']._serialized_end=614
-  _globals['_FILTEREDCOUNT']._serialized_start=616
-  _globals['_FILTEREDCOUNT']._serialized_end=692
+  _globals['_EVENTCONTEXT']._serialized_end=542
+  _globals['_FILTEREDTRAFFIC']._serialized_start=544
+  _globals['_FILTEREDTRAFFIC']._serialized_end=634
+  _globals['_FILTEREDCOUNT']._serialized_start=636
+  _globals['_FILTEREDCOUNT']._serialized_end=712
 # @@protoc_insertion_point(module_scope)

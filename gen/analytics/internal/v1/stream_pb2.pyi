@@ -45,8 +45,8 @@ class EventBatch(_message.Message):
 
     @_builtins.property
     def contexts(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventContext]:
-        """What the ingest server derived from the browser requests of these events; empty, or one
-        per event (see EventContext).
+        """What the ingest server knew of the request that brought each event; empty, or one per
+        event (see EventContext).
         """
 
     def __init__(
@@ -66,15 +66,16 @@ Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
 
 @_typing.final
 class EventContext(_message.Message):
-    """What the ingest server derived about an event from the browser request that brought it: the
-    raw user agent and client IP never travel, only these. Parallel to EventBatch.events: the
-    context of events[i] is contexts[i]. A message without contexts (written before they existed,
-    or holding no browser's events) reads as every event having the empty context; a message
-    whose other events came from browsers gives an event that did not the empty context too.
+    """What the ingest server knew of the request that brought an event: its id, and what it
+    derived from a browser's request (the raw user agent and client IP never travel, only
+    these). Parallel to EventBatch.events: the context of events[i] is contexts[i]. A message
+    without contexts (written before they existed) reads as every event having the empty
+    context.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     VISITOR_ID_FIELD_NUMBER: _builtins.int
     BROWSER_FIELD_NUMBER: _builtins.int
     OS_FIELD_NUMBER: _builtins.int
@@ -87,9 +88,12 @@ class EventContext(_message.Message):
     UTM_TERM_FIELD_NUMBER: _builtins.int
     UTM_CONTENT_FIELD_NUMBER: _builtins.int
     COUNTRY_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id (the client's X-Request-Id or x-request-id, or one the server made): for
+    the writer's log lines, not stored with the event.
+    """
     visitor_id: _builtins.int
-    """Field 1 is left free (for the request's id).
-    A day's visitor, for an event without a user_id: a keyed hash of the site, client IP and
+    """A day's visitor, for an event without a user_id: a keyed hash of the site, client IP and
     user agent under that UTC day's key (see the README's Privacy section); 0 when none.
     """
     browser: _builtins.str
@@ -111,6 +115,7 @@ class EventContext(_message.Message):
     def __init__(
         self,
         *,
+        request_id: _builtins.str = ...,
         visitor_id: _builtins.int = ...,
         browser: _builtins.str = ...,
         os: _builtins.str = ...,
@@ -126,7 +131,7 @@ class EventContext(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "device", b"device", "os", b"os", "referrer_host", b"referrer_host", "referrer_source", b"referrer_source", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term", "visitor_id", b"visitor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["browser", b"browser", "country", b"country", "device", b"device", "os", b"os", "referrer_host", b"referrer_host", "referrer_source", b"referrer_source", "request_id", b"request_id", "utm_campaign", b"utm_campaign", "utm_content", b"utm_content", "utm_medium", b"utm_medium", "utm_source", b"utm_source", "utm_term", b"utm_term", "visitor_id", b"visitor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
