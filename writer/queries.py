@@ -193,9 +193,14 @@ SELECT count(*) FROM inserted
 # Add one window of an ingest server's drop counts ($1 window_id, then parallel arrays: $2
 # site_id, $3 day, $4 reason, $5 count), once: a window already added (a redelivery, a resend)
 # adds nothing. Rows in key order, so that concurrent writers lock them in the same order.
-# Returns whether the window was new.
+# Returns whether the window was new. A window comes again only while its message is
+# unacknowledged or its ingest server retries a publish: within minutes of being added, so
+# the ids of windows added more than a day ago are let go.
 STORE_FILTERED_TRAFFIC = """
-WITH window_added AS (
+WITH forgotten AS (
+    DELETE FROM filtered_traffic_windows WHERE added_at < now() - interval '1 day'
+),
+window_added AS (
     INSERT INTO filtered_traffic_windows (window_id) VALUES ($1)
     ON CONFLICT (window_id) DO NOTHING
     RETURNING window_id

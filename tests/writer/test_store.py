@@ -408,3 +408,17 @@ async def test_a_filtered_traffic_window_is_added_once_however_often_it_arrives(
     assert added == [True, False, True]
     rows = await pool.fetch("SELECT reason, count FROM filtered_traffic ORDER BY reason")
     assert [tuple(row) for row in rows] == [("bot", 5), ("origin_not_allowed", 1)]
+
+
+async def test_the_ids_of_filtered_traffic_windows_added_over_a_day_ago_are_let_go(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(
+        "INSERT INTO filtered_traffic_windows (window_id, added_at) VALUES "
+        "('old', now() - interval '25 hours'), ('recent', now() - interval '23 hours')"
+    )
+
+    await store.store_filtered(FilteredTraffic(window_id="new"))
+
+    rows = await pool.fetch("SELECT window_id FROM filtered_traffic_windows ORDER BY window_id")
+    assert [row["window_id"] for row in rows] == ["new", "recent"]
