@@ -60,6 +60,13 @@ def main() -> None:
         help="spread the HTTP bodies evenly over N sites (default: 4 sites of unequal traffic)",
     )
     parser.add_argument(
+        "--writer-sites",
+        type=int,
+        metavar="N",
+        help="spread the writer phase's events evenly over N sites (default: 4 sites of "
+        "unequal traffic)",
+    )
+    parser.add_argument(
         "--load-workers", type=int, help="processes loading the stats history (default 2)"
     )
     parser.add_argument(
@@ -94,6 +101,7 @@ def main() -> None:
         "ingest_processes": args.ingest_processes,
         "grpc_calls": args.grpc_calls,
         "http_sites": args.http_sites,
+        "writer_sites": args.writer_sites,
         "service_env": dict(args.service_env) or None,
         "reference_path": args.reference_path.resolve() if args.reference_path else None,
         "strict": args.strict or None,

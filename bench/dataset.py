@@ -11,7 +11,7 @@ import itertools
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from analytics.v1.event_pb2 import Event
@@ -65,6 +65,12 @@ class TrafficShape:
     @property
     def busiest_site(self) -> str:
         return max(self.sites, key=lambda site: site[1])[0]
+
+    def spread_over(self, count: int) -> TrafficShape:
+        """The same traffic, spread evenly over `count` sites."""
+        return replace(
+            self, sites=tuple((f"site-{n}.example.com", 1 / count) for n in range(count))
+        )
 
 
 @dataclass

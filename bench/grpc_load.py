@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import grpc
 from analytics.v1 import ingest_pb2
 
-from bench.dataset import EventFactory, recent_window
+from bench.dataset import EventFactory, TrafficShape, recent_window
 
 BATCH = 500
 STREAM_EVENTS = 5000
@@ -62,8 +62,9 @@ class LoadReport:
         self.first_error = self.first_error or f"{error.code()}: {error.details()}"
 
 
-def _batches(seed: int) -> list[bytes]:
-    factory = EventFactory(seed=seed)
+def _batches(seed: int, sites: int | None = None) -> list[bytes]:
+    shape = TrafficShape() if sites is None else TrafficShape().spread_over(sites)
+    factory = EventFactory(shape, seed=seed)
     start, span = recent_window()
     return [
         ingest_pb2.IngestBatchRequest(events=factory.events(BATCH, start, span)).SerializeToString()
@@ -184,8 +185,11 @@ async def _turn_of(call: int, begin: float, rate: float | None) -> None:
         await asyncio.sleep(max(0.0, begin + call * BATCH / rate - time.perf_counter()))
 
 
-async def run_total(target: str, events: int, concurrency: int, seed: int) -> LoadReport:
-    """Send `events` events (rounded up to whole batches) and time it."""
+async def run_total(
+    target: str, events: int, concurrency: int, seed: int, sites: int | None = None
+) -> LoadReport:
+    """Send `events` events (rounded up to whole batches) and time it; over `sites` sites of
+    equal traffic if given, else the traffic shape's."""
     report = LoadReport()
     calls = -(-events // BATCH)
     async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
@@ -194,7 +198,7 @@ async def run_total(target: str, events: int, concurrency: int, seed: int) -> Lo
                 INGEST_BATCH, response_deserializer=ingest_pb2.IngestBatchResponse.FromString
             )
         )
-        batches = _batches(seed)
+        batches = _batches(seed, sites)
         next_call = 0
         started = time.perf_counter()
 
@@ -226,9 +230,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate", type=float, default=None, help="events per second (batch)")
+    parser.add_argument(
+        "--sites", type=int, default=None, help="spread events over N sites (total)"
+    )
     args = parser.parse_args()
     if args.mode == "total":
-        report = asyncio.run(run_total(args.target, args.events, args.concurrency, args.seed))
+        report = asyncio.run(
+            run_total(args.target, args.events, args.concurrency, args.seed, args.sites)
+        )
     else:
         report = asyncio.run(
             run_timed(

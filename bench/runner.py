@@ -29,7 +29,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,6 +140,7 @@ class Plan:
     # The sites POST /event's bodies spread over evenly; None: the traffic shape's 4 sites.
     # Many (a hosted service's small sites) show whether throughput depends on the sites.
     http_sites: int | None = None
+    writer_sites: int | None = None
     reference_path: Path = ROOT / ".venv" / "bench-reference"
     quick: bool = False
     # Exit with 1 when a figure misses its target (otherwise only errors fail the command).
@@ -307,9 +308,7 @@ def _http_bodies(ctx: Context) -> list[bytes]:
         plan = ctx.plan
         shape = TrafficShape()
         if plan.http_sites is not None:
-            share = 1 / plan.http_sites
-            sites = tuple((f"site-{n}.example.com", share) for n in range(plan.http_sites))
-            shape = replace(shape, sites=sites)
+            shape = shape.spread_over(plan.http_sites)
             ctx.table.notes.append(
                 f"HTTP POST /event: the bodies spread evenly over {plan.http_sites:,} sites "
                 "(--http-sites), instead of the traffic shape's 4."
@@ -535,6 +534,7 @@ def _writer_phase(ctx: Context) -> None:
                 ingest_grpc=ctx.ingest.grpc,
                 events=plan.writer_events,
                 extra_env=plan.service_env,
+                sites=plan.writer_sites,
             )
         )
         plains.append(
@@ -593,6 +593,7 @@ def _parallel_writers(ctx: Context, one_writer_rate: float) -> None:
                 events=plan.writer_events,
                 extra_env=plan.service_env,
                 writers=count,
+                sites=plan.writer_sites,
             )
             for _ in range(plan.runs)
         ]

@@ -76,8 +76,11 @@ class Throughput:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def send_events(ingest_grpc: Address, events: int, seed: int) -> LoadReport:
+def send_events(
+    ingest_grpc: Address, events: int, seed: int, sites: int | None = None
+) -> LoadReport:
     """Push exactly `events` events through IngestBatch with the gRPC load generator."""
+    spread = [f"--sites={sites}"] if sites is not None else []
     done = subprocess.run(
         [
             sys.executable,
@@ -88,6 +91,7 @@ def send_events(ingest_grpc: Address, events: int, seed: int) -> LoadReport:
             f"--events={events}",
             "--concurrency=4",
             f"--seed={seed}",
+            *spread,
         ],
         capture_output=True,
         text=True,
@@ -190,12 +194,13 @@ def time_writer(
     events: int,
     extra_env: Mapping[str, str],
     writers: int = 1,
+    sites: int | None = None,
 ) -> Throughput:
     """One writer run: fill the stream with the writer stopped, then time `writers` writer
     processes sharing the durable consumer as they drain it."""
     nats_url = cluster.nats.url
     asyncio.run(purge_stream(nats_url, settings))
-    send_events(ingest_grpc, events, seed=int(time.time()))
+    send_events(ingest_grpc, events, seed=int(time.time()), sites=sites)
     before = asyncio.run(count_events(database_url))
     delivered_before = asyncio.run(_delivered_sequence(nats_url, settings))
     started = [cluster.start_writer(database_url, extra_env) for _ in range(writers)]
