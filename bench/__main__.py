@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.runner import Plan, run
 
-PHASES = ("http", "grpc", "writer", "stack", "stats")
+PHASES = ("http", "grpc", "writer", "stack", "stats", "limits")
 
 
 def _setting(text: str) -> tuple[str, str]:

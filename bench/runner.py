@@ -8,7 +8,13 @@
    a probe as fast as the stack answers, then a minute at the highest rate the writer keeps
    up with (the probe's, or just under what the writer stored during it).
 5. Stats: the small and large stored histories, GetStats and `GET /stats` against each.
-6. Memory: the peak RSS every service process reached in all of the above.
+6. Rate limits: `POST /event` and IngestBatch against the ingest server with its rate limits
+   on and against a second one with them off, run by run.
+7. Memory: the peak RSS every service process reached in all of the above.
+
+Every service runs with its rate limits raised out of the load generators' reach (one address
+sending tens of thousands of events a second): on, so that every figure pays what they cost,
+but refusing nothing (`--service-env` may set them otherwise).
 
 The writer is stopped during the ingest phases 1 and 2, so that those figures are what the
 ingest server and JetStream do on this machine, not what is left to them beside a busy writer
@@ -110,6 +116,22 @@ GROWTH = 1.5
 STACK_HTTP_RATE = 15_000.0
 STACK_HTTP_RATIO = 0.50
 STACK_GRPC_RATE = 200_000.0
+# Ingestion with rate limits on against off, in the same run.
+LIMITS_RATIO = 0.90
+
+# The rate limits every service of the bench runs with: on, out of reach.
+RAISED_LIMITS = dict.fromkeys(
+    (
+        "INGEST_RATE_PER_SITE",
+        "INGEST_BURST_PER_SITE",
+        "INGEST_RATE_PER_IP",
+        "INGEST_BURST_PER_IP",
+        "REPORT_RATE_PER_CALLER",
+        "REPORT_BURST_PER_CALLER",
+    ),
+    "1000000000",
+)
+LIMITS_OFF = {"INGEST_RATE_PER_SITE": "0", "INGEST_RATE_PER_IP": "0"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +146,7 @@ class Plan:
     stats_seconds: float
     load_workers: int = 2
     load_batch: int = 10_000
-    phases: tuple[str, ...] = ("http", "grpc", "writer", "stack", "stats")
+    phases: tuple[str, ...] = ("http", "grpc", "writer", "stack", "stats", "limits")
     # The whole-stack phase: the probe as fast as the stack answers, the search for the
     # highest rate the writer keeps up with (paced runs), then the sustained run.
     probe_seconds: float = 15
@@ -186,7 +208,7 @@ def _with(plan: Plan, overrides: dict[str, object]) -> Plan:
 
 
 def plan_runs_everything(plan: Plan) -> bool:
-    return set(plan.phases) >= {"http", "grpc", "writer", "stack", "stats"}
+    return set(plan.phases) >= {"http", "grpc", "writer", "stack", "stats", "limits"}
 
 
 def count_label(events: int) -> str:
@@ -453,14 +475,15 @@ def grpc_figure(plan: Plan, mode: str) -> str:
 GRPC_TARGET = f"≥ {GRPC_RATE:,.0f} ev/s"
 
 
-def _grpc_run(ctx: Context, mode: str) -> LoadReport:
+def _grpc_run(ctx: Context, mode: str, target: Address | None = None) -> LoadReport:
+    """A run of the gRPC load generator against `target` (the ingest server's by default)."""
     assert ctx.ingest is not None
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.grpc_load",
-            str(ctx.ingest.grpc),
+            str(target or ctx.ingest.grpc),
             mode,
             f"--seconds={ctx.plan.grpc_seconds}",
             f"--warmup={ctx.plan.warmup_seconds}",
@@ -816,6 +839,97 @@ def _stack_info_row(
     )
 
 
+# --- rate limits -----------------------------------------------------------------------------
+
+LIMITS_HTTP_FIGURE = "HTTP POST /event with rate limits on (per site and per IP), against off"
+LIMITS_GRPC_FIGURE = "gRPC IngestBatch with rate limits on (per site and per IP), against off"
+LIMITS_TARGET = f"≥ {percent(LIMITS_RATIO)} of the rate with them off, in the same run"
+
+
+def _limits_phase(ctx: Context) -> None:
+    """The ingest server (its limits on, raised out of reach: every event is counted, none
+    refused) against a second one with them off, run by run, taking turns at going first;
+    the stream is emptied after each run."""
+    assert ctx.ingest is not None
+    plan, cluster = ctx.plan, ctx.cluster
+    off = cluster.start_api(
+        "ingest",
+        "ingest_server",
+        ctx.database_url("analytics"),
+        {**_ingest_env(plan), **LIMITS_OFF},
+    )
+    script = write_post_script(cluster.root / "post_event.lua", _http_bodies(ctx))
+    servers = {"on": ctx.ingest, "off": off}
+    seconds = plan.http_seconds / 2
+    http: dict[str, list[float]] = {"on": [], "off": []}
+    grpc: dict[str, list[float]] = {"on": [], "off": []}
+    failures = 0
+    try:
+        for server in servers.values():
+            run_wrk(
+                f"http://{server.http}/event",
+                connections=HTTP_CONNECTIONS,
+                threads=WRK_THREADS,
+                seconds=plan.warmup_seconds,
+                script=script,
+            )
+        for run in range(plan.runs):
+            for name in ("on", "off") if run % 2 == 0 else ("off", "on"):
+                result = run_wrk(
+                    f"http://{servers[name].http}/event",
+                    connections=HTTP_CONNECTIONS,
+                    threads=WRK_THREADS,
+                    seconds=seconds,
+                    script=script,
+                )
+                failures += result.bad_responses + result.socket_errors
+                http[name].append((result.requests - result.bad_responses) / result.seconds)
+                asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
+                report = _grpc_run(ctx, "batch", servers[name].grpc)
+                failures += report.errors + report.rejected
+                grpc[name].append(report.rate)
+                asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
+            ctx.say(
+                f"limits run {run + 1}/{plan.runs}: HTTP on {http['on'][-1]:,.0f}/s, off "
+                f"{http['off'][-1]:,.0f}/s; gRPC on {grpc['on'][-1]:,.0f}/s, off "
+                f"{grpc['off'][-1]:,.0f}/s"
+            )
+    finally:
+        ctx.stop(off.process)
+    note = f" ({failures} failed requests or calls)" if failures else ""
+    for figure, rates in ((LIMITS_HTTP_FIGURE, http), (LIMITS_GRPC_FIGURE, grpc)):
+        ratio = median([on / off for on, off in zip(rates["on"], rates["off"], strict=True)])
+        ctx.table.add(
+            Row(
+                figure,
+                f"on {rate(median(rates['on']))}, off {rate(median(rates['off']))}{note}",
+                LIMITS_TARGET,
+                f"{percent(ratio)} of off",
+                verdict(ratio >= LIMITS_RATIO and not failures),
+            )
+        )
+    ctx.table.record_runs("limits HTTP on ev/s", [f"{r:,.0f}" for r in http["on"]])
+    ctx.table.record_runs("limits HTTP off ev/s", [f"{r:,.0f}" for r in http["off"]])
+    ctx.table.record_runs("limits gRPC on ev/s", [f"{r:,.0f}" for r in grpc["on"]])
+    ctx.table.record_runs("limits gRPC off ev/s", [f"{r:,.0f}" for r in grpc["off"]])
+    ctx.table.notes.append(
+        f"Rate limits: {seconds:g} s runs of wrk on POST /event and of the IngestBatch client, "
+        "against the ingest server with its limits on at 10^9 events a second (every event "
+        "counted against its site's and its IP's bucket, none refused) and against a second "
+        "server with INGEST_RATE_PER_SITE=0 INGEST_RATE_PER_IP=0, taking turns at going first."
+    )
+
+
+def _ingest_env(plan: Plan) -> dict[str, str]:
+    """The ingest server's settings: the bench's, API_PROCESSES, and 127.0.0.1 as a proxy."""
+    # The browser-shaped requests come from wrk on 127.0.0.1 as from a proxy.
+    return {
+        "API_PROCESSES": str(plan.ingest_processes),
+        "TRUSTED_PROXIES": "127.0.0.1/32",
+        **plan.service_env,
+    }
+
+
 # --- stats -----------------------------------------------------------------------------------
 
 STATS_KINDS = ("one site and day", f"{RANGE_DAYS}-day range", "all time")
@@ -1090,9 +1204,12 @@ def _ingest_phases(ctx: Context, figures_of: dict[str, list[tuple[str, str]]]) -
         _guarded(ctx, "writer", figures_of["writer"], lambda: _writer_phase(ctx))
     if "stack" in plan.phases:
         _guarded(ctx, "stack", figures_of["stack"], lambda: _stack_phase(ctx))
+    if "limits" in plan.phases:
+        _guarded(ctx, "limits", figures_of["limits"], lambda: _limits_phase(ctx))
 
 
 def run(plan: Plan) -> int:
+    plan = _with(plan, {"service_env": {**RAISED_LIMITS, **plan.service_env}})
     started = datetime.now(UTC)
     source_at_start = source_state()
     say = Progress()
@@ -1109,6 +1226,7 @@ def run(plan: Plan) -> int:
             (STACK_HTTP_FIGURE, STACK_HTTP_TARGET),
             (stack_grpc_figure(plan), STACK_GRPC_TARGET),
         ],
+        "limits": [(LIMITS_HTTP_FIGURE, LIMITS_TARGET), (LIMITS_GRPC_FIGURE, LIMITS_TARGET)],
     }
     say(f"starting NATS and PostgreSQL ({'quick' if plan.quick else 'full'} plan)")
     table.notes.append(
@@ -1128,21 +1246,13 @@ def run(plan: Plan) -> int:
             finally:
                 cluster.stop(writer)
             ctx.ingest = cluster.start_api(
-                "ingest",
-                "ingest_server",
-                ctx.database_url("analytics"),
-                # The browser-shaped requests come from wrk on 127.0.0.1 as from a proxy.
-                {
-                    "API_PROCESSES": str(plan.ingest_processes),
-                    "TRUSTED_PROXIES": "127.0.0.1/32",
-                    **plan.service_env,
-                },
+                "ingest", "ingest_server", ctx.database_url("analytics"), _ingest_env(plan)
             )
             say(f"ingest server up: gRPC {ctx.ingest.grpc}, HTTP {ctx.ingest.http}")
 
         ingest_figures = [
             f
-            for p in ("http", "grpc", "writer", "stack")
+            for p in ("http", "grpc", "writer", "stack", "limits")
             if p in plan.phases
             for f in figures_of[p]
         ]

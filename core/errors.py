@@ -7,6 +7,7 @@ an HTTP error body. The transports map the codes to their own statuses, each in 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,8 +26,8 @@ class ServiceError(Exception):
 
     code: ClassVar[str] = "internal"
     # Seconds after which a retry may succeed (HTTP Retry-After, gRPC RetryInfo); None: do not
-    # retry the same request.
-    retry_after: ClassVar[int | None] = None
+    # retry the same request. A class's own, or an error's (RateLimited knows its wait).
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -62,7 +63,7 @@ class ResourceExhausted(ServiceError):
     for more than a bound allows at once."""
 
     code = "resource_exhausted"
-    retry_after: ClassVar[int | None] = 5
+    retry_after: int | None = 5
 
 
 class LimitReached(ResourceExhausted):
@@ -70,6 +71,20 @@ class LimitReached(ResourceExhausted):
     what came before the bound was done, and the rest may be sent at once, in a new request."""
 
     retry_after = None
+
+
+class RateLimited(ResourceExhausted):
+    """A rate limit refused the request (core.rate_limits): nothing of it was done, and the
+    same request may be sent again after `retry_after` seconds."""
+
+    def __init__(self, limit: str, subject: str, wait_seconds: float, message: str) -> None:
+        """`limit`: the limit's name (`ingest_site`, ...); `subject`: what it counted (`site:
+        example.com`, `ip:203.0.113.9`, `caller`); `wait_seconds`: until the request would
+        pass."""
+        super().__init__(message)
+        self.limit = limit
+        self.subject = subject
+        self.retry_after = max(1, math.ceil(wait_seconds))
 
 
 class NotFound(ServiceError):

@@ -98,6 +98,22 @@ class _Seconds(Kind[float]):
         return f"{value:g}"
 
 
+class _Rate(Kind[float]):
+    """A number a second, 0 or more (0: no limit)."""
+
+    def parse(self, name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"expected a number a second, got {raw!r}") from None
+        if not 0 <= value <= 1e9:
+            raise ConfigError(name, f"must be from 0 to 1000000000, got {raw}")
+        return value
+
+    def render(self, value: float) -> str:
+        return f"{value:g}"
+
+
 class _Address(Kind[Address]):
     def parse(self, name: str, raw: str) -> Address:
         host, sep, port = raw.rpartition(":")
@@ -389,6 +405,46 @@ class Settings:
         "`GRPC_MAX_CONNECTION_AGE_GRACE` above it, so that a stream ends at its bound rather "
         "than with its connection)",
     )
+    ingest_rate_per_site: float = _setting(
+        "INGEST_RATE_PER_SITE",
+        5000.0,
+        _Rate(),
+        "events a second an ingest process takes for one site, on average (a token bucket; "
+        "over it: 429 / `RESOURCE_EXHAUSTED` with the wait); `0`: no limit",
+    )
+    ingest_burst_per_site: int = _setting(
+        "INGEST_BURST_PER_SITE",
+        20_000,
+        _Integer(1, 1_000_000_000),
+        "events it takes for one site at once, above that rate",
+    )
+    ingest_rate_per_ip: float = _setting(
+        "INGEST_RATE_PER_IP",
+        1000.0,
+        _Rate(),
+        "events a second an ingest process takes from one client IP (see `TRUSTED_PROXIES`), "
+        "on average; `0`: no limit",
+    )
+    ingest_burst_per_ip: int = _setting(
+        "INGEST_BURST_PER_IP",
+        5000,
+        _Integer(1, 1_000_000_000),
+        "events it takes from one client IP at once (a 1000-event batch passes a full bucket "
+        "whatever the burst)",
+    )
+    report_rate_per_caller: float = _setting(
+        "REPORT_RATE_PER_CALLER",
+        20.0,
+        _Rate(),
+        "requests a second a report process answers one caller (one `authorization` "
+        "credential, else one client IP), on average; `0`: no limit",
+    )
+    report_burst_per_caller: int = _setting(
+        "REPORT_BURST_PER_CALLER",
+        100,
+        _Integer(1, 1_000_000_000),
+        "requests it answers one caller at once (a dashboard's first load)",
+    )
     report_pool_size: int = _setting(
         "REPORT_POOL_SIZE",
         10,
@@ -419,8 +475,9 @@ class Settings:
         "TRUSTED_PROXIES",
         (),
         _Networks(),
-        "CIDR blocks of the proxies in front of the ingest server, comma-separated: only a "
-        "request from one of them has its client IP read from `X-Forwarded-For`; empty: none",
+        "CIDR blocks of the proxies in front of the ingest and report servers, comma-separated: "
+        "only a request from one of them has its client IP read from `X-Forwarded-For` (gRPC: "
+        "`x-forwarded-for` metadata); empty: none",
         shown_default="none",
     )
     geoip_database: Path | None = _setting(

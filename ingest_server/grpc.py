@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
-from core.errors import FieldViolation, InvalidArgument, LimitReached, ServiceError
+from core.errors import (
+    FieldViolation,
+    InvalidArgument,
+    LimitReached,
+    RateLimited,
+    ServiceError,
+)
 from core.events import batch_size_violations
 from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
+from ingest_server.limits import IngestLimits
+from transports.client_ip import TrustedProxies, client_ip, grpc_peer_ip
 from transports.grpc_errors import Context, translate_errors, translate_stream_errors
 
 # IngestStream publishes events in chunks of this many as they arrive, and details at most
@@ -32,13 +40,35 @@ _Answer = asyncio.Task[BatchOutcome] | ServiceError | None
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
-        self, ingestor: Ingestor, stream_max_events: int, stream_max_seconds: float
+        self,
+        ingestor: Ingestor,
+        stream_max_events: int,
+        stream_max_seconds: float,
+        limits: IngestLimits | None = None,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
-        it, or an IngestBatchStream, reads."""
+        it, or an IngestBatchStream, reads. `limits` count each call's events (each message's,
+        for a stream) before they are stored."""
         self._ingestor = ingestor
         self._stream_max_events = stream_max_events
         self._stream_max_seconds = stream_max_seconds
+        self._limits = limits
+        self._trusted_proxies = trusted_proxies or TrustedProxies(())
+
+    def _admit(self, context: Context, events: Sequence[Event | InvalidArgument]) -> None:
+        """Count the events against the rate limits; RateLimited if over one."""
+        if self._limits is None:
+            return
+        forwarded = next(
+            (v for k, v in context.invocation_metadata() or () if k == "x-forwarded-for"), None
+        )
+        ip = client_ip(
+            grpc_peer_ip(context.peer()),
+            forwarded.encode("latin-1") if isinstance(forwarded, str) else forwarded,
+            self._trusted_proxies,
+        )
+        self._limits.admit(ip, events)
 
     @translate_errors
     async def Ingest(
@@ -46,6 +76,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> ingest_pb2.IngestResponse:
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "is required")
+        self._admit(context, (request.event,))
         try:
             event_id = await self._ingestor.ingest(request.event)
         except InvalidArgument as error:
@@ -58,6 +89,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestBatch(
         self, request: ingest_pb2.IngestBatchRequest, context: Context
     ) -> ingest_pb2.IngestBatchResponse:
+        if violations := batch_size_violations(len(request.events)):
+            raise InvalidArgument(violations)
+        self._admit(context, request.events)
         return _batch_response(await self._ingestor.ingest_batch(request.events))
 
     @translate_errors
@@ -71,6 +105,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
         async def flush() -> None:
             nonlocal accepted, rejected
+            self._admit(context, chunk)
             outcome = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
             accepted += outcome.accepted_count
             rejected += outcome.rejected_count
@@ -86,24 +121,30 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         deadline = asyncio.get_running_loop().time() + self._stream_max_seconds
         reading = asyncio.timeout_at(deadline)
         try:
-            async with reading:
-                async for event in request_iterator:
-                    if seen == self._stream_max_events:
-                        limit_reached = f"at most {seen} events per stream"
-                        break
-                    chunk.append(event)
-                    seen += 1
-                    if len(chunk) == STREAM_CHUNK_EVENTS:
-                        # Only the reading is bounded in time: what was read is stored whole.
-                        reading.reschedule(None)
-                        await flush()
-                        reading.reschedule(deadline)
-        except TimeoutError:
-            if not reading.expired():
-                raise
-            limit_reached = f"at most {self._stream_max_seconds:g} seconds per stream"
-        if chunk:
-            await flush()
+            try:
+                async with reading:
+                    async for event in request_iterator:
+                        if seen == self._stream_max_events:
+                            limit_reached = f"at most {seen} events per stream"
+                            break
+                        chunk.append(event)
+                        seen += 1
+                        if len(chunk) == STREAM_CHUNK_EVENTS:
+                            # Only the reading is bounded in time: what was read is stored
+                            # whole.
+                            reading.reschedule(None)
+                            await flush()
+                            reading.reschedule(deadline)
+            except TimeoutError:
+                if not reading.expired():
+                    raise
+                limit_reached = f"at most {self._stream_max_seconds:g} seconds per stream"
+            if chunk:
+                await flush()
+        except RateLimited as error:
+            # The chunk refused was not stored: the client sends again from the first event
+            # the answer does not count, after the wait the message names.
+            limit_reached = error.message
         response = ingest_pb2.IngestStreamResponse(
             accepted_count=accepted, rejected_count=rejected, limit_reached=limit_reached
         )
@@ -118,7 +159,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     ) -> AsyncIterator[ingest_pb2.IngestBatchResponse]:
         answers: asyncio.Queue[_Answer] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_BATCHES_IN_FLIGHT)
-        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight))
+        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight, context))
         reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
@@ -139,10 +180,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
         answers: asyncio.Queue[_Answer],
         in_flight: asyncio.Semaphore,
+        context: Context,
     ) -> None:
         """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once, for
         as long as the stream may stay open. A bad request is answered with its error, and
-        nothing after it is read or stored; so is the end of that time."""
+        nothing after it is read or stored; so is the end of that time, and a request a rate
+        limit refuses (the client sends it again after the wait)."""
         try:
             async with asyncio.timeout(self._stream_max_seconds):
                 async for request in requests:
@@ -152,6 +195,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                         return
                     if violations := batch_size_violations(len(request.events)):
                         answers.put_nowait(InvalidArgument(violations))
+                        return
+                    try:
+                        self._admit(context, request.events)
+                    except RateLimited as error:
+                        answers.put_nowait(error)
                         return
                     answers.put_nowait(
                         asyncio.create_task(self._ingestor.ingest_batch(request.events))

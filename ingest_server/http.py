@@ -23,9 +23,10 @@ from core.errors import FieldViolation, InvalidArgument
 from core.events import listed_property_violations, property_count_violations
 from core.settings import Network
 from ingest_server.browsers import BrowserRequest
-from ingest_server.client_ip import TrustedProxies, client_ip
 from ingest_server.ingestor import Dropped, Ingestor, Outcome
+from ingest_server.limits import IngestLimits
 from ingest_server.tracker import Tracker
+from transports.client_ip import TrustedProxies, client_ip
 from transports.http_app import Headers, Reply, Request, Routes, json_body
 from transports.http_json import (
     RepeatedKeys,
@@ -45,9 +46,12 @@ DROPPED_HEADER = b"x-analytics-dropped"
 
 
 def routes(
-    ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...] = ()
+    ingestor: Ingestor,
+    max_body_bytes: int,
+    trusted_proxies: tuple[Network, ...] = (),
+    limits: IngestLimits | None = None,
 ) -> Routes:
-    ingest = _IngestRoutes(ingestor, max_body_bytes, trusted_proxies)
+    ingest = _IngestRoutes(ingestor, max_body_bytes, trusted_proxies, limits)
     return {
         "/event": {"POST": ingest.post_event},
         "/events": {"POST": ingest.post_events},
@@ -57,16 +61,24 @@ def routes(
 
 class _IngestRoutes:
     def __init__(
-        self, ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...]
+        self,
+        ingestor: Ingestor,
+        max_body_bytes: int,
+        trusted_proxies: tuple[Network, ...],
+        limits: IngestLimits | None,
     ) -> None:
         self._ingestor = ingestor
         self._max_body_bytes = max_body_bytes
         self._trusted_proxies = TrustedProxies.of(trusted_proxies)
+        self._limits = limits
 
     async def post_event(self, request: Request) -> Reply:
         event = event_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
+        ip = self._client_ip(request)
+        if self._limits is not None:
+            self._limits.admit(ip, (event,))
         try:
-            event_id = await self._ingestor.ingest(event, self._browser(request))
+            event_id = await self._ingestor.ingest(event, self._browser(request, ip))
         except Dropped as dropped:
             return Reply(
                 HTTPStatus.ACCEPTED,
@@ -77,7 +89,10 @@ class _IngestRoutes:
 
     async def post_events(self, request: Request) -> Reply:
         items = events_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
-        outcome = await self._ingestor.ingest_batch(items, browser=self._browser(request))
+        ip = self._client_ip(request)
+        if self._limits is not None:
+            self._limits.admit(ip, items)
+        outcome = await self._ingestor.ingest_batch(items, browser=self._browser(request, ip))
         body = {
             "accepted": outcome.accepted_count,
             "rejected": outcome.rejected_count,
@@ -88,16 +103,19 @@ class _IngestRoutes:
         body["dropped"] = outcome.dropped_count
         return Reply(HTTPStatus.OK, body, _dropped_headers(outcome.drops.values()))
 
-    def _browser(self, request: Request) -> BrowserRequest | None:
+    def _client_ip(self, request: Request) -> str:
+        return client_ip(
+            request.client, request.headers.get(b"x-forwarded-for"), self._trusted_proxies
+        )
+
+    def _browser(self, request: Request, ip: str) -> BrowserRequest | None:
         """What a page's request says of its sender; None for a request of no page."""
         headers = request.headers
         origin = headers.get(b"origin")
         if origin is None:
             return None
         return BrowserRequest(
-            origin.decode("latin-1"),
-            headers.get(b"user-agent", b"").decode("latin-1"),
-            client_ip(request.client, headers.get(b"x-forwarded-for"), self._trusted_proxies),
+            origin.decode("latin-1"), headers.get(b"user-agent", b"").decode("latin-1"), ip
         )
 
 

@@ -24,11 +24,13 @@ from ingest_server.countries import Countries
 from ingest_server.drops import Drops
 from ingest_server.grpc import IngestServicer
 from ingest_server.ingestor import Ingestor
+from ingest_server.limits import IngestLimits
 from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
 from ingest_server.site_watch import SiteRecords
 from ingest_server.visitors import VisitorKeys
 from runtime.serve import Doors
+from transports.client_ip import TrustedProxies
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,9 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
         async def nats_connected() -> bool:
             return nc.is_connected
 
+        # One set of buckets for both doors: a client's events count alike over either.
+        limits = IngestLimits.from_settings(settings)
+
         yield Doors(
             servicers=[
                 (
@@ -115,9 +120,13 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
                         ingestor("grpc"),
                         settings.ingest_stream_max_events,
                         settings.ingest_stream_max_seconds,
+                        limits,
+                        TrustedProxies.of(settings.trusted_proxies),
                     ),
                 )
             ],
-            routes=http.routes(ingestor("http"), settings.max_body_bytes, settings.trusted_proxies),
+            routes=http.routes(
+                ingestor("http"), settings.max_body_bytes, settings.trusted_proxies, limits
+            ),
             ready={"nats": nats_connected},
         )

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 
 from core.database import answers, create_pool
 from core.nats_connection import close_nats, connect_nats
+from core.rate_limits import TokenBuckets
 from core.retry import retrying
 from core.schema import wait_for_schema
 from core.settings import Settings
@@ -30,8 +31,10 @@ from report_server.reports import ReportReader
 from report_server.site_publishing import SitePublisher
 from report_server.sites import SiteRegistry
 from report_server.stats import StatsReader
-from runtime.metrics import watch_pool
+from runtime.metrics import throttled, watch_pool
 from runtime.serve import Doors
+from transports.client_ip import TrustedProxies
+from transports.rate_limits import CallerLimit
 
 logger = logging.getLogger(__name__)
 
@@ -75,24 +78,44 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
         async def postgresql_answers() -> bool:
             return await answers(pool)
 
-        yield Doors(
-            servicers=[
-                (
-                    report_pb2.DESCRIPTOR.services_by_name["ReportService"],
-                    ReportServicer(reader, reports, live, filtered),
-                ),
-                (site_pb2.DESCRIPTOR.services_by_name["SiteService"], SiteServicer(registry)),
-            ],
-            routes=http.routes(
-                reader=reader,
-                reports=reports,
-                live=live,
-                registry=registry,
-                max_body_bytes=settings.max_body_bytes,
-                filtered=filtered,
+        services = [
+            (
+                report_pb2.DESCRIPTOR.services_by_name["ReportService"],
+                ReportServicer(reader, reports, live, filtered),
             ),
-            ready={"postgresql": postgresql_answers},
+            (site_pb2.DESCRIPTOR.services_by_name["SiteService"], SiteServicer(registry)),
+        ]
+        routes = http.routes(
+            reader=reader,
+            reports=reports,
+            live=live,
+            registry=registry,
+            max_body_bytes=settings.max_body_bytes,
+            filtered=filtered,
         )
+        limit = _caller_limit(settings)
+        yield Doors(
+            servicers=services,
+            routes=routes if limit is None else limit.routes(routes),
+            ready={"postgresql": postgresql_answers},
+            interceptors=()
+            if limit is None
+            else (limit.interceptor([service.full_name for service, _ in services]),),
+        )
+
+
+def _caller_limit(settings: Settings) -> CallerLimit | None:
+    """The rate limit per caller of every report and site request, over both doors; None
+    when off."""
+    if not settings.report_rate_per_caller:
+        return None
+    buckets = TokenBuckets(
+        "report_caller",
+        settings.report_rate_per_caller,
+        settings.report_burst_per_caller,
+        refused=throttled("report_caller", settings.metrics),
+    )
+    return CallerLimit(buckets, TrustedProxies.of(settings.trusted_proxies))
 
 
 @asynccontextmanager

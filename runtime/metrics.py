@@ -68,6 +68,12 @@ GRPC_DURATION = Histogram(
     ["method"],
     buckets=LATENCY_BUCKETS,
 )
+THROTTLED = Counter(
+    "analytics_throttled_requests",
+    "Requests (HTTP) and calls or stream messages (gRPC) a rate limit refused, by limit "
+    "(ingest_site, ingest_ip, report_caller)",
+    ["limit"],
+)
 POOL_CONNECTIONS = Gauge(
     "analytics_db_pool_connections",
     "PostgreSQL connections of a service's pool: open ('size'), open and free ('idle'), and "
@@ -135,6 +141,11 @@ class BatchedHistogram:
                 bucket.inc(count)
         amount, self._sum = self._sum, 0.0
         self._child._sum.inc(amount)
+
+
+def throttled(limit: str, counted: bool) -> BatchedCounter | None:
+    """The counter of the requests `limit` refuses; None when nothing is counted (METRICS=0)."""
+    return BatchedCounter(THROTTLED.labels(limit)) if counted else None
 
 
 def flush() -> None:

@@ -42,11 +42,14 @@ logger = logging.getLogger(__name__)
 class Doors:
     """What a service serves: gRPC servicers, each with the service it implements, and HTTP
     routes (path → method → handler); and what it needs to serve them, each dependency by name
-    with a probe of whether it is reachable (for /readyz and gRPC's health service)."""
+    with a probe of whether it is reachable (for /readyz and gRPC's health service). Its own
+    gRPC interceptors (a rate limit) see every call of the server, after the runtime's: each
+    acts on its service's methods alone."""
 
     servicers: Sequence[tuple[ServiceDescriptor, object]] = ()
     routes: Mapping[str, Mapping[str, Handler]] = field(default_factory=dict)
     ready: Readiness = field(default_factory=dict)
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 
 
 # Opens a service's doors for as long as the block runs, closing its connections after.
@@ -93,8 +96,11 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             ],
             # Over it grpc answers RESOURCE_EXHAUSTED at once, rather than queueing the call.
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
-            # Every call gets a request id, and is counted and timed.
-            interceptors=[CallInterceptor(GrpcObserver() if settings.metrics else None)],
+            # Every call gets a request id, and is counted and timed; then the services' own.
+            interceptors=[
+                CallInterceptor(GrpcObserver() if settings.metrics else None),
+                *(interceptor for door in doors for interceptor in door.interceptors),
+            ],
         )
         routes: dict[str, Mapping[str, Handler]] = {}
         dependents: list[Dependent] = []

@@ -87,6 +87,11 @@ async def settings(
         sites_bucket=f"SITES_{tag}",
         visitor_keys_bucket=f"KEYS_{tag}",
         filtered_traffic_interval=0.2,
+        # Tests send from one address as fast as they can; tests/test_rate_limits.py turns
+        # the limits on.
+        ingest_rate_per_site=0,
+        ingest_rate_per_ip=0,
+        report_rate_per_caller=0,
     )
     yield settings
     async with jetstream(nats_server.url) as context:

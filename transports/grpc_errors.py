@@ -1,6 +1,7 @@
 """How a ServiceError reaches a gRPC client: its status code and, in the standard
 `grpc-status-details-bin` trailer (written by grpcio-status), a google.rpc.BadRequest naming the
-fields at fault and a google.rpc.RetryInfo when a retry may succeed."""
+fields at fault, a google.rpc.QuotaFailure naming the rate limit that refused the call, and a
+google.rpc.RetryInfo when a retry may succeed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from core.errors import InvalidArgument, ServiceError
+from core.errors import InvalidArgument, RateLimited, ServiceError
 
 # gRPC refuses trailers over 8 KiB now and then and over 16 KiB always, and the message goes
 # in them twice: percent-encoded in grpc-message (up to three bytes per byte) and in the
@@ -45,6 +46,15 @@ def rich_status(error: ServiceError) -> status_pb2.Status:
             ]
         )
         status.details.append(_packed(bad_request))
+    if isinstance(error, RateLimited):
+        quota = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(
+                    subject=error.subject, description=f"rate limit {error.limit}"
+                )
+            ]
+        )
+        status.details.append(_packed(quota))
     if error.retry_after is not None:
         retry_info = error_details_pb2.RetryInfo()
         retry_info.retry_delay.seconds = error.retry_after

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from core.errors import FieldViolation, InvalidArgument, ServiceError
+from core.errors import FieldViolation, InvalidArgument, RateLimited, ServiceError
 
 # ASCII digits only: `\d` would take any script's (U+FF11, U+0661, ...), which int() reads.
 _RFC3339 = re.compile(
@@ -49,6 +49,9 @@ def error_to_json(error: ServiceError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": error.code, "message": error.message}
     if isinstance(error, InvalidArgument):
         body["field_violations"] = violations_to_json(error.violations)
+    elif isinstance(error, RateLimited):
+        body["limit"] = error.limit
+        body["subject"] = error.subject
     return body
 
 

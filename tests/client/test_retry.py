@@ -12,6 +12,9 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from core.errors import RateLimited
+from transports.grpc_errors import rich_status
+
 
 def error(code: grpc.StatusCode, *details: Message, message: str = "no") -> grpc.aio.AioRpcError:
     """A failed call as the client receives it, with `details` in its google.rpc.Status."""
@@ -106,3 +109,17 @@ def test_the_fields_of_a_bad_request_are_read_from_the_status_details() -> None:
     found = violations(error(grpc.StatusCode.INVALID_ARGUMENT, bad_request))
 
     assert found == (Violation("events", "too many"),)
+
+
+def test_a_stream_a_rate_limit_ended_is_followed_by_a_new_one_after_the_wait_it_names() -> None:
+    # The status the ingest server ends a stream with when a rate limit refuses a request.
+    limited = RateLimited("ingest_site", "site:a", 2.5, "rate limit ingest_site: ...")
+    trailer = rpc_status.to_status(rich_status(limited)).trailing_metadata
+    ended = grpc.aio.AioRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(*trailer),
+        details=limited.message,
+    )
+
+    assert Backoff(lambda: 0.0).delay(ended, answered=True) == 3.0

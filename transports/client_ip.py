@@ -1,4 +1,5 @@
-"""The address of the browser behind a request.
+"""The address of the client behind a request: what the rate limits count, and a browser's
+visitor hash and country are made of.
 
 `X-Forwarded-For` is believed only from a proxy in TRUSTED_PROXIES: anyone else can write
 anything there. From a trusted proxy, the header is read from its right end (what the nearest
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from core.settings import Network
 
@@ -80,3 +82,14 @@ def _address(text: str) -> tuple[int, int] | None:
         return family, int.from_bytes(socket.inet_pton(family, text), "big")
     except OSError:
         return None
+
+
+def grpc_peer_ip(peer: str) -> str:
+    """The IP address in a gRPC peer (`ipv4:203.0.113.9:5555`, `ipv6:[::1]:5555`, which newer
+    gRPC releases percent-encode); the peer as given for another kind (`unix:...`)."""
+    kind, _, address = unquote(peer).partition(":")
+    if kind == "ipv4":
+        return address.rpartition(":")[0]
+    if kind == "ipv6":
+        return address.rpartition(":")[0].strip("[]")
+    return peer

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from ingest_server.client_ip import TrustedProxies, client_ip
+import pytest
+
+from transports.client_ip import TrustedProxies, client_ip, grpc_peer_ip
 
 PROXIES = TrustedProxies.of((ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")))
 
@@ -34,3 +36,16 @@ def test_an_entry_that_is_no_address_stops_at_the_last_trusted_hop() -> None:
 
 def test_ipv6_clients_are_named() -> None:
     assert client_ip("fd00::1", b"2001:db8::7", PROXIES) == "2001:db8::7"
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:203.0.113.9:5555", "203.0.113.9"),
+        ("ipv6:[2001:db8::1]:5555", "2001:db8::1"),
+        ("ipv6:%5B::1%5D:5555", "::1"),
+        ("unix:/tmp/socket", "unix:/tmp/socket"),
+    ],
+)
+def test_the_address_of_a_grpc_peer(peer: str, address: str) -> None:
+    assert grpc_peer_ip(peer) == address
