@@ -49,18 +49,21 @@ class TokenBuckets:
         burst: float,
         *,
         unit: str = "requests",
+        subject: Callable[[str], str] = str,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = MAX_KEYS,
         refused: Tally | None = None,
     ) -> None:
-        """`name`: the limit's, named in refusals; `unit`: what a token is (`events`),
-        likewise; `refused`: counts each request this limit refuses."""
+        """`name`: the limit's, named in refusals; `unit`: what a token is (`events`), and
+        `subject`: what a key is called, likewise; `refused`: counts each request this limit
+        refuses."""
         if rate <= 0 or burst < 1:
             raise ValueError("a limit needs a positive rate and a burst of at least 1")
         self.name = name
         self.rate = rate
         self.burst = float(burst)
         self.unit = unit
+        self._subject = subject
         self._clock = clock
         self._max_keys = max_keys
         self._refused = refused
@@ -72,8 +75,10 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def _bucket(self, key: str, now: float) -> list[float]:
-        """The key's bucket, refilled to `now`."""
+    def shortfall(self, key: str, cost: float) -> float:
+        """Seconds until the key's bucket holds `cost` (at most the burst); 0.0 if it does.
+        Refills the bucket to now, which changes nothing of what it allows."""
+        now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
             if now >= self._next_sweep:
@@ -81,11 +86,16 @@ class TokenBuckets:
             bucket = self._buckets[key] = [self.burst, now]
             if len(self._buckets) > self._max_keys:
                 del self._buckets[next(iter(self._buckets))]  # the oldest key
-            return bucket
-        tokens = bucket[0] + (now - bucket[1]) * self.rate
-        bucket[0] = tokens if tokens < self.burst else self.burst
-        bucket[1] = now
-        return bucket
+        else:
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            bucket[0] = tokens if tokens < self.burst else self.burst
+            bucket[1] = now
+        missing = (cost if cost < self.burst else self.burst) - bucket[0]
+        return missing / self.rate if missing > 0 else 0.0
+
+    def take(self, key: str, cost: float) -> None:
+        """Take `cost` from the key's bucket (just refilled by `shortfall`)."""
+        self._buckets[key][0] -= cost
 
     def _sweep(self, now: float) -> None:
         """Drop the buckets that are full again by now: they are as if new."""
@@ -97,15 +107,10 @@ class TokenBuckets:
             del self._buckets[key]
         self._next_sweep = now + self._refill_seconds
 
-    def _wait(self, bucket: list[float], cost: float) -> float:
-        """Seconds until the bucket can pay `cost` (capped at the burst); 0 if now."""
-        needed = cost if cost < self.burst else self.burst
-        missing = needed - bucket[0]
-        return missing / self.rate if missing > 0 else 0.0
-
-    def refusal(self, subject: str, wait: float) -> RateLimited:
+    def refusal(self, key: str, wait: float) -> RateLimited:
         if self._refused is not None:
             self._refused.inc()
+        subject = self._subject(key)
         return RateLimited(
             self.name,
             subject,
@@ -115,24 +120,20 @@ class TokenBuckets:
         )
 
 
-# One bucket charged for a request: the limit, the key, what the refusal names it, the cost.
-Charge = tuple[TokenBuckets, str, str, float]
+# One bucket charged for a request: the limit, the key, the cost.
+Charge = tuple[TokenBuckets, str, float]
 
 
 def admit(charges: Sequence[Charge]) -> None:
     """Take each charge's cost from its bucket if every bucket can pay now; otherwise take
     nothing and raise RateLimited naming the limit with the longest wait."""
-    worst: tuple[float, Charge] | None = None
-    buckets = []
-    for charge in charges:
-        limits, key, _, cost = charge
-        bucket = limits._bucket(key, limits._clock())
-        wait = limits._wait(bucket, cost)
-        if wait > 0 and (worst is None or wait > worst[0]):
-            worst = (wait, charge)
-        buckets.append(bucket)
-    if worst is not None:
-        wait, (limits, _, subject, _) = worst
-        raise limits.refusal(subject, wait)
-    for bucket, (_, _, _, cost) in zip(buckets, charges, strict=True):
-        bucket[0] -= cost
+    worst = 0.0
+    refusing: tuple[TokenBuckets, str] | None = None
+    for limits, key, cost in charges:
+        wait = limits.shortfall(key, cost)
+        if wait > worst:
+            worst, refusing = wait, (limits, key)
+    if refusing is not None:
+        raise refusing[0].refusal(refusing[1], worst)
+    for limits, key, cost in charges:
+        limits.take(key, cost)

@@ -39,6 +39,7 @@ class IngestLimits:
                 settings.ingest_rate_per_site,
                 settings.ingest_burst_per_site,
                 unit="events",
+                subject=_site_subject,
                 refused=throttled("ingest_site", settings.metrics),
             )
         if settings.ingest_rate_per_ip:
@@ -47,6 +48,7 @@ class IngestLimits:
                 settings.ingest_rate_per_ip,
                 settings.ingest_burst_per_ip,
                 unit="events",
+                subject="ip:".__add__,
                 refused=throttled("ingest_ip", settings.metrics),
             )
         return None if sites is None and ips is None else cls(sites, ips)
@@ -55,14 +57,22 @@ class IngestLimits:
         """Count a request's events; RateLimited (nothing counted) if a limit refuses them."""
         charges: list[Charge] = []
         if self._ips is not None:
-            charges.append((self._ips, ip, f"ip:{ip}", float(len(items))))
+            charges.append((self._ips, ip, len(items)))
         if self._sites is not None:
-            if len(items) == 1:
-                sites = {items[0].site_id: 1} if isinstance(items[0], Event) else {}
-            else:
-                sites = Counter(item.site_id for item in items if isinstance(item, Event))
-            charges += [
-                (self._sites, site, f"site:{site[:SHOWN_SITE_CHARS]}", float(count))
-                for site, count in sites.items()
-            ]
+            charges += [(self._sites, site, count) for site, count in _sites_of(items).items()]
         admit(charges)
+
+
+def _sites_of(items: Sequence[Event | InvalidArgument]) -> dict[str, int]:
+    """The events of each site (items refused on decoding have none)."""
+    if len(items) == 1:
+        item = items[0]
+        return {item.site_id: 1} if isinstance(item, Event) else {}
+    try:
+        return Counter([item.site_id for item in items])  # type: ignore[union-attr]
+    except AttributeError:  # some were refused on decoding (HTTP)
+        return Counter([item.site_id for item in items if isinstance(item, Event)])
+
+
+def _site_subject(site_id: str) -> str:
+    return f"site:{site_id[:SHOWN_SITE_CHARS]}"

@@ -34,7 +34,7 @@ from report_server.stats import StatsReader
 from runtime.metrics import throttled, watch_pool
 from runtime.serve import Doors
 from transports.client_ip import TrustedProxies
-from transports.rate_limits import CallerLimit
+from transports.rate_limits import CallerLimit, caller_subject
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ def _caller_limit(settings: Settings) -> CallerLimit | None:
         "report_caller",
         settings.report_rate_per_caller,
         settings.report_burst_per_caller,
+        subject=caller_subject,
         refused=throttled("report_caller", settings.metrics),
     )
     return CallerLimit(buckets, TrustedProxies.of(settings.trusted_proxies))

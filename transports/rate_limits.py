@@ -23,8 +23,17 @@ from transports.grpc_errors import Context, abort
 from transports.grpc_interceptors import Handler as GrpcHandler
 from transports.http_app import Handler, Reply, Request, Routes
 
+CREDENTIAL = "credential:"
+
+
+def caller_subject(key: str) -> str:
+    """What a refusal calls a caller: its IP, or not its credential."""
+    return "the credential presented" if key.startswith(CREDENTIAL) else key
+
 
 class CallerLimit:
+    """`buckets`: made with `subject=caller_subject`."""
+
     def __init__(self, buckets: TokenBuckets, trusted_proxies: TrustedProxies) -> None:
         self._buckets = buckets
         self._trusted = trusted_proxies
@@ -34,10 +43,10 @@ class CallerLimit:
             credential = (
                 authorization if isinstance(authorization, bytes) else authorization.encode()
             )
-            key = "credential:" + hashlib.blake2b(credential, digest_size=16).hexdigest()
-            admit(((self._buckets, key, "the credential presented", 1.0),))
+            key = CREDENTIAL + hashlib.blake2b(credential, digest_size=16).hexdigest()
         else:
-            admit(((self._buckets, "ip:" + ip, f"ip:{ip}", 1.0),))
+            key = "ip:" + ip
+        admit(((self._buckets, key, 1),))
 
     def check_http(self, request: Request) -> None:
         headers = request.headers
