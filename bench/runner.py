@@ -475,8 +475,11 @@ def grpc_figure(plan: Plan, mode: str) -> str:
 GRPC_TARGET = f"≥ {GRPC_RATE:,.0f} ev/s"
 
 
-def _grpc_run(ctx: Context, mode: str, target: Address | None = None) -> LoadReport:
-    """A run of the gRPC load generator against `target` (the ingest server's by default)."""
+def _grpc_run(
+    ctx: Context, mode: str, target: Address | None = None, seconds: float | None = None
+) -> LoadReport:
+    """A run of the gRPC load generator against `target` (the ingest server's by default),
+    of `seconds` (the plan's by default)."""
     assert ctx.ingest is not None
     done = subprocess.run(
         [
@@ -485,7 +488,7 @@ def _grpc_run(ctx: Context, mode: str, target: Address | None = None) -> LoadRep
             "bench.grpc_load",
             str(target or ctx.ingest.grpc),
             mode,
-            f"--seconds={ctx.plan.grpc_seconds}",
+            f"--seconds={seconds or ctx.plan.grpc_seconds}",
             f"--warmup={ctx.plan.warmup_seconds}",
             f"--concurrency={GRPC_STREAMS if mode == 'stream' else ctx.plan.grpc_calls}",
         ],
@@ -860,7 +863,10 @@ def _limits_phase(ctx: Context) -> None:
     )
     script = write_post_script(cluster.root / "post_event.lua", _http_bodies(ctx))
     servers = {"on": ctx.ingest, "off": off}
-    seconds = plan.http_seconds / 2
+    # Short runs, twice as many: the machine's other load changes over seconds, and falls on
+    # both servers alike only if they take turns often.
+    seconds = max(2.0, plan.http_seconds / 3)
+    rounds = 2 * plan.runs
     http: dict[str, list[float]] = {"on": [], "off": []}
     grpc: dict[str, list[float]] = {"on": [], "off": []}
     failures = 0
@@ -873,7 +879,7 @@ def _limits_phase(ctx: Context) -> None:
                 seconds=plan.warmup_seconds,
                 script=script,
             )
-        for run in range(plan.runs):
+        for run in range(rounds):
             for name in ("on", "off") if run % 2 == 0 else ("off", "on"):
                 result = run_wrk(
                     f"http://{servers[name].http}/event",
@@ -885,12 +891,12 @@ def _limits_phase(ctx: Context) -> None:
                 failures += result.bad_responses + result.socket_errors
                 http[name].append((result.requests - result.bad_responses) / result.seconds)
                 asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
-                report = _grpc_run(ctx, "batch", servers[name].grpc)
+                report = _grpc_run(ctx, "batch", servers[name].grpc, seconds)
                 failures += report.errors + report.rejected
                 grpc[name].append(report.rate)
                 asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
             ctx.say(
-                f"limits run {run + 1}/{plan.runs}: HTTP on {http['on'][-1]:,.0f}/s, off "
+                f"limits run {run + 1}/{rounds}: HTTP on {http['on'][-1]:,.0f}/s, off "
                 f"{http['off'][-1]:,.0f}/s; gRPC on {grpc['on'][-1]:,.0f}/s, off "
                 f"{grpc['off'][-1]:,.0f}/s"
             )
