@@ -36,6 +36,7 @@ from transports.http_json import (
     rfc3339_instant,
     violations_to_json,
 )
+from transports.openapi import SITE_ID, Api, errors, operation, returns
 
 _TEXT_FIELDS = ("event_id", "site_id", "event_type", "path", "user_id", "referrer")
 _KNOWN_FIELDS = frozenset((*_TEXT_FIELDS, "timestamp", "properties"))
@@ -57,6 +58,113 @@ def routes(
         "/events": {"POST": ingest.post_events},
         "/tracker.js": {"GET": Tracker().get},
     }
+
+
+EVENT_SCHEMA = {
+    "type": "object",
+    "description": "An event. Unknown fields are refused, as are values of the wrong type",
+    "required": ["site_id", "event_type", "path"],
+    "additionalProperties": False,
+    "properties": {
+        "event_id": {
+            "type": "string",
+            "description": "your idempotency key (1-128 printable ASCII characters); the server "
+            "assigns a UUIDv7 when absent",
+        },
+        "site_id": SITE_ID,
+        "event_type": {"type": "string", "minLength": 1, "maxLength": 100},
+        "path": {"type": "string", "pattern": "^/", "description": "at most 2048 bytes"},
+        "user_id": {"type": "string", "description": "at most 256 characters"},
+        "referrer": {"type": "string", "description": "at most 2048 characters"},
+        "timestamp": {
+            "type": "string",
+            "description": "RFC 3339 with an offset; the server's receive time when absent",
+        },
+        "properties": {
+            "type": "object",
+            "description": "at most 32 entries of strings",
+            "additionalProperties": {"type": "string"},
+        },
+    },
+}
+_RESULT = {
+    "type": "object",
+    "required": ["index", "status"],
+    "properties": {
+        "index": {"type": "integer"},
+        "status": {"enum": ["accepted", "rejected", "dropped"]},
+        "event_id": {"type": "string"},
+        "reason": {"type": "string"},
+        "field_violations": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_WRITE_ERRORS = errors(400, 413, 415, 429, 503)
+_BROWSERS = (
+    " A `text/plain` body holding the same JSON is read too (what `sendBeacon` sends). A "
+    "request with an `Origin` header is a page's: its events may be dropped (answered as "
+    "accepted, `X-Analytics-Dropped` naming why)."
+)
+
+# The OpenAPI declaration of the routes above (transports.openapi), path by path.
+API: Api = {
+    "/event": {
+        "POST": operation(
+            "Send one event; answered once it is durably stored",
+            {
+                "202": returns(
+                    "stored (`accepted`, with its `event_id`), or dropped on purpose",
+                    {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"enum": ["accepted", "dropped"]},
+                            "event_id": {"type": "string"},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                ),
+                **_WRITE_ERRORS,
+            },
+            description="The event is validated, then stored in the event stream." + _BROWSERS,
+            body=EVENT_SCHEMA,
+            tag="ingest",
+        )
+    },
+    "/events": {
+        "POST": operation(
+            "Send up to 1000 events; each is accepted or rejected on its own",
+            {
+                "200": returns(
+                    "what became of each event, by index",
+                    {
+                        "type": "object",
+                        "required": ["accepted", "rejected", "results"],
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "rejected": {"type": "integer"},
+                            "dropped": {"type": "integer"},
+                            "results": {"type": "array", "items": _RESULT},
+                        },
+                    },
+                ),
+                **_WRITE_ERRORS,
+            },
+            description="A JSON array of events." + _BROWSERS,
+            body={"type": "array", "maxItems": 1000, "items": EVENT_SCHEMA},
+            tag="ingest",
+        )
+    },
+    "/tracker.js": {
+        "GET": operation(
+            "The browser tracker script (gzipped when accepted; revalidated by ETag)",
+            {
+                "200": returns("the script", {"type": "string"}, "text/javascript"),
+                "304": returns("unchanged since the ETag given in `If-None-Match`"),
+            },
+            tag="ingest",
+        )
+    },
+}
 
 
 class _IngestRoutes:

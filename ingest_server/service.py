@@ -129,4 +129,5 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
                 ingestor("http"), settings.max_body_bytes, settings.trusted_proxies, limits
             ),
             ready={"nats": nats_connected},
+            api=http.API,
         )

@@ -35,6 +35,7 @@ from transports.http_json import (
     not_text,
     parse_body,
 )
+from transports.openapi import DATE, SITE_ID, Api, errors, operation, path_parameter, query, returns
 
 STATS_PARAMETERS = (
     "site_id",
@@ -70,6 +71,341 @@ def routes(
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
         "/filtered-traffic": {"GET": _FilteredTrafficRoutes(filtered).get},
     }
+
+
+# --- the OpenAPI declaration of the routes above (transports.openapi) ---------------------
+
+_DATE = DATE
+_SITE_ID = query("site_id", "the site", SITE_ID, required=True)
+_SCOPE = (
+    _SITE_ID,
+    query(
+        "range",
+        "the days, as a keyword counted in the zone (`30d` when no dates are given)",
+        {"enum": ["today", "yesterday", "7d", "30d", "month", "last_month", "year", "all"]},
+    ),
+    query("start_date", "the first day, with `end_date`", _DATE),
+    query("end_date", "the last day, included", _DATE),
+    query("timezone", "the IANA zone whose days are counted; the site's by default"),
+    query(
+        "filters",
+        'JSON: an array of `{"dimension", "operator": "is" or "prefix", '
+        '"values"}`, all of which an event must pass',
+    ),
+)
+_PERIOD = {
+    "type": "object",
+    "required": ["start_date", "end_date", "timezone", "start", "end"],
+    "properties": {
+        "start_date": {"type": "string"},
+        "end_date": {"type": "string"},
+        "timezone": {"type": "string"},
+        "start": {"type": "string"},
+        "end": {"type": "string"},
+    },
+}
+_COUNT = {
+    "type": "object",
+    "required": ["value"],
+    "properties": {"value": {"type": "integer"}, "previous": {"type": "integer"}},
+}
+_STATS = {
+    "type": "object",
+    "required": ["site_id", "date", "start_date", "end_date", "total_views", "unique_users"],
+    "properties": {
+        "site_id": {"type": "string"},
+        "date": {"type": ["string", "null"]},
+        "start_date": {"type": ["string", "null"]},
+        "end_date": {"type": ["string", "null"]},
+        "total_views": {"type": "integer"},
+        "unique_users": {"type": "integer"},
+        "top_paths": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "views"],
+                "properties": {"path": {"type": "string"}, "views": {"type": "integer"}},
+            },
+        },
+    },
+}
+SITE_SCHEMA = {
+    "type": "object",
+    "required": ["site_id", "name", "time_zone", "created_at", "updated_at", "allowed_origins"],
+    "properties": {
+        "site_id": {"type": "string"},
+        "name": {"type": "string"},
+        "time_zone": {"type": "string"},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+        "allowed_origins": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_SITE_FIELDS = {
+    "name": {"type": "string", "description": "1-200 characters"},
+    "time_zone": {"type": "string", "description": "IANA"},
+    "allowed_origins": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "the pages allowed to send the site's events",
+    },
+}
+_READ_ERRORS = errors(400, 429, 503)
+
+
+def _report(summary: str, own: tuple[dict[str, Any], ...], result: dict[str, Any]) -> Any:
+    return operation(
+        summary,
+        {"200": returns("the report", result), **_READ_ERRORS},
+        parameters=(*_SCOPE, *own),
+        tag="reports",
+    )
+
+
+API: Api = {
+    "/stats": {
+        "GET": operation(
+            "Total views, unique users and top paths of a day, a range of days or all time",
+            {"200": returns("the summary", _STATS), **_READ_ERRORS},
+            parameters=(
+                _SITE_ID,
+                query("date", "one day", _DATE),
+                query("start_date", "the first day, with `end_date`", _DATE),
+                query("end_date", "the last day, included", _DATE),
+                query("range", "a range keyword instead of dates (see /reports/metrics)"),
+                query("timezone", "the IANA zone whose days are counted"),
+                query("event_type", "the events counted; `page_view` by default"),
+                query("limit", "top paths, 1 to 1000 (10)", {"type": "integer"}),
+            ),
+            tag="reports",
+        )
+    },
+    "/reports/metrics": {
+        "GET": _report(
+            "Views and visitors of the period, and of the one before with `compare`",
+            (query("compare", "also the previous period", {"enum": ["true", "false"]}),),
+            {
+                "type": "object",
+                "required": ["site_id", "period", "views", "visitors"],
+                "properties": {
+                    "site_id": {"type": "string"},
+                    "period": _PERIOD,
+                    "previous_period": _PERIOD,
+                    "views": _COUNT,
+                    "visitors": _COUNT,
+                },
+            },
+        )
+    },
+    "/reports/timeseries": {
+        "GET": _report(
+            "Views and visitors by minute, hour, day, week or month, every bucket present",
+            (
+                query(
+                    "interval",
+                    "the buckets' length; `day` by default",
+                    {"enum": ["minute", "hour", "day", "week", "month"]},
+                ),
+            ),
+            {
+                "type": "object",
+                "required": ["site_id", "period", "interval", "buckets"],
+                "properties": {
+                    "site_id": {"type": "string"},
+                    "period": _PERIOD,
+                    "interval": {"type": "string"},
+                    "buckets": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["label", "start", "views", "visitors"],
+                            "properties": {
+                                "label": {"type": "string"},
+                                "start": {"type": "string"},
+                                "views": {"type": "integer"},
+                                "visitors": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+            },
+        )
+    },
+    "/reports/breakdown": {
+        "GET": _report(
+            "Views and visitors by a dimension's values, most first",
+            (
+                query(
+                    "dimension",
+                    "`event_type`, `path`, `referrer_host` or `property:<key>`",
+                    required=True,
+                ),
+                query("order_by", "`visitors` (default) or `views`"),
+                query("limit", "rows, 1 to 1000 (10)", {"type": "integer"}),
+                query("offset", "rows skipped", {"type": "integer"}),
+            ),
+            {
+                "type": "object",
+                "required": ["site_id", "period", "dimension", "rows", "total_rows"],
+                "properties": {
+                    "site_id": {"type": "string"},
+                    "period": _PERIOD,
+                    "dimension": {"type": "string"},
+                    "rows": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["value", "views", "visitors"],
+                            "properties": {
+                                "value": {"type": "string"},
+                                "views": {"type": "integer"},
+                                "visitors": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "total_rows": {"type": "integer"},
+                },
+            },
+        )
+    },
+    "/reports/live": {
+        "GET": operation(
+            "Server-Sent Events: the visitors of the last 5 minutes, then an update per event",
+            {
+                "200": returns(
+                    'an endless event stream: `data:` lines of JSON `{"event", '
+                    '"visitors"}`, comments to keep it open, `event: dropped` when behind',
+                    {"type": "string"},
+                    "text/event-stream",
+                ),
+                **_READ_ERRORS,
+            },
+            parameters=(_SITE_ID,),
+            tag="reports",
+        )
+    },
+    "/reports/export": {
+        "GET": operation(
+            "The events of the scope, oldest first, streamed as NDJSON or CSV",
+            {
+                "200": {
+                    "description": "one event a line (CSV: after a header row)",
+                    "content": {
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_READ_ERRORS,
+            },
+            parameters=(
+                *_SCOPE,
+                query("format", "`ndjson` (default) or `csv`", {"enum": ["ndjson", "csv"]}),
+            ),
+            tag="reports",
+        )
+    },
+    "/sites": {
+        "GET": operation(
+            "Every site by site_id, a page at a time",
+            {
+                "200": returns(
+                    "a page of sites",
+                    {
+                        "type": "object",
+                        "required": ["sites", "next_page_token"],
+                        "properties": {
+                            "sites": {"type": "array", "items": SITE_SCHEMA},
+                            "next_page_token": {"type": ["string", "null"]},
+                        },
+                    },
+                ),
+                **_READ_ERRORS,
+            },
+            parameters=(
+                query("page_size", "sites a page, at most 1000 (100)", {"type": "integer"}),
+                query("page_token", "the `next_page_token` of the page before"),
+            ),
+            tag="sites",
+        ),
+        "POST": operation(
+            "Register a site",
+            {
+                "201": returns("the site registered", SITE_SCHEMA),
+                "409": returns(
+                    "a site of that site_id exists", {"$ref": "#/components/schemas/Error"}
+                ),
+                **errors(400, 413, 415, 429, 503),
+            },
+            body={
+                "type": "object",
+                "required": ["site_id"],
+                "additionalProperties": False,
+                "properties": {"site_id": SITE_ID, **_SITE_FIELDS},
+            },
+            tag="sites",
+        ),
+    },
+    "/sites/{site_id}": {
+        "GET": operation(
+            "One site",
+            {
+                "200": returns("the site", SITE_SCHEMA),
+                **errors(400, 404, 429, 503),
+            },
+            parameters=(path_parameter("site_id", "the site"),),
+            tag="sites",
+        ),
+        "PATCH": operation(
+            "Change the fields given of a site",
+            {
+                "200": returns("the site changed", SITE_SCHEMA),
+                **errors(400, 404, 413, 415, 429, 503),
+            },
+            parameters=(path_parameter("site_id", "the site"),),
+            body={"type": "object", "additionalProperties": False, "properties": _SITE_FIELDS},
+            tag="sites",
+        ),
+    },
+    "/filtered-traffic": {
+        "GET": operation(
+            "The events of a site its ingest servers dropped, by day and reason",
+            {
+                "200": returns(
+                    "the counts",
+                    {
+                        "type": "object",
+                        "required": ["site_id", "start_date", "end_date", "total", "days"],
+                        "properties": {
+                            "site_id": {"type": "string"},
+                            "start_date": {"type": "string"},
+                            "end_date": {"type": "string"},
+                            "total": {"type": "integer"},
+                            "days": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["day", "reason", "count"],
+                                    "properties": {
+                                        "day": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                        "count": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                ),
+                **_READ_ERRORS,
+            },
+            parameters=(
+                _SITE_ID,
+                query("start_date", "the first day", _DATE),
+                query("end_date", "the last day", _DATE),
+            ),
+            tag="reports",
+        )
+    },
+}
 
 
 class _FilteredTrafficRoutes:

@@ -98,6 +98,7 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
             servicers=services,
             routes=routes if limit is None else limit.routes(routes),
             ready={"postgresql": postgresql_answers},
+            api=http.API,
             interceptors=()
             if limit is None
             else (limit.interceptor([service.full_name for service, _ in services]),),

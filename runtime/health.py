@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import ClassVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from transports.http_app import Handler, Reply, Request
+from transports.openapi import Api, operation, returns
 
 # Whether one dependency is reachable now. A probe that takes longer than
 # PROBE_TIMEOUT_SECONDS, or fails, says it is not.
@@ -35,6 +37,17 @@ WATCH_INTERVAL_SECONDS = 1.0
 HealthServicer = health_aio.HealthServicer
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_READINESS = {
+    "type": "object",
+    "required": ["status", "dependencies"],
+    "properties": {
+        "status": {"enum": ["ready", "not_ready"]},
+        "dependencies": {
+            "type": "object",
+            "additionalProperties": {"enum": ["reachable", "unreachable"]},
+        },
+    },
+}
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +102,32 @@ class Health:
 
     def routes(self) -> dict[str, dict[str, Handler]]:
         return {"/healthz": {"GET": _alive}, "/readyz": {"GET": self._ready}}
+
+    # The OpenAPI declaration of those routes (transports.openapi).
+    API: ClassVar[Api] = {
+        "/healthz": {
+            "GET": operation(
+                "Whether the process serves HTTP",
+                {
+                    "200": returns(
+                        "alive",
+                        {"type": "object", "properties": {"status": {"const": "alive"}}},
+                    )
+                },
+                tag="operations",
+            )
+        },
+        "/readyz": {
+            "GET": operation(
+                "Whether every dependency (NATS, PostgreSQL) answers",
+                {
+                    "200": returns("ready", _READINESS),
+                    "503": returns("a dependency is unreachable", _READINESS),
+                },
+                tag="operations",
+            )
+        },
+    }
 
     async def _ready(self, request: Request) -> Reply:
         dependencies = await self.check()

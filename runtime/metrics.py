@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from transports.http_app import Handler, Reply, Request
+from transports.openapi import Api, operation, returns
 
 # No `_created` series beside every counter and histogram: a timestamp per series that
 # dashboards do not use, doubling what each scrape reads.
@@ -211,6 +212,18 @@ class GrpcObserver:
 def metrics_routes() -> dict[str, dict[str, Handler]]:
     """`GET /metrics`: the Prometheus text format."""
     return {"/metrics": {"GET": _metrics}}
+
+
+# The OpenAPI declaration of that route (transports.openapi).
+METRICS_API: Api = {
+    "/metrics": {
+        "GET": operation(
+            "The service's metrics, in Prometheus's text format",
+            {"200": returns("the metrics", {"type": "string"}, "text/plain")},
+            tag="operations",
+        )
+    }
+}
 
 
 async def _metrics(request: Request) -> Reply:

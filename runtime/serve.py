@@ -23,14 +23,16 @@ from runtime.health import Dependent, Health, Readiness, health_servicer
 from runtime.http_server import GRACE_SECONDS, HttpServer
 from runtime.lifecycle import Lifecycle, run_service, settings_or_exit, until_stopping
 from runtime.logs import configure_logging
-from runtime.metrics import GrpcObserver, HttpObserver, flushing, metrics_routes
+from runtime.metrics import METRICS_API, GrpcObserver, HttpObserver, flushing, metrics_routes
 from runtime.ports import listen_refusal
 from runtime.tls import grpc_credentials, http_scheme, server_certificate
 from runtime.workers import run_workers
+from transports import openapi
 from transports.cors import Cors
 from transports.grpc_decoding import add_servicer
 from transports.grpc_interceptors import CallInterceptor
 from transports.http_app import Handler, create_app, create_busy_app
+from transports.openapi import Api, Operation
 
 # A 1000-event batch of typical events is well under 1 MiB.
 MAX_GRPC_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -50,6 +52,8 @@ class Doors:
     routes: Mapping[str, Mapping[str, Handler]] = field(default_factory=dict)
     ready: Readiness = field(default_factory=dict)
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    # The OpenAPI declaration of the routes (transports.openapi): every route, no other.
+    api: Api = field(default_factory=dict)
 
 
 # Opens a service's doors for as long as the block runs, closing its connections after.
@@ -103,17 +107,21 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             ],
         )
         routes: dict[str, Mapping[str, Handler]] = {}
+        api: dict[str, Mapping[str, Operation]] = {**Health.API, **openapi.API}
         dependents: list[Dependent] = []
         for door in doors:
             for service, servicer in door.servicers:
                 add_servicer(grpc_server, service, servicer)
             routes.update(door.routes)
+            api.update(door.api)
             dependents.append(Dependent([s.full_name for s, _ in door.servicers], door.ready))
         health = Health(dependents, health_servicer(grpc_server, dependents))
         await health.check()  # the statuses are true from the first call on
         routes.update(health.routes())
         if settings.metrics:
             routes.update(metrics_routes())
+            api.update(METRICS_API)
+        routes.update(openapi.routes(api_document(doors, routes, api)))
         credentials = grpc_credentials(settings)
         if credentials is None:
             grpc_port = grpc_server.add_insecure_port(str(settings.grpc_listen))
@@ -153,6 +161,22 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             Address(settings.http_listen.host, http_port),
             stopped,
         )
+
+
+def api_document(
+    doors: Sequence[Doors], routes: Mapping[str, Mapping[str, Handler]], api: Api
+) -> dict[str, object]:
+    """The OpenAPI document of the routes this process serves (transports.openapi: it raises
+    if a route is not documented, or a documented one not served)."""
+    services = sorted({s.full_name for door in doors for s, _ in door.servicers})
+    description = (
+        "The HTTP routes of this server, which serves "
+        + ", ".join(f"`{name}`" for name in services)
+        + " (and the same over gRPC; server reflection describes those). Rate limits answer "
+        "429 with `Retry-After`."
+    )
+    served = {**routes, **openapi.routes({})}
+    return openapi.document("analytics API", description, served, api)
 
 
 def main_for(name: str, module: str, services: Sequence[DoorsOpener]) -> None:
