@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cluster import ROOT, ApiService, BenchError, Cluster, Process
-from bench.cpu import measuring
+from bench.cpu import measuring, process_tree
 from bench.dataset import DatasetShape, EventFactory, TrafficShape, recent_window
 from bench.grpc_load import BATCH, CONNECTIONS, STREAM_EVENTS, LoadReport
 from bench.http_load import WrkResult, run_wrk, write_browser_script, write_post_script
@@ -877,6 +877,14 @@ def _limits_runs(ctx: Context, servers: dict[str, ApiService]) -> None:
     rounds = 2 * plan.runs
     http: dict[str, list[float]] = {"on": [], "off": []}
     grpc: dict[str, list[float]] = {"on": [], "off": []}
+    # The ingest server's CPU an event, in µs, per run: less at the mercy of the machine's
+    # other load than the rate is.
+    http_cpu: dict[str, list[float]] = {"on": [], "off": []}
+    grpc_cpu: dict[str, list[float]] = {"on": [], "off": []}
+    trees = {
+        name: functools.partial(process_tree, server.process.pid)
+        for name, server in servers.items()
+    }
     failures = 0
     for server in servers.values():
         run_wrk(
@@ -888,19 +896,24 @@ def _limits_runs(ctx: Context, servers: dict[str, ApiService]) -> None:
         )
     for run in range(rounds):
         for name in ("on", "off") if run % 2 == 0 else ("off", "on"):
-            result = run_wrk(
-                f"http://{servers[name].http}/event",
-                connections=HTTP_CONNECTIONS,
-                threads=WRK_THREADS,
-                seconds=seconds,
-                script=script,
-            )
+            with measuring({"ingest": trees[name]}, None) as cpu:
+                result = run_wrk(
+                    f"http://{servers[name].http}/event",
+                    connections=HTTP_CONNECTIONS,
+                    threads=WRK_THREADS,
+                    seconds=seconds,
+                    script=script,
+                )
             failures += result.bad_responses + result.socket_errors
             http[name].append((result.requests - result.bad_responses) / result.seconds)
+            http_cpu[name].append(cpu.cores["ingest"] / result.rate * 1e6)
             asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
-            report = _grpc_run(ctx, "batch", servers[name].grpc, seconds)
+            with measuring({"ingest": trees[name]}, None) as cpu:
+                report = _grpc_run(ctx, "batch", servers[name].grpc, seconds)
             failures += report.errors + report.rejected
             grpc[name].append(report.rate)
+            # Over the client's warm-up too, at about the same rate.
+            grpc_cpu[name].append(cpu.cores["ingest"] / report.rate * 1e6)
             asyncio.run(purge_stream(cluster.nats.url, ctx.settings))
         ctx.say(
             f"limits run {run + 1}/{rounds}: HTTP on {http['on'][-1]:,.0f}/s, off "
@@ -908,14 +921,19 @@ def _limits_runs(ctx: Context, servers: dict[str, ApiService]) -> None:
             f"{grpc['off'][-1]:,.0f}/s"
         )
     note = f" ({failures} failed requests or calls)" if failures else ""
-    for figure, rates in ((LIMITS_HTTP_FIGURE, http), (LIMITS_GRPC_FIGURE, grpc)):
+    for figure, rates, cpus in (
+        (LIMITS_HTTP_FIGURE, http, http_cpu),
+        (LIMITS_GRPC_FIGURE, grpc, grpc_cpu),
+    ):
         ratio = median([on / off for on, off in zip(rates["on"], rates["off"], strict=True)])
+        cost = median([on / off for on, off in zip(cpus["on"], cpus["off"], strict=True)])
         ctx.table.add(
             Row(
                 figure,
-                f"on {rate(median(rates['on']))}, off {rate(median(rates['off']))}{note}",
+                f"on {rate(median(rates['on']))}, off {rate(median(rates['off']))}; ingest CPU "
+                f"an event on {median(cpus['on']):.2f} µs, off {median(cpus['off']):.2f} µs" + note,
                 LIMITS_TARGET,
-                f"{percent(ratio)} of off",
+                f"{percent(ratio)} of off; {percent(cost)} of its CPU an event",
                 verdict(ratio >= LIMITS_RATIO and not failures),
             )
         )
@@ -923,6 +941,11 @@ def _limits_runs(ctx: Context, servers: dict[str, ApiService]) -> None:
     ctx.table.record_runs("limits HTTP off ev/s", [f"{r:,.0f}" for r in http["off"]])
     ctx.table.record_runs("limits gRPC on ev/s", [f"{r:,.0f}" for r in grpc["on"]])
     ctx.table.record_runs("limits gRPC off ev/s", [f"{r:,.0f}" for r in grpc["off"]])
+    for door, cpus in (("HTTP", http_cpu), ("gRPC", grpc_cpu)):
+        for name in ("on", "off"):
+            ctx.table.record_runs(
+                f"limits {door} {name} ingest CPU µs/event", [f"{c:.2f}" for c in cpus[name]]
+            )
     ctx.table.notes.append(
         f"Rate limits: {seconds:g} s runs of wrk on POST /event and of the IngestBatch client, "
         "against two ingest servers started side by side for the phase, one with its limits on "
