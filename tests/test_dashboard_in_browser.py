@@ -9,6 +9,7 @@ dashboard-filtered-desktop.png and dashboard-phone.png (390 wide), whole pages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -184,4 +185,37 @@ async def test_the_live_panel_counts_the_visitor_of_an_event_sent_now(
     await page.locator("#live-visitors", has_text="1").wait_for()
     assert await page.locator("#live-feed li .path").all_inner_texts() == ["/now"]
     await page.screenshot(path=artifacts_folder() / "dashboard-phone.png", full_page=True)
+    await context.close()
+
+
+async def test_a_report_answering_401_makes_it_ask_for_a_read_token_and_send_it(
+    shop: str, chromium: Any
+) -> None:
+    """Main's report API has no read tokens yet: a route in the browser stands in for that
+    check, answering 401 to every report request without `Authorization: Bearer s3cret`."""
+    context = await chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    refused: list[str] = []
+
+    async def check_token(route: Any) -> None:
+        if route.request.headers.get("authorization") == "Bearer s3cret":
+            await route.continue_()
+            return
+        refused.append(route.request.url.split("?")[0].rsplit("/", 1)[1])
+        await route.fulfill(status=401, json={"error": "unauthenticated", "message": "no token"})
+
+    await page.route(re.compile(r"/(sites|reports/\w+|filtered-traffic)\?"), check_token)
+    await page.goto(shop)
+    await page.get_by_role("dialog", name="Read token").get_by_label("Token").fill("s3cret")
+    await page.keyboard.press("Enter")
+    await page.locator("#status", has_text=SHOWING).wait_for()
+    # The live stream too carries the token (read with fetch: EventSource cannot send it).
+    await page.locator("#live-visitors", has_text="0").wait_for()
+
+    assert refused == ["sites"]
+    assert await page.evaluate(TILES) == [
+        ["visitors", "3", "▲ +50% vs 2"],
+        ["views", "5", "▲ +150% vs 2"],
+    ]
+    assert await page.evaluate("sessionStorage.getItem('analytics.read_token')") == "s3cret"
     await context.close()

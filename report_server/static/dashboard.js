@@ -31,6 +31,8 @@ const SERIES = [
   { field: "views", label: "Views", stroke: "#c2410c" },
 ];
 
+// The steps between the labels of a time axis by days or longer: never between two days.
+const DAY_STEPS = [1, 2, 7, 14, 30, 91, 182, 365].map((n) => n * 86400);
 const TOKEN_KEY = "analytics.read_token";
 const FEED_LENGTH = 20;
 const LIVE_RETRY_MS = 5000;
@@ -283,7 +285,7 @@ function renderChart(series) {
     height: 260,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone),
     scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
-    axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? count(t) : "")) }],
+    axes: [series.interval === "hour" ? {} : { incrs: DAY_STEPS }, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? count(t) : "")) }],
     series: [{ label: series.interval === "hour" ? "Hour" : "Day" }, ...SERIES.map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, width: 2, points: { show: xs.length <= 60 } }))],
   };
   if (chart) chart.destroy();
@@ -338,8 +340,8 @@ function renderFiltered(report) {
     $("filtered").replaceChildren(el("p", { className: "empty", textContent: "Nothing dropped from " + report.start_date + " to " + report.end_date + "." }));
     return;
   }
-  const head = el("tr", {}, ...["Day", "Reason", "Events"].map((t) => el("th", { scope: "col", textContent: t })));
-  const rows = report.days.map((d) => el("tr", {}, el("td", { textContent: d.day }), el("td", { textContent: d.reason.replaceAll("_", " ") }), el("td", { textContent: count(d.count) })));
+  const head = el("tr", {}, ...["Day", "Reason", "Events"].map((t, i) => el("th", { scope: "col", textContent: t, className: i < 2 ? "text" : "" })));
+  const rows = report.days.map((d) => el("tr", {}, el("td", { textContent: d.day }), el("td", { className: "text", textContent: d.reason.replaceAll("_", " ") }), el("td", { textContent: count(d.count) })));
   const total = el("tr", {}, el("th", { scope: "row", textContent: "Total" }), el("td"), el("td", { textContent: count(report.total) }));
   $("filtered").replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows), el("tfoot", {}, total)));
 }
