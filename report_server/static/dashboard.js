@@ -360,6 +360,8 @@ function addFilter(dimension, value) {
   state.filters.push({ dimension, operator: "is", values: [value] });
   writeAddress();
   load();
+  // The clicked row is about to be redrawn: keep the keyboard's place on the new filter.
+  $("filters").lastElementChild.focus();
 }
 
 function removeFilter(index) {
@@ -387,7 +389,7 @@ function renderChips() {
 function buildZones() {
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
   const options = ["UTC", ...zones.filter((z) => z !== "UTC")].map((z) => el("option", { value: z, textContent: z }));
-  $("zone").replaceChildren(el("option", { value: "", textContent: "The site's" }), ...options);
+  $("zone").replaceChildren(el("option", { value: "", textContent: "Site's" }), ...options);
 }
 
 function fillControls() {
@@ -401,7 +403,7 @@ function fillControls() {
   $("start").value = state.start;
   $("end").value = state.end;
   const own = sites.find((s) => s.site_id === state.site);
-  $("zone").options[0].textContent = "The site's (" + ((own && own.time_zone) || "UTC") + ")";
+  $("zone").options[0].textContent = "Site's: " + ((own && own.time_zone) || "UTC");
   if (state.zone && ![...$("zone").options].some((o) => o.value === state.zone)) {
     $("zone").append(el("option", { value: state.zone, textContent: state.zone }));
   }
