@@ -10,7 +10,8 @@
 
 const count = (n) => n.toLocaleString("en-US");
 
-// The tiles: `metric` names a field of /reports/metrics, {"value": x, "previous": y}.
+// The tiles: `metric` names a field of /reports/metrics, {"value": x, "previous": y}, and
+// `format` writes its values (a rate or a duration brings its own format).
 const TILES = [
   { metric: "visitors", label: "Visitors", format: count },
   { metric: "views", label: "Views", format: count },
@@ -23,6 +24,13 @@ const PANELS = [
   { id: "referrers", title: "Referrers", dimension: "referrer_host", label: "Referrer" },
   { id: "events", title: "Event types", dimension: "event_type", label: "Event" },
   { id: "properties", title: "Properties", dimension: "property:", label: "Property", keyed: true },
+];
+
+// The number columns of the tables: fields of /reports/breakdown's rows, each shown when the
+// API's rows have it. The bars behind the values follow the first.
+const COLUMNS = [
+  { field: "visitors", label: "Visitors" },
+  { field: "views", label: "Views" },
 ];
 
 // The lines of the chart: fields of each /reports/timeseries bucket.
@@ -232,8 +240,8 @@ function intervalFor(period) {
 }
 
 function describePeriod(period) {
-  const span = period.start_date === period.end_date ? period.start_date : period.start_date + " to " + period.end_date;
-  return span + " (" + period.timezone + ")";
+  const { start_date: first, end_date: last, timezone } = period;
+  return (first === last ? first : first + " to " + last) + " (" + timezone + ")";
 }
 
 /* ---- rendering ---- */
@@ -260,12 +268,19 @@ function renderTiles(metrics) {
       change.textContent = value === 0 ? "no change" : "new (none before)";
     } else {
       const percent = Math.round(((value - previous) / previous) * 100);
-      change.textContent = (percent > 0 ? "▲ +" : percent < 0 ? "▼ " : "") + percent + "% vs " + tile.format(previous);
+      const arrow = percent > 0 ? "▲ +" : percent < 0 ? "▼ " : "";
+      change.textContent = arrow + percent + "% vs " + tile.format(previous);
       change.classList.add(percent > 0 ? "up" : percent < 0 ? "down" : "same");
     }
-    const tileNode = el("article", { className: "tile" }, el("h2", { textContent: tile.label }), el("p", { className: "value", textContent: tile.format(value) }), change);
-    tileNode.dataset.metric = tile.metric;
-    return tileNode;
+    const node = el(
+      "article",
+      { className: "tile" },
+      el("h2", { textContent: tile.label }),
+      el("p", { className: "value", textContent: tile.format(value) }),
+      change,
+    );
+    node.dataset.metric = tile.metric;
+    return node;
   });
   $("tiles").replaceChildren(...tiles);
 }
@@ -285,8 +300,20 @@ function renderChart(series) {
     height: 260,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone),
     scales: { y: { range: (u, min, max) => [0, Math.max(max, 1)] } },
-    axes: [series.interval === "hour" ? {} : { incrs: DAY_STEPS }, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? count(t) : "")) }],
-    series: [{ label: series.interval === "hour" ? "Hour" : "Day" }, ...SERIES.map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, width: 2, points: { show: xs.length <= 60 } }))],
+    axes: [
+      series.interval === "hour" ? {} : { incrs: DAY_STEPS },
+      { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? count(t) : "")) },
+    ],
+    series: [
+      { label: series.interval === "hour" ? "Hour" : "Day" },
+      ...SERIES.map((s) => ({
+        label: s.label,
+        stroke: s.stroke,
+        fill: s.fill,
+        width: 2,
+        points: { show: xs.length <= 60 },
+      })),
+    ],
   };
   if (chart) chart.destroy();
   box.replaceChildren();
@@ -299,34 +326,47 @@ function renderPanel(panel, result) {
   if (!section) {
     section = el("section", { className: "card", id: "panel-" + panel.id });
     section.setAttribute("aria-labelledby", "panel-" + panel.id + "-title");
-    const head = el("div", { className: "panel-head" }, el("h2", { id: "panel-" + panel.id + "-title", textContent: panel.title }));
+    const title = el("h2", { id: "panel-" + panel.id + "-title", textContent: panel.title });
+    const head = el("div", { className: "panel-head" }, title);
     if (panel.keyed) head.append(propertyKeyInput());
     section.append(head, el("div", { className: "rows" }));
     $("panels").append(section);
   }
   const rows = section.querySelector(".rows");
   if (!result || !result.rows.length) {
-    rows.replaceChildren(el("p", { className: "empty", textContent: result ? "Nothing in this period." : "Type a property key." }));
+    const note = result ? "Nothing in this period." : "Type a property key.";
+    rows.replaceChildren(el("p", { className: "empty", textContent: note }));
     return;
   }
   const dimension = result.dimension;
-  const top = Math.max(...result.rows.map((r) => r.visitors), 1);
+  const columns = COLUMNS.filter((c) => result.rows[0][c.field] !== undefined);
+  const top = Math.max(...result.rows.map((r) => r[columns[0].field]), 1);
   const body = result.rows.map((row) => {
     const fill = el("span", { className: "bar-fill" });
-    fill.style.width = (100 * row.visitors) / top + "%";
-    const button = el("button", { type: "button", textContent: row.value === "" ? "(none)" : row.value, title: "Filter by " + (row.value || "(none)") });
+    fill.style.width = (100 * row[columns[0].field]) / top + "%";
+    const shown = row.value === "" ? "(none)" : row.value;
+    const button = el("button", { type: "button", textContent: shown, title: "Filter by " + shown });
     button.addEventListener("click", () => addFilter(dimension, row.value));
-    return el("tr", {}, el("td", { className: "name" }, fill, button), el("td", { textContent: count(row.visitors) }), el("td", { textContent: count(row.views) }));
+    const numbers = columns.map((c) => el("td", { textContent: count(row[c.field]) }));
+    return el("tr", {}, el("td", { className: "name" }, fill, button), ...numbers);
   });
-  const head = el("tr", {}, el("th", { scope: "col", textContent: labelOf(dimension) }), el("th", { scope: "col", textContent: "Visitors" }), el("th", { scope: "col", textContent: "Views" }));
-  const more = result.total_rows > result.rows.length ? el("p", { className: "hint", textContent: "Top " + result.rows.length + " of " + count(result.total_rows) + "." }) : "";
-  rows.replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...body)), more);
+  const head = el(
+    "tr",
+    {},
+    el("th", { scope: "col", textContent: labelOf(dimension) }),
+    ...columns.map((c) => el("th", { scope: "col", textContent: c.label })),
+  );
+  const table = el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
+  const shown = result.rows.length;
+  const more = result.total_rows > shown ? "Top " + shown + " of " + count(result.total_rows) + "." : "";
+  rows.replaceChildren(table, ...(more ? [el("p", { className: "hint", textContent: more })] : []));
 }
 
 function propertyKeyInput() {
   const input = el("input", { id: "prop-key", value: state.prop, spellcheck: false });
   input.setAttribute("list", "prop-keys");
-  const keys = el("datalist", { id: "prop-keys" }, ...["screen", "utm_source", "utm_medium", "utm_campaign"].map((k) => el("option", { value: k })));
+  const known = ["screen", "utm_source", "utm_medium", "utm_campaign"];
+  const keys = el("datalist", { id: "prop-keys" }, ...known.map((k) => el("option", { value: k })));
   input.addEventListener("change", () => {
     state.prop = input.value.trim();
     writeAddress();
@@ -337,13 +377,30 @@ function propertyKeyInput() {
 
 function renderFiltered(report) {
   if (!report.days.length) {
-    $("filtered").replaceChildren(el("p", { className: "empty", textContent: "Nothing dropped from " + report.start_date + " to " + report.end_date + "." }));
+    const note = "Nothing dropped from " + report.start_date + " to " + report.end_date + ".";
+    $("filtered").replaceChildren(el("p", { className: "empty", textContent: note }));
     return;
   }
-  const head = el("tr", {}, ...["Day", "Reason", "Events"].map((t, i) => el("th", { scope: "col", textContent: t, className: i < 2 ? "text" : "" })));
-  const rows = report.days.map((d) => el("tr", {}, el("td", { textContent: d.day }), el("td", { className: "text", textContent: d.reason.replaceAll("_", " ") }), el("td", { textContent: count(d.count) })));
-  const total = el("tr", {}, el("th", { scope: "row", textContent: "Total" }), el("td"), el("td", { textContent: count(report.total) }));
-  $("filtered").replaceChildren(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows), el("tfoot", {}, total)));
+  const heading = (text, className = "") => el("th", { scope: "col", textContent: text, className });
+  const head = el("tr", {}, heading("Day", "text"), heading("Reason", "text"), heading("Events"));
+  const rows = report.days.map((d) =>
+    el(
+      "tr",
+      {},
+      el("td", { textContent: d.day }),
+      el("td", { className: "text", textContent: d.reason.replaceAll("_", " ") }),
+      el("td", { textContent: count(d.count) }),
+    ),
+  );
+  const total = el(
+    "tr",
+    {},
+    el("th", { scope: "row", textContent: "Total" }),
+    el("td"),
+    el("td", { textContent: count(report.total) }),
+  );
+  const table = el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows), el("tfoot", {}, total));
+  $("filtered").replaceChildren(table);
 }
 
 /* ---- filters ---- */
@@ -373,7 +430,8 @@ function removeFilter(index) {
 
 function renderChips() {
   const chips = state.filters.map((f, i) => {
-    const text = labelOf(f.dimension) + (f.operator === "prefix" ? " starts with " : " is ") + f.values.map((v) => v || "(none)").join(" or ");
+    const operator = f.operator === "prefix" ? " starts with " : " is ";
+    const text = labelOf(f.dimension) + operator + f.values.map((v) => v || "(none)").join(" or ");
     const chip = el("button", { type: "button", className: "chip" }, text, el("span", { textContent: "×" }));
     chip.lastChild.setAttribute("aria-hidden", "true");
     chip.setAttribute("aria-label", "Remove filter: " + text);
@@ -388,14 +446,16 @@ function renderChips() {
 
 function buildZones() {
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
-  const options = ["UTC", ...zones.filter((z) => z !== "UTC")].map((z) => el("option", { value: z, textContent: z }));
+  const names = ["UTC", ...zones.filter((z) => z !== "UTC")];
+  const options = names.map((z) => el("option", { value: z, textContent: z }));
   $("zone").replaceChildren(el("option", { value: "", textContent: "Site's" }), ...options);
 }
 
 function fillControls() {
   const site = $("site");
   if (site.options.length !== sites.length) {
-    site.replaceChildren(...sites.map((s) => el("option", { value: s.site_id, textContent: s.name && s.name !== s.site_id ? s.name + " (" + s.site_id + ")" : s.site_id })));
+    const named = (s) => (s.name && s.name !== s.site_id ? s.name + " (" + s.site_id + ")" : s.site_id);
+    site.replaceChildren(...sites.map((s) => el("option", { value: s.site_id, textContent: named(s) })));
   }
   site.value = state.site;
   $("range").value = state.range;
@@ -452,7 +512,8 @@ function wireControls() {
   let resizing = 0;
   window.addEventListener("resize", () => {
     clearTimeout(resizing);
-    resizing = setTimeout(() => chart && chart.setSize({ width: Math.max($("chart").clientWidth, 280), height: 260 }), 150);
+    const fit = () => chart && chart.setSize({ width: Math.max($("chart").clientWidth, 280), height: 260 });
+    resizing = setTimeout(fit, 150);
   });
 }
 
@@ -519,7 +580,14 @@ function onLive(update) {
   $("live-visitors").textContent = count(update.visitors);
   if (!update.event) return;
   const at = new Date(update.event.timestamp).toLocaleTimeString("en-GB", { timeZone: zoneOfView() });
-  const item = el("li", {}, el("time", { dateTime: update.event.timestamp, textContent: at }), el("span", { className: "type", textContent: update.event.event_type }), el("span", { className: "path", textContent: update.event.path }));
+  const { timestamp, event_type: type, path } = update.event;
+  const item = el(
+    "li",
+    {},
+    el("time", { dateTime: timestamp, textContent: at }),
+    el("span", { className: "type", textContent: type }),
+    el("span", { className: "path", textContent: path }),
+  );
   const feed = $("live-feed");
   feed.prepend(item);
   while (feed.children.length > FEED_LENGTH) feed.lastChild.remove();
