@@ -100,7 +100,7 @@ function authHeaders() {
 
 async function api(path, params) {
   const answer = await fetch(path + "?" + new URLSearchParams(params), { headers: authHeaders() });
-  if (answer.status === 401) throw new NeedsToken(path);
+  if (answer.status === 401) throw new NeedsToken(path + " asks for another read token");
   const body = await answer.json();
   if (!answer.ok) throw new Error(body.message || answer.status + " " + answer.statusText);
   return body;
@@ -162,7 +162,8 @@ async function start() {
   try {
     await loadSites();
   } catch (error) {
-    if (error instanceof NeedsToken) {
+    // A token that reads reports may not list sites: then the address names the site.
+    if (error instanceof NeedsToken && !token()) {
       await askForToken();
       return start();
     }
