@@ -579,6 +579,7 @@ function fetchEvents(url) {
 
 function onLive(update) {
   $("live-visitors").textContent = count(update.visitors);
+  $("live-noun").textContent = update.visitors === 1 ? "visitor" : "visitors";
   if (!update.event) return;
   const at = new Date(update.event.timestamp).toLocaleTimeString("en-GB", { timeZone: zoneOfView() });
   const { timestamp, event_type: type, path } = update.event;
