@@ -73,7 +73,12 @@ def _parser(default_target: str) -> argparse.ArgumentParser:
     )
     key_commands = keys.add_subparsers(dest="command", required=True)
     create_key = key_commands.add_parser(
-        "create", help="make an ingest key for one site and print its secret once"
+        "create",
+        help="make an ingest key for one site and print its secret once",
+        description="Make an ingest key for one site and print its secret once (only its "
+        "SHA-256 is kept: a lost secret cannot be shown again; rotate it). A backend sends it "
+        "as `Authorization: Bearer anik_...` (HTTP) or `authorization` metadata (gRPC); the "
+        "Python client takes it as api_key=. Every ingest server accepts it within seconds.",
     )
     create_key.add_argument("site_id", help="the site whose events the key may send")
     create_key.add_argument("--name", default="", help="a note for people, such as 'checkout'")
@@ -87,7 +92,11 @@ def _parser(default_target: str) -> argparse.ArgumentParser:
     )
     token_commands = tokens.add_subparsers(dest="command", required=True)
     create_token = token_commands.add_parser(
-        "create", help="make a read token or an admin token and print its secret once"
+        "create",
+        help="make a read token or an admin token and print its secret once",
+        description="Make a read token (the reports of the sites named, or of all) or an "
+        "admin token (manages sites, keys and tokens, reads every report), and print its "
+        "secret once; only its SHA-256 is kept. Sent as `Authorization: Bearer ...`.",
     )
     scope = create_token.add_mutually_exclusive_group(required=True)
     scope.add_argument("--sites", help="comma-separated site_ids the read token may read")
@@ -96,10 +105,18 @@ def _parser(default_target: str) -> argparse.ArgumentParser:
     create_token.add_argument("--name", default="", help="a note for people, such as 'grafana'")
 
     for group, kind in ((key_commands, INGEST_KEY), (token_commands, "")):
-        listing = group.add_parser("list", help="show them, revoked ones too, newest first")
+        listed = "ingest keys" if kind else "read and admin tokens"
+        listing = group.add_parser(
+            "list",
+            help="show them, revoked ones too, newest first",
+            description=f"Show the {listed}, revoked ones too, newest first: id, kind, "
+            "sites, when revoked, name. Secrets are never shown again.",
+        )
         listing.set_defaults(kind=kind)
-        group.add_parser("revoke", help=_REVOKE_HELP).add_argument("credential_id")
-        group.add_parser("rotate", help=_ROTATE_HELP).add_argument("credential_id")
+        for command, explanation in (("revoke", _REVOKE_HELP), ("rotate", _ROTATE_HELP)):
+            group.add_parser(
+                command, help=explanation, description=explanation[0].upper() + explanation[1:]
+            ).add_argument("credential_id", help="cred_..., as `list` shows it")
 
     bootstrap = groups.add_parser(
         "bootstrap",

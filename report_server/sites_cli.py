@@ -124,7 +124,7 @@ async def _one(
     metadata: tuple[tuple[str, str], ...],
 ) -> site_pb2.Site:
     site_id = arguments.site_id
-    origins = arguments.allowed_origins
+    origins = getattr(arguments, "allowed_origins", None)  # not an option of `get`
     allowed = [o.strip() for o in (origins or "").split(",") if o.strip()]
     if arguments.command == "create":
         return await sites.CreateSite(

@@ -8,9 +8,12 @@ One stack, production's defaults (nothing open), shared by the module's tests.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import os
 import secrets
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -519,3 +522,22 @@ async def test_only_the_hash_of_a_secret_is_stored(world: World) -> None:
     assert row["secret_sha256"] == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in str(dict(row))
     assert secret not in str(listed)
+
+
+async def test_a_key_made_with_the_cli_sends_events(world: World) -> None:
+    made = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "report_server.admin_cli", "--target", str(world.api.grpc)),
+        *("keys", "create", "site-a", "--name", "cli"),
+        env={**os.environ, "ANALYTICS_TOKEN": str(world.secrets["admin"]["right"])},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await made.communicate()
+    secret = output.decode().splitlines()[-1]
+
+    async def answered() -> int:
+        answer = await world.http.post("/event", json=EVENT, headers=_bearer(secret))
+        return answer.status_code
+
+    assert made.returncode == 0
+    assert secret.startswith("anik_")
+    await eventually(answered, 202, within=10)
