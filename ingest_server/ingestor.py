@@ -93,6 +93,21 @@ def _event_ids_when_asked(count: int) -> Iterator[str]:
     yield from new_event_ids(count)
 
 
+def authorize(
+    access: IngestAccess, items: Iterable[Event | InvalidArgument], sites: SiteRecords | None
+) -> None:
+    """Raise unless `access` may send an event of each site the items name (by the sites'
+    ingest policies; without `sites`, every site lets browsers send): the whole request is
+    refused, before anything of it is stored."""
+    try:
+        site_ids = {item.site_id for item in items}  # type: ignore[union-attr]
+    except AttributeError:  # an item refused in decoding: it has no site to check
+        site_ids = {item.site_id for item in items if isinstance(item, Event)}
+    for site_id in site_ids:
+        policy = INGEST_BROWSERS if sites is None else sites.get(site_id).ingest_policy
+        access.check(site_id, policy)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -131,7 +146,7 @@ class Ingestor:
         Unauthenticated and PermissionDenied (when `access` does not allow it: unchecked
         without), and Dropped for a browser's event that is not to be stored."""
         if access is not None:
-            self._authorize(access, (event,))
+            authorize(access, (event,), self._sites)
         received_at = self._clock()
         earliest = self._earliest(access, received_at)
         try:
@@ -149,19 +164,6 @@ class Ingestor:
             raise Dropped(judged)
         await self._publish([valid], received_at, [judged])
         return valid.event_id
-
-    def _authorize(self, access: IngestAccess, items: Iterable[Event | InvalidArgument]) -> None:
-        """Raise unless `access` may send an event of each site the items name: the whole
-        request is refused, before anything of it is stored."""
-        sites = self._sites
-        seen: set[str] = set()
-        for item in items:
-            if isinstance(item, InvalidArgument) or item.site_id in seen:
-                continue
-            site_id = item.site_id
-            seen.add(site_id)
-            policy = INGEST_BROWSERS if sites is None else sites.get(site_id).ingest_policy
-            access.check(site_id, policy)
 
     def _earliest(
         self, access: IngestAccess | None, received_at: datetime
@@ -203,7 +205,7 @@ class Ingestor:
         if violations := batch_size_violations(len(items)):
             raise InvalidArgument(violations)
         if access is not None:
-            self._authorize(access, items)
+            authorize(access, items, self._sites)
         received_at = self._clock()
         earliest = self._earliest(access, received_at)
         new_ids = _event_ids_when_asked(len(items))
