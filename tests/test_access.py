@@ -541,3 +541,46 @@ async def test_a_key_made_with_the_cli_sends_events(world: World) -> None:
     assert made.returncode == 0
     assert secret.startswith("anik_")
     await eventually(answered, 202, within=10)
+
+
+async def test_a_revoked_key_stops_working_on_the_ingest_server(world: World) -> None:
+    admin = admin_pb2_grpc.AdminServiceStub(world.channel)
+    metadata = (("authorization", f"Bearer {world.secrets['admin']['right']}"),)
+    made = await admin.CreateCredential(
+        admin_pb2.CreateCredentialRequest(kind="ingest_key", site_ids=["site-a"]),
+        metadata=metadata,
+    )
+    headers = _bearer(made.secret)
+
+    async def answered() -> int:
+        return (await world.http.post("/event", json=EVENT, headers=headers)).status_code
+
+    await eventually(answered, 202, within=10)
+    await admin.RevokeCredential(
+        admin_pb2.RevokeCredentialRequest(credential_id=made.credential.credential_id),
+        metadata=metadata,
+    )
+    await eventually(answered, 401, within=10)
+
+
+async def test_a_rotated_token_is_replaced_by_its_new_secret(world: World) -> None:
+    as_admin = _bearer(world.secrets["admin"]["right"])
+    made = (
+        await world.http.post(
+            "/admin/credentials",
+            json={"kind": "read_token", "site_ids": ["site-a"], "name": "dash"},
+            headers=as_admin,
+        )
+    ).json()
+    old_id = made["credential"]["credential_id"]
+
+    rotated = await world.http.post(f"/admin/credentials/{old_id}/rotate", headers=as_admin)
+    old = await world.http.get("/stats", params=SCOPE, headers=_bearer(made["secret"]))
+    new = await world.http.get("/stats", params=SCOPE, headers=_bearer(rotated.json()["secret"]))
+    again = await world.http.post(f"/admin/credentials/{old_id}/rotate", headers=as_admin)
+
+    assert rotated.status_code == 201
+    assert rotated.json()["credential"]["replaces"] == old_id
+    assert rotated.json()["credential"]["name"] == "dash"
+    assert (old.status_code, new.status_code) == (401, 200)
+    assert again.status_code == 400
