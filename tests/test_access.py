@@ -36,6 +36,7 @@ from analytics.v1 import (
     site_pb2,
     site_pb2_grpc,
 )
+from analytics_client import AsyncClient
 from google.protobuf.field_mask_pb2 import FieldMask
 from nats.js.errors import NotFoundError
 
@@ -584,3 +585,17 @@ async def test_a_rotated_token_is_replaced_by_its_new_secret(world: World) -> No
     assert rotated.json()["credential"]["name"] == "dash"
     assert (old.status_code, new.status_code) == (401, 200)
     assert again.status_code == 400
+
+
+async def test_the_client_library_sends_with_its_api_key(world: World) -> None:
+    async with (
+        AsyncClient(str(world.api.grpc), api_key=world.secrets["ingest"]["right"]) as keyed,
+        AsyncClient(str(world.api.grpc)) as keyless,
+    ):
+        await keyed.track("site-a", "page_view", "/client")
+        await keyless.track("site-a", "page_view", "/client")
+        await keyed.flush()
+        await keyless.flush()
+
+        assert (keyed.stats.sent, keyed.stats.rejected) == (1, 0)
+        assert (keyless.stats.sent, keyless.stats.rejected) == (0, 1)
