@@ -29,7 +29,7 @@ def main() -> None:
     arguments = parser.parse_args()
     secrets = [new_secret(INGEST_KEY) for _ in range(arguments.grants)]
     grants = {
-        hashed(secret): Grant(f"cred_{n}", INGEST_KEY, (f"site-{n}",))
+        hashed(secret): Grant(f"cred_{n}", INGEST_KEY, (f"site-{n}",), False, hashed(secret))
         for n, secret in enumerate(secrets)
     }
     secret = secrets[len(secrets) // 2]

@@ -11,7 +11,8 @@ milliseconds per request.
 
 A credential is found by the SHA-256 of the secret presented, as a dictionary key: how long the
 lookup takes can at most tell an attacker something about the hash of what they sent, never
-about a valid secret. The stored hash is then compared with `hmac.compare_digest` all the same.
+about a valid secret. The hash stored with the grant found is then compared with the presented
+one by `hmac.compare_digest`, in constant time.
 Secrets are never logged: only a credential's id (`cred_...`) is.
 """
 
@@ -73,6 +74,8 @@ class Grant:
     kind: str
     site_ids: tuple[str, ...] = ()
     all_sites: bool = False
+    # The SHA-256 of its secret, hex: the bucket's key for it (not in its JSON value).
+    secret_sha256: str = ""
 
     def covers(self, site_id: str) -> bool:
         return self.kind == ADMIN_TOKEN or self.all_sites or site_id in self.site_ids
@@ -89,8 +92,9 @@ class Grant:
         ).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Grant:
-        """ValueError for bytes that are not a grant."""
+    def from_entry(cls, key: str, data: bytes) -> Grant:
+        """The grant the bucket holds under `key` (its secret's SHA-256); ValueError for bytes
+        that are not a grant."""
         value: Any = json.loads(data)
         if not isinstance(value, dict):
             raise ValueError("a grant is a JSON object")
@@ -104,7 +108,7 @@ class Grant:
             and isinstance(all_sites, bool)
         ):
             raise ValueError("a grant has a credential_id, a kind, site_ids and all_sites")
-        return cls(credential_id, kind, tuple(site_ids), all_sites)
+        return cls(credential_id, kind, tuple(site_ids), all_sites, key)
 
 
 # What a door tells a caller; the same words on both doors.
@@ -120,8 +124,7 @@ def identify(secret: str | None, grants: Mapping[str, Grant]) -> Grant | None:
         return None
     digest = secret_hash(secret)
     grant = grants.get(digest)
-    # The lookup found the entry stored under this digest; compare it as the rule says.
-    if grant is None or not hmac.compare_digest(digest, secret_hash(secret)):
+    if grant is None or not hmac.compare_digest(grant.secret_sha256, digest):
         raise Unauthenticated(UNKNOWN)
     return grant
 

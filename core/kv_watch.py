@@ -17,9 +17,9 @@ T = TypeVar("T")
 
 
 class WatchedBucket(Generic[T]):
-    def __init__(self, kv: KeyValue, parse: Callable[[bytes], T], what: str) -> None:
-        """`parse` reads a value (ValueError for one it cannot: logged and left out); `what`
-        names the values in log lines."""
+    def __init__(self, kv: KeyValue, parse: Callable[[str, bytes], T], what: str) -> None:
+        """`parse` reads a key's value (ValueError for one it cannot: logged and left out);
+        `what` names the values in log lines."""
         self._kv = kv
         self._parse = parse
         self._what = what
@@ -63,7 +63,7 @@ class WatchedBucket(Generic[T]):
                     self.apply(entry.key, None, revision)
                     continue
                 try:
-                    value = self._parse(entry.value)
+                    value = self._parse(entry.key, entry.value)
                 except ValueError as error:
                     logger.warning(
                         "%s %r is not readable, ignored: %s", self._what, entry.key, error

@@ -66,6 +66,11 @@ class SiteRecord:
             raise ValueError("a site record has a string site_id and time_zone, a list of origins")
         return cls(site_id, zone, tuple(origins), policy, visibility)
 
+    @classmethod
+    def from_entry(cls, key: str, data: bytes) -> SiteRecord:
+        """The record a bucket holds under `key` (its site_id)."""
+        return cls.from_json(data)
+
     def allows(self, origin: str) -> bool:
         """Whether a page of `origin` (a request's Origin header) may send the site's events:
         listed as an origin, or its host listed as a host name."""

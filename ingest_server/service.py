@@ -107,7 +107,7 @@ async def watched_grants(
         retryable=jetstream_not_ready,
         logger=logger,
     )
-    grants = WatchedBucket(kv, Grant.from_json, "credential")
+    grants = WatchedBucket(kv, Grant.from_entry, "credential")
     watching = asyncio.create_task(grants.run(), name="the credentials' watch")
     try:
         await grants.loaded()

@@ -184,8 +184,8 @@ class CredentialRegistry:
         """Tell the servers of a new credential; a failure is logged (the next reconcile puts
         it), so a new credential may take up to that interval to work."""
         credential = created.credential
-        grant = _grant_of(credential)
         digest = secret_hash(created.secret)
+        grant = _grant_of(credential, digest)
         try:
             revision = await self._kv.put(digest, grant.to_json())
         except (nats.errors.Error, TimeoutError) as error:
@@ -215,7 +215,10 @@ class CredentialRegistry:
         many keys were put or deleted."""
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(VALID_GRANTS)
-        wanted = {row["secret_sha256"]: _grant_of(_credential(row)).to_json() for row in rows}
+        wanted = {
+            row["secret_sha256"]: _grant_of(_credential(row), row["secret_sha256"]).to_json()
+            for row in rows
+        }
         held = await bucket_contents(self._kv)
         changes = 0
         for digest, value in wanted.items():
@@ -276,9 +279,13 @@ def _credential(row: asyncpg.Record) -> Credential:
     )
 
 
-def _grant_of(credential: Credential) -> Grant:
+def _grant_of(credential: Credential, digest: str) -> Grant:
     return Grant(
-        credential.credential_id, credential.kind, credential.site_ids, credential.all_sites
+        credential.credential_id,
+        credential.kind,
+        credential.site_ids,
+        credential.all_sites,
+        digest,
     )
 
 
@@ -298,7 +305,7 @@ async def bootstrap_admin_token(settings: Settings, name: str) -> Created:
         pool = await create_pool(settings, max_size=1)
         try:
             await wait_for_schema(pool, "analytics-admin")
-            grants = WatchedBucket(kv, Grant.from_json, "credential")
+            grants = WatchedBucket(kv, Grant.from_entry, "credential")
             registry = CredentialRegistry(pool, kv, grants, settings.sites_reconcile_interval)
             return await registry.bootstrap_admin(name)
         finally:

@@ -76,14 +76,14 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
             "site records",
         )
         sites = await resources.enter_async_context(
-            _watching(WatchedBucket(site_kv, SiteRecord.from_json, "site record"))
+            _watching(WatchedBucket(site_kv, SiteRecord.from_entry, "site record"))
         )
         grant_kv = await _bucket(
             lambda: credential_bucket(js, settings.credentials_bucket, settings.stream_replicas),
             "credentials",
         )
         grants = await resources.enter_async_context(
-            _watching(WatchedBucket(grant_kv, Grant.from_json, "credential"))
+            _watching(WatchedBucket(grant_kv, Grant.from_entry, "credential"))
         )
         publisher = await resources.enter_async_context(
             _site_publisher(settings, pool, site_kv, sites)
