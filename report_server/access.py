@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from core.access import PUBLIC, Grant, identify, require_admin, require_read
+from core.events import site_id_violations
 from core.kv_watch import WatchedBucket
 from core.settings import Settings
 from core.site_records import SiteRecord
@@ -32,8 +33,11 @@ class ReportGate:
 
     def read(self, secret: str | None, site_id: str) -> None:
         """Raise Unauthenticated or PermissionDenied unless a request presenting `secret` may
-        read the reports of `site_id`."""
+        read the reports of `site_id`. A site_id that is missing or malformed names no site:
+        only the credential is checked, and the request is refused for the site_id (400)."""
         grant = identify(secret, self._grants.values)
+        if site_id_violations(site_id):
+            return
         record = self._sites.get(site_id)
         public = self._reports_open or (record is not None and record.report_visibility == PUBLIC)
         require_read(grant, site_id, public=public)

@@ -632,3 +632,10 @@ async def test_the_client_library_sends_with_its_api_key(world: World) -> None:
 
         assert (keyed.stats.sent, keyed.stats.rejected) == (1, 0)
         assert (keyless.stats.sent, keyless.stats.rejected) == (0, 1)
+
+
+async def test_a_report_without_a_site_id_is_refused_for_it_not_for_access(world: World) -> None:
+    answer = await world.http.get("/stats")
+
+    assert answer.status_code == 400
+    assert answer.json()["field_violations"] == [{"field": "site_id", "description": "is required"}]
