@@ -639,3 +639,15 @@ async def test_a_report_without_a_site_id_is_refused_for_it_not_for_access(world
 
     assert answer.status_code == 400
     assert answer.json()["field_violations"] == [{"field": "site_id", "description": "is required"}]
+
+
+async def test_an_authorization_of_another_scheme_is_refused_naming_the_form(world: World) -> None:
+    answer = await world.http.get(
+        "/stats", params=SCOPE, headers={"authorization": "Basic dXNlcjpwYXNz"}
+    )
+
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "error": "unauthenticated",
+        "message": "the authorization must be 'Bearer <secret>'",
+    }
