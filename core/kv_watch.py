@@ -38,9 +38,15 @@ class WatchedBucket(Generic[T]):
         """Return once the values the bucket held when watching began are in memory."""
         await self._loaded.wait()
 
+    def forget(self, key: str) -> None:
+        """Take a deletion this process made itself at once, rather than when the watch brings
+        it back (NATS does not say a deletion's revision): the key's values of the revisions
+        seen so far are not taken again, should the watch bring one late."""
+        self.apply(key, None, self._revisions.get(key, 0) + 1)
+
     def apply(self, key: str, value: T | None, revision: int) -> None:
-        """Take a change this process made itself (`value` None: deleted) at once, rather than
-        when the watch brings it back; an older revision of the key changes nothing."""
+        """Take a change at `revision` (`value` None: deleted): from the watch, or one this
+        process made itself, at once; an older revision of the key changes nothing."""
         if revision < self._revisions.get(key, 0):
             return
         self._revisions[key] = revision

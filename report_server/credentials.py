@@ -200,7 +200,7 @@ class CredentialRegistry:
     async def _withdraw(self, digest: str, *, strict: bool) -> None:
         """Tell the servers a credential is revoked; `strict`: Unavailable if that fails."""
         try:
-            revision = await self._kv.delete(digest)
+            await self._kv.delete(digest)
         except (nats.errors.Error, TimeoutError) as error:
             logger.warning("could not withdraw a revoked credential: %s", describe(error))
             if strict:
@@ -208,7 +208,7 @@ class CredentialRegistry:
                     "revoked, but NATS did not confirm that the servers were told: retry"
                 ) from None
             return
-        self._grants.apply(digest, None, revision)
+        self._grants.forget(digest)
 
     async def reconcile(self) -> int:
         """Make the bucket hold the grant of every valid credential, and nothing else; how
