@@ -137,7 +137,9 @@ class CredentialRegistry:
                 publish=False,
             )
         await self._grant(created)
-        await self._withdraw(old["secret_sha256"], strict=True)
+        # Not strict: the new secret must reach the caller, who could not ask for it again; a
+        # withdrawal NATS does not confirm is made by the next reconcile.
+        await self._withdraw(old["secret_sha256"], strict=False)
         return created
 
     async def bootstrap_admin(self, name: str) -> Created:
