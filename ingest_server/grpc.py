@@ -11,6 +11,7 @@ from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from core.access import IngestAccess
 from core.errors import (
     FieldViolation,
     InvalidArgument,
@@ -19,9 +20,11 @@ from core.errors import (
     ServiceError,
 )
 from core.events import batch_size_violations
+from ingest_server.access import IngestGate
 from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
 from ingest_server.limits import IngestLimits
 from transports.client_ip import TrustedProxies, client_ip, grpc_peer_ip
+from transports.credentials import grpc_secret
 from transports.grpc_errors import Context, translate_errors, translate_stream_errors
 
 # IngestStream publishes events in chunks of this many as they arrive, and details at most
@@ -42,15 +45,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
         self,
         ingestor: Ingestor,
+        gate: IngestGate,
         stream_max_events: int,
         stream_max_seconds: float,
+        *,
         limits: IngestLimits | None = None,
         trusted_proxies: TrustedProxies | None = None,
     ) -> None:
-        """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
+        """`gate`: what a call's credential (its `authorization` metadata) allows;
+        `stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
         it, or an IngestBatchStream, reads. `limits` count each call's events (each message's,
         for a stream) before they are stored."""
         self._ingestor = ingestor
+        self._gate = gate
         self._stream_max_events = stream_max_events
         self._stream_max_seconds = stream_max_seconds
         self._limits = limits
@@ -74,11 +81,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Ingest(
         self, request: ingest_pb2.IngestRequest, context: Context
     ) -> ingest_pb2.IngestResponse:
+        access = self._access(context)
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "is required")
         self._admit(context, (request.event,))
         try:
-            event_id = await self._ingestor.ingest(request.event)
+            event_id = await self._ingestor.ingest(request.event, access=access)
         except InvalidArgument as error:
             raise InvalidArgument(
                 [FieldViolation(f"event.{v.field}", v.description) for v in error.violations]
@@ -89,18 +97,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestBatch(
         self, request: ingest_pb2.IngestBatchRequest, context: Context
     ) -> ingest_pb2.IngestBatchResponse:
+        access = self._access(context)
         if violations := batch_size_violations(len(request.events)):
             raise InvalidArgument(violations)
         # A list, read once: the limits and the ingestor then share each event's wrapper,
         # which costs more to make than to read (protobuf makes one per element read).
         events = list(request.events)
         self._admit(context, events)
-        return _batch_response(await self._ingestor.ingest_batch(events))
+        return _batch_response(await self._ingestor.ingest_batch(events, access=access))
 
     @translate_errors
     async def IngestStream(
         self, request_iterator: AsyncIterator[Event | InvalidArgument], context: Context
     ) -> ingest_pb2.IngestStreamResponse:
+        access = self._access(context)
         accepted = rejected = 0
         details: list[Outcome] = []
         chunk: list[Event | InvalidArgument] = []
@@ -109,7 +119,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         async def flush() -> None:
             nonlocal accepted, rejected
             self._admit(context, chunk)
-            outcome = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
+            outcome = await self._ingestor.ingest_batch(
+                chunk, first_index=seen - len(chunk), access=access
+            )
             accepted += outcome.accepted_count
             rejected += outcome.rejected_count
             details.extend(
@@ -160,9 +172,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
         context: Context,
     ) -> AsyncIterator[ingest_pb2.IngestBatchResponse]:
+        access = self._access(context)
         answers: asyncio.Queue[_Answer] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_BATCHES_IN_FLIGHT)
-        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight, context))
+        reader = asyncio.create_task(
+            self._start_batches(requests, answers, in_flight, context, access)
+        )
         reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
@@ -184,6 +199,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         answers: asyncio.Queue[_Answer],
         in_flight: asyncio.Semaphore,
         context: Context,
+        access: IngestAccess,
     ) -> None:
         """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once, for
         as long as the stream may stay open. A bad request is answered with its error, and
@@ -205,7 +221,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     except RateLimited as error:
                         answers.put_nowait(error)
                         return
-                    answers.put_nowait(asyncio.create_task(self._ingestor.ingest_batch(events)))
+                    answers.put_nowait(
+                        asyncio.create_task(self._ingestor.ingest_batch(events, access=access))
+                    )
         except TimeoutError:
             answers.put_nowait(
                 LimitReached(
@@ -216,6 +234,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
         finally:
             answers.put_nowait(None)
+
+    def _access(self, context: Context) -> IngestAccess:
+        """What the call may send; Unauthenticated at once for a wrong or revoked credential."""
+        return self._gate.access(grpc_secret(context), browser=False)
 
 
 def _batch_response(outcome: BatchOutcome) -> ingest_pb2.IngestBatchResponse:

@@ -19,14 +19,17 @@ from typing import Any
 
 from analytics.v1.event_pb2 import Event
 
+from core.access import IngestAccess
 from core.errors import FieldViolation, InvalidArgument
 from core.events import listed_property_violations, property_count_violations
 from core.settings import Network
+from ingest_server.access import IngestGate
 from ingest_server.browsers import BrowserRequest
 from ingest_server.ingestor import Dropped, Ingestor, Outcome
 from ingest_server.limits import IngestLimits
 from ingest_server.tracker import Tracker
 from transports.client_ip import TrustedProxies, client_ip
+from transports.credentials import http_secret
 from transports.http_app import Headers, Reply, Request, Routes, json_body
 from transports.http_json import (
     RepeatedKeys,
@@ -48,11 +51,12 @@ DROPPED_HEADER = b"x-analytics-dropped"
 
 def routes(
     ingestor: Ingestor,
+    gate: IngestGate,
     max_body_bytes: int,
     trusted_proxies: tuple[Network, ...] = (),
     limits: IngestLimits | None = None,
 ) -> Routes:
-    ingest = _IngestRoutes(ingestor, max_body_bytes, trusted_proxies, limits)
+    ingest = _IngestRoutes(ingestor, gate, max_body_bytes, trusted_proxies, limits)
     return {
         "/event": {"POST": ingest.post_event},
         "/events": {"POST": ingest.post_events},
@@ -98,7 +102,7 @@ _RESULT = {
         "field_violations": {"type": "array", "items": {"type": "object"}},
     },
 }
-_WRITE_ERRORS = errors(400, 413, 415, 429, 503)
+_WRITE_ERRORS = errors(400, 401, 403, 413, 415, 429, 503)
 _BROWSERS = (
     " A `text/plain` body holding the same JSON is read too (what `sendBeacon` sends). A "
     "request with an `Origin` header is a page's: its events may be dropped (answered as "
@@ -171,22 +175,25 @@ class _IngestRoutes:
     def __init__(
         self,
         ingestor: Ingestor,
+        gate: IngestGate,
         max_body_bytes: int,
         trusted_proxies: tuple[Network, ...],
         limits: IngestLimits | None,
     ) -> None:
         self._ingestor = ingestor
+        self._gate = gate
         self._max_body_bytes = max_body_bytes
         self._trusted_proxies = TrustedProxies.of(trusted_proxies)
         self._limits = limits
 
     async def post_event(self, request: Request) -> Reply:
+        access = self._access(request)
         event = event_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
         ip = self._client_ip(request)
         if self._limits is not None:
             self._limits.admit(ip, (event,))
         try:
-            event_id = await self._ingestor.ingest(event, self._browser(request, ip))
+            event_id = await self._ingestor.ingest(event, self._browser(request, ip), access)
         except Dropped as dropped:
             return Reply(
                 HTTPStatus.ACCEPTED,
@@ -196,11 +203,14 @@ class _IngestRoutes:
         return Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "event_id": event_id})
 
     async def post_events(self, request: Request) -> Reply:
+        access = self._access(request)
         items = events_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
         ip = self._client_ip(request)
         if self._limits is not None:
             self._limits.admit(ip, items)
-        outcome = await self._ingestor.ingest_batch(items, browser=self._browser(request, ip))
+        outcome = await self._ingestor.ingest_batch(
+            items, browser=self._browser(request, ip), access=access
+        )
         body = {
             "accepted": outcome.accepted_count,
             "rejected": outcome.rejected_count,
@@ -210,6 +220,12 @@ class _IngestRoutes:
             return Reply(HTTPStatus.OK, body)
         body["dropped"] = outcome.dropped_count
         return Reply(HTTPStatus.OK, body, _dropped_headers(outcome.drops.values()))
+
+    def _access(self, request: Request) -> IngestAccess:
+        """What the request may send: a credential presented is checked before its body is
+        read."""
+        headers = request.headers
+        return self._gate.access(http_secret(headers), browser=b"origin" in headers)
 
     def _client_ip(self, request: Request) -> str:
         return client_ip(

@@ -134,16 +134,19 @@ async def test_an_ingest_stream_is_answered_up_to_the_chunk_a_limit_refuses(
     assert answer.limit_reached.startswith("rate limit ingest_site: site:t may send")
 
 
-async def test_reports_are_limited_per_credential_over_both_doors(
+async def test_reports_are_limited_per_credential_over_both_doors_before_it_is_checked(
     client: httpx.AsyncClient, stubs: GrpcClients
 ) -> None:
+    # Tokens nobody issued: refused as unauthenticated, and counted all the same.
     token_a = {"authorization": "Bearer a"}
     stats = {"site_id": "site-a", "date": "2025-11-14"}
-    assert (await client.get("/stats", params=stats, headers=token_a)).status_code == 200
-    await stubs.report.GetStats(
-        report_pb2.GetStatsRequest(site_id="site-a", date="2025-11-14"),
-        metadata=(("authorization", "Bearer a"),),
-    )
+    assert (await client.get("/stats", params=stats, headers=token_a)).status_code == 401
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stubs.report.GetStats(
+            report_pb2.GetStatsRequest(site_id="site-a", date="2025-11-14"),
+            metadata=(("authorization", "Bearer a"),),
+        )
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
     refused = await client.get("/stats", params=stats, headers=token_a)
     assert refused.status_code == 429
     assert (refused.json()["limit"], refused.json()["subject"]) == (
@@ -151,7 +154,7 @@ async def test_reports_are_limited_per_credential_over_both_doors(
         "the credential presented",
     )
     other = await client.get("/stats", params=stats, headers={"authorization": "Bearer b"})
-    assert other.status_code == 200
+    assert other.status_code == 401
     assert (await client.get("/stats", params=stats)).status_code == 200  # by IP
 
 

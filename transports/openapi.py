@@ -53,7 +53,10 @@ RETRY_AFTER = {
 # What any route may answer besides its own answers, by status.
 _ERRORS = {
     "400": "invalid input: each bad field or parameter is named in `field_violations`",
-    "404": "no such thing (a site)",
+    "401": "a credential is needed (`Authorization: Bearer …`), or the one given is wrong or "
+    "revoked",
+    "403": "the credential given does not allow this (another site's, or not an admin token)",
+    "404": "no such thing (a site, a credential)",
     "405": "the route does not take this method (`Allow` names those it takes)",
     "408": "the request was not sent whole in time",
     "409": "it exists already",
