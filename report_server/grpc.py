@@ -58,11 +58,20 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             period=_period(result.period),
             views=report_pb2.Metric(value=result.current.views),
             visitors=report_pb2.Metric(value=result.current.visitors),
+            visits=report_pb2.Metric(value=result.visits.visits),
+            bounce_rate=report_pb2.Ratio(value=result.visits.bounce_rate),
+            views_per_visit=report_pb2.Ratio(value=result.visits.views_per_visit),
+            visit_duration=report_pb2.Ratio(value=result.visits.visit_duration),
         )
         if result.previous_period is not None and result.previous is not None:
             metrics.previous_period.CopyFrom(_period(result.previous_period))
             metrics.views.previous = result.previous.views
             metrics.visitors.previous = result.previous.visitors
+        if result.previous_visits is not None:
+            metrics.visits.previous = result.previous_visits.visits
+            metrics.bounce_rate.previous = result.previous_visits.bounce_rate
+            metrics.views_per_visit.previous = result.previous_visits.views_per_visit
+            metrics.visit_duration.previous = result.previous_visits.visit_duration
         return metrics
 
     @translate_errors
@@ -78,6 +87,7 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
                 label=point.bucket.label,
                 views=point.counts.views,
                 visitors=point.counts.visitors,
+                visits=point.visits,
             )
             bucket.start.FromDatetime(point.bucket.start)
         return series
@@ -94,7 +104,9 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             period=_period(result.period),
             dimension=result.dimension,
             rows=[
-                report_pb2.BreakdownRow(value=row.value, views=row.views, visitors=row.visitors)
+                report_pb2.BreakdownRow(
+                    value=row.value, views=row.views, visitors=row.visitors, visits=row.visits
+                )
                 for row in result.rows
             ],
             total_rows=result.total_rows,

@@ -209,6 +209,8 @@ EXPORT_FORMATS = {
     "csv": (b"text/csv; charset=utf-8", _csv),
 }
 
+# The visit metrics, named as in the answer and as VisitCounts' attributes.
+VISIT_METRICS = ("visits", "bounce_rate", "views_per_visit", "visit_duration")
 SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
 
 
@@ -284,6 +286,10 @@ class _ReportRoutes:
             body["previous_period"] = _period_json(result.previous_period)
             body["views"]["previous"] = result.previous.views
             body["visitors"]["previous"] = result.previous.visitors
+        for name in VISIT_METRICS:
+            body[name] = {"value": getattr(result.visits, name)}
+            if result.previous_visits is not None:
+                body[name]["previous"] = getattr(result.previous_visits, name)
         return Reply(HTTPStatus.OK, body)
 
     async def time_series(self, request: Request) -> Reply:
@@ -301,6 +307,7 @@ class _ReportRoutes:
                         "start": _instant(point.bucket.start),
                         "views": point.counts.views,
                         "visitors": point.counts.visitors,
+                        "visits": point.visits,
                     }
                     for point in result.points
                 ],
@@ -330,7 +337,12 @@ class _ReportRoutes:
                 "period": _period_json(result.period),
                 "dimension": result.dimension,
                 "rows": [
-                    {"value": row.value, "views": row.views, "visitors": row.visitors}
+                    {
+                        "value": row.value,
+                        "views": row.views,
+                        "visitors": row.visitors,
+                        "visits": row.visits,
+                    }
                     for row in result.rows
                 ],
                 "total_rows": result.total_rows,

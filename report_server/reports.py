@@ -8,11 +8,15 @@ whatever its offset.
 Metrics and series by days, weeks or months in the site's own zone, filtered at most by event
 type, are read from the daily aggregates instead (kept by the site's days, the same numbers),
 which cost the same whatever the days' events: long ranges of busy sites stay fast.
+
+Visits (a visitor's events with no gap over 30 minutes) are computed from the events each time
+(report_queries.VISITS): a visit counts in the period and bucket of its first event, and is
+described as it stands at the period's end.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -34,21 +38,27 @@ from report_server.periods import (
 from report_server.report_queries import (
     AGGREGATE_DAYS,
     AGGREGATE_SERIES,
-    BREAKDOWN,
     DIMENSION_VALUES,
     EXPORT,
     FILTER_CONDITIONS,
     METRICS,
     SITE_FACTS,
     TIME_SERIES,
+    VISIT_BREAKDOWN,
+    VISIT_FILTERED_METRICS,
+    VISIT_FILTERED_SERIES,
+    VISIT_METRICS,
+    VISIT_SERIES,
+    VISIT_VALUES,
     events_where,
     property_value,
+    visits_sql,
 )
 from report_server.scope import PROPERTY_PREFIX, Filter, Scope, dimension_violations
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
-ORDERS = ("visitors", "views")
+ORDERS = ("visitors", "views", "visits")
 # The parameters every report's statement starts with: site_id, start, end.
 LEADING = 3
 
@@ -60,17 +70,47 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class VisitCounts:
+    """The visits of a period, and what the visit metrics are computed from."""
+
+    visits: int
+    bounces: int  # visits of exactly one page view
+    pages: int  # their page views
+    duration_us: int  # the microseconds from each one's first event to its last, summed
+
+    @property
+    def bounce_rate(self) -> float:
+        """The percentage of visits that bounced; 0 without visits."""
+        return 100 * self.bounces / self.visits if self.visits else 0.0
+
+    @property
+    def views_per_visit(self) -> float:
+        return self.pages / self.visits if self.visits else 0.0
+
+    @property
+    def visit_duration(self) -> float:
+        """The mean duration of a visit, in seconds."""
+        return self.duration_us / (self.visits * 1_000_000) if self.visits else 0.0
+
+
+NO_VISITS = VisitCounts(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
 class MetricsResult:
     period: Period
     current: Counts
     previous_period: Period | None  # asked to compare
     previous: Counts | None
+    visits: VisitCounts
+    previous_visits: VisitCounts | None
 
 
 @dataclass(frozen=True)
 class SeriesPoint:
     bucket: Bucket
     counts: Counts
+    visits: int  # that start in the bucket
 
 
 @dataclass(frozen=True)
@@ -85,6 +125,7 @@ class BreakdownRow:
     value: str
     views: int
     visitors: int
+    visits: int  # that start in the period and hold one of the row's events
 
 
 @dataclass(frozen=True)
@@ -178,6 +219,12 @@ class ReportReader:
     async def metrics(self, scope: Scope, *, compare: bool) -> MetricsResult:
         period, site_days = await self._period_in(scope)
         previous = period.previous() if compare else None
+        visits = await self._visit_metrics(scope, period)
+        before_visits = await self._visit_metrics(scope, previous) if previous else None
+        if any(each.on_visits for each in scope.filters):
+            current = await self._visit_filtered_counts(scope, period)
+            before = await self._visit_filtered_counts(scope, previous) if previous else None
+            return MetricsResult(period, current, previous, before, visits, before_visits)
         kinds = _aggregate_kinds(scope.filters)
         if site_days and kinds is not None:
             firsts = [previous.first, period.first] if previous else [period.first]
@@ -187,12 +234,21 @@ class ReportReader:
             by_bucket = {row["bucket"]: Counts(row["views"], row["visitors"]) for row in rows}
             current = by_bucket.get(len(firsts), Counts(0, 0))
             before = by_bucket.get(1, Counts(0, 0)) if previous else None
-            return MetricsResult(period, current, previous, before)
+            return MetricsResult(period, current, previous, before, visits, before_visits)
         start = previous.start if previous else period.start
         row = await self._fetchrow(METRICS, scope, start, period.end, [period.start])
         current = Counts(row["views"], row["visitors"])
         before = Counts(row["previous_views"], row["previous_visitors"]) if previous else None
-        return MetricsResult(period, current, previous, before)
+        return MetricsResult(period, current, previous, before, visits, before_visits)
+
+    async def _visit_metrics(self, scope: Scope, period: Period) -> VisitCounts:
+        [row] = await self._fetch_visits(VISIT_METRICS, scope, period, [])
+        return VisitCounts(row["visits"], row["bounces"], row["pages"], row["duration_us"])
+
+    async def _visit_filtered_counts(self, scope: Scope, period: Period) -> Counts:
+        """Views and visitors under a filter on a visit dimension."""
+        [row] = await self._fetch_visits(VISIT_FILTERED_METRICS, scope, period, [])
+        return Counts(row["views"], row["visitors"])
 
     async def time_series(self, scope: Scope, interval: str, *, prefix: str = "") -> SeriesResult:
         interval = interval or "day"
@@ -201,18 +257,22 @@ class ReportReader:
         period, site_days = await self._period_in(scope)
         _check_series_size(period, interval, prefix)
         starts = buckets(period, interval)
+        instants: list[object] = [[b.start for b in starts]]
         kinds = _aggregate_kinds(scope.filters)
-        if site_days and interval in ("day", "week", "month") and kinds is not None:
+        if any(each.on_visits for each in scope.filters):
+            rows = await self._fetch_visits(VISIT_FILTERED_SERIES, scope, period, instants)
+            counts = {row["bucket"]: Counts(row["views"], row["visitors"]) for row in rows}
+        elif site_days and interval in ("day", "week", "month") and kinds is not None:
             counts = await self._aggregate_series(
                 scope.site_id, period, starts, kinds.names, interval
             )
         else:
-            rows = await self._fetch(
-                TIME_SERIES, scope, period.start, period.end, [[b.start for b in starts]]
-            )
+            rows = await self._fetch(TIME_SERIES, scope, period.start, period.end, instants)
             counts = {row["bucket"]: Counts(row["views"], row["visitors"]) for row in rows}
+        visit_rows = await self._fetch_visits(VISIT_SERIES, scope, period, instants)
+        visits = {row["bucket"]: row["visits"] for row in visit_rows}
         points = [
-            SeriesPoint(bucket, counts.get(number, Counts(0, 0)))
+            SeriesPoint(bucket, counts.get(number, Counts(0, 0)), visits.get(number, 0))
             for number, bucket in enumerate(starts, start=1)
         ]
         return SeriesResult(period, interval, points)
@@ -241,19 +301,23 @@ class ReportReader:
     async def breakdown(self, scope: Scope, ask: BreakdownAsk) -> BreakdownResult:
         period = await self.period(scope)
         parameters: list[object] = [ask.limit, ask.offset]
-        dimension = _dimension_sql(ask.dimension, parameters)
-        rows = await self._fetch(
-            BREAKDOWN,
+        if ask.dimension in VISIT_VALUES:
+            columns, dimension = "", VISIT_VALUES[ask.dimension]
+        else:
+            value = _dimension_sql(ask.dimension, parameters)
+            columns, dimension = f",\n           coalesce({value}, '') AS value_of", "value_of"
+        rows = await self._fetch_visits(
+            VISIT_BREAKDOWN,
             scope,
-            period.start,
-            period.end,
+            period,
             parameters,
+            columns=columns,
             dimension=dimension,
             order=ask.order_by,
         )
         total = rows[0]["total_rows"] if rows else 0
         page = [
-            BreakdownRow(row["value"], row["views"], row["visitors"])
+            BreakdownRow(row["value"], row["views"], row["visitors"], row["visits"])
             for row in rows
             if row["value"] is not None
         ]
@@ -284,6 +348,29 @@ class ReportReader:
         arguments: list[object] = [scope.site_id, start, end, *parameters]
         filters = _filters_sql(scope.filters, arguments)
         sql = events_where(template, filters, **parts)
+        return await self._database.fetch(sql, *arguments)
+
+    async def _fetch_visits(
+        self,
+        template: str,
+        scope: Scope,
+        period: Period,
+        parameters: list[object],
+        columns: str = "",
+        **parts: str,
+    ) -> list[asyncpg.Record]:
+        """A statement over report_queries.VISITS: the event filters decide which events (and
+        so which visits) pass, the visit filters which visits."""
+        arguments: list[object] = [scope.site_id, period.start, period.end, *parameters]
+        passes = _conditions([f for f in scope.filters if not f.on_visits], arguments)
+        visit_filters = _conditions([f for f in scope.filters if f.on_visits], arguments)
+        sql = visits_sql(
+            template,
+            " AND ".join(passes) or "true",
+            "".join(f"\n  AND {condition}" for condition in visit_filters),
+            columns,
+            **parts,
+        )
         return await self._database.fetch(sql, *arguments)
 
     async def _fetchrow(
@@ -336,16 +423,23 @@ def _dimension_sql(dimension: str, parameters: list[object]) -> str:
 
 
 def _filters_sql(filters: tuple[Filter, ...], arguments: list[object]) -> str:
-    """The conditions of the filters, ANDed, their values appended to `arguments`."""
+    """The conditions of the (event) filters, ANDed, their values appended to `arguments`."""
+    return "".join(f"\n  AND {condition}" for condition in _conditions(filters, arguments))
+
+
+def _conditions(filters: Sequence[Filter], arguments: list[object]) -> list[str]:
+    """Each filter's condition, its values appended to `arguments`."""
     conditions = []
     for each in filters:
         if each.dimension.startswith(PROPERTY_PREFIX):
             arguments.append(each.dimension.removeprefix(PROPERTY_PREFIX))
             value = f"coalesce({property_value(f'${len(arguments)}')}, '')"
+        elif each.on_visits:
+            value = VISIT_VALUES[each.dimension]
         else:
             value = DIMENSION_VALUES[each.dimension]
         arguments.append(list(each.values))
         conditions.append(
             FILTER_CONDITIONS[each.operator].format(value=value, values=f"${len(arguments)}")
         )
-    return "".join(f"\n  AND {condition}" for condition in conditions)
+    return conditions
