@@ -12,7 +12,7 @@ from core.sites import Site
 from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub
 from report_server.periods import Period
-from report_server.reports import ReportReader, parse_breakdown
+from report_server.reports import COUNT_NAMES, ReportReader, parse_breakdown, parse_metrics
 from report_server.scope import Scope, parse_scope
 from report_server.sites import UPDATABLE_FIELDS, SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
@@ -52,21 +52,24 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
     async def GetMetrics(
         self, request: report_pb2.MetricsRequest, context: Context
     ) -> report_pb2.Metrics:
-        result = await self._reports.metrics(_scope(request.scope), compare=request.compare)
+        scope = _scope(request.scope)
+        visits_too = parse_metrics(request.metrics)
+        result = await self._reports.metrics(scope, compare=request.compare, visits_too=visits_too)
         metrics = report_pb2.Metrics(
             site_id=request.scope.site_id,
             period=_period(result.period),
             views=report_pb2.Metric(value=result.current.views),
             visitors=report_pb2.Metric(value=result.current.visitors),
-            visits=report_pb2.Metric(value=result.visits.visits),
-            bounce_rate=report_pb2.Ratio(value=result.visits.bounce_rate),
-            views_per_visit=report_pb2.Ratio(value=result.visits.views_per_visit),
-            visit_duration=report_pb2.Ratio(value=result.visits.visit_duration),
         )
         if result.previous_period is not None and result.previous is not None:
             metrics.previous_period.CopyFrom(_period(result.previous_period))
             metrics.views.previous = result.previous.views
             metrics.visitors.previous = result.previous.visitors
+        if result.visits is not None:
+            metrics.visits.value = result.visits.visits
+            metrics.bounce_rate.value = result.visits.bounce_rate
+            metrics.views_per_visit.value = result.visits.views_per_visit
+            metrics.visit_duration.value = result.visits.visit_duration
         if result.previous_visits is not None:
             metrics.visits.previous = result.previous_visits.visits
             metrics.bounce_rate.previous = result.previous_visits.bounce_rate
@@ -78,7 +81,9 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
     async def GetTimeSeries(
         self, request: report_pb2.TimeSeriesRequest, context: Context
     ) -> report_pb2.TimeSeries:
-        result = await self._reports.time_series(_scope(request.scope), request.interval)
+        scope = _scope(request.scope)
+        visits_too = parse_metrics(request.metrics, COUNT_NAMES)
+        result = await self._reports.time_series(scope, request.interval, visits_too=visits_too)
         series = report_pb2.TimeSeries(
             site_id=request.scope.site_id, period=_period(result.period), interval=result.interval
         )
@@ -97,7 +102,13 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
         self, request: report_pb2.BreakdownRequest, context: Context
     ) -> report_pb2.Breakdown:
         scope = _scope(request.scope)
-        ask = parse_breakdown(request.dimension, request.order_by, request.limit, request.offset)
+        ask = parse_breakdown(
+            request.dimension,
+            request.order_by,
+            request.limit,
+            request.offset,
+            metrics=request.metrics,
+        )
         result = await self._reports.breakdown(scope, ask)
         return report_pb2.Breakdown(
             site_id=request.scope.site_id,

@@ -23,7 +23,14 @@ from core.sites import Site
 from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub, LiveUpdate
 from report_server.periods import Period
-from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
+from report_server.reports import (
+    COUNT_NAMES,
+    METRIC_NAMES,
+    ExportedEvent,
+    ReportReader,
+    parse_breakdown,
+    wants_visits,
+)
 from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
@@ -273,9 +280,13 @@ class _ReportRoutes:
         return Reply(HTTPStatus.OK, None, ((b"content-type", media_type),), body())
 
     async def metrics(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("compare",))
+        params, scope, violations = _scope_or_violations(request, ("compare", "metrics"))
+        visits_too = wants_visits(_names(params, "metrics"), METRIC_NAMES, violations)
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
         compare = _flag(params, "compare")
-        result = await self._reports.metrics(scope, compare=compare)
+        result = await self._reports.metrics(scope, compare=compare, visits_too=visits_too)
         body: dict[str, Any] = {
             "site_id": scope.site_id,
             "period": _period_json(result.period),
@@ -287,14 +298,21 @@ class _ReportRoutes:
             body["views"]["previous"] = result.previous.views
             body["visitors"]["previous"] = result.previous.visitors
         for name in VISIT_METRICS:
-            body[name] = {"value": getattr(result.visits, name)}
+            if result.visits is not None:
+                body[name] = {"value": getattr(result.visits, name)}
             if result.previous_visits is not None:
                 body[name]["previous"] = getattr(result.previous_visits, name)
         return Reply(HTTPStatus.OK, body)
 
     async def time_series(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("interval",))
-        result = await self._reports.time_series(scope, params.get("interval", ""))
+        params, scope, violations = _scope_or_violations(request, ("interval", "metrics"))
+        visits_too = wants_visits(_names(params, "metrics"), COUNT_NAMES, violations)
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
+        result = await self._reports.time_series(
+            scope, params.get("interval", ""), visits_too=visits_too
+        )
         return Reply(
             HTTPStatus.OK,
             {
@@ -307,8 +325,8 @@ class _ReportRoutes:
                         "start": _instant(point.bucket.start),
                         "views": point.counts.views,
                         "visitors": point.counts.visitors,
-                        "visits": point.visits,
                     }
+                    | ({} if point.visits is None else {"visits": point.visits})
                     for point in result.points
                 ],
             },
@@ -316,13 +334,17 @@ class _ReportRoutes:
 
     async def breakdown(self, request: Request) -> Reply:
         params, scope, violations = _scope_or_violations(
-            request, ("dimension", "order_by", "limit", "offset")
+            request, ("dimension", "order_by", "limit", "offset", "metrics")
         )
         limit = _number(params, "limit", violations)
         offset = _number(params, "offset", violations)
         try:
             ask = parse_breakdown(
-                params.get("dimension", ""), params.get("order_by", ""), limit, offset or 0
+                params.get("dimension", ""),
+                params.get("order_by", ""),
+                limit,
+                offset or 0,
+                metrics=_names(params, "metrics"),
             )
         except InvalidArgument as error:
             violations += error.violations
@@ -337,12 +359,8 @@ class _ReportRoutes:
                 "period": _period_json(result.period),
                 "dimension": result.dimension,
                 "rows": [
-                    {
-                        "value": row.value,
-                        "views": row.views,
-                        "visitors": row.visitors,
-                        "visits": row.visits,
-                    }
+                    {"value": row.value, "views": row.views, "visitors": row.visitors}
+                    | ({} if row.visits is None else {"visits": row.visits})
                     for row in result.rows
                 ],
                 "total_rows": result.total_rows,
@@ -427,6 +445,12 @@ def _flag(params: dict[str, str], name: str) -> bool:
     if value not in ("true", "false"):
         raise InvalidArgument.single(name, "must be true or false")
     return value == "true"
+
+
+def _names(params: dict[str, str], name: str) -> list[str]:
+    """A comma-separated list ("views,visits"); absent or empty: none."""
+    text = params.get(name, "")
+    return text.split(",") if text else []
 
 
 def _number(params: dict[str, str], name: str, violations: list[FieldViolation]) -> int | None:

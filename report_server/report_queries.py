@@ -78,6 +78,28 @@ SELECT width_bucket(occurred_at, $4::timestamptz[]) AS bucket,
     + "GROUP BY bucket"
 )
 
+# $4 limit, $5 offset; ranked by {order} then by value (code point order). One row even when
+# the page is empty, holding the number of rows in all.
+BREAKDOWN = (
+    """
+WITH grouped AS (
+    SELECT coalesce({dimension}, '') COLLATE "C" AS value,
+           count(*) AS views, count(DISTINCT {visitor}) AS visitors
+"""
+    + _EVENTS_OF
+    + """    GROUP BY 1
+)
+SELECT total.rows AS total_rows, page.value, page.views, page.visitors
+FROM (SELECT count(*) AS rows FROM grouped) AS total
+LEFT JOIN LATERAL (
+    SELECT value, views, visitors FROM grouped
+    ORDER BY {order} DESC, value ASC
+    LIMIT $4 OFFSET $5
+) AS page ON true
+ORDER BY page.{order} DESC, page.value ASC
+"""
+)
+
 # The events of a site over a period, oldest first, for export.
 EXPORT = (
     """
@@ -110,15 +132,19 @@ SELECT (SELECT time_zone FROM sites WHERE site_id = $1) AS time_zone,
 # every event of the period whether it starts one. A report counts the visits that start in
 # its period ($2 to $3), each as it stands at the period's end (its events from then on are
 # not read). {passes}: the event filters, as one condition; {columns}: each event's value of
-# the report's dimension, if any. Events without a visitor belong to no visit.
+# the report's event dimension (value_of), if any. Only the columns needed are carried: the
+# rows are sorted once by visitor and time, and narrow rows sort in memory. Events without a
+# visitor belong to no visit.
 #   numbered: each event read, with its visitor and the number of its visit (from 1).
 #   visits: each visit that starts in the period, with `passes`: one of its events passes the
 #   event filters.
 #   joined: each event of the period, with its visit's columns (NULL: outside them).
 VISITS = """
 WITH marked AS (
-    SELECT events.*, {visitor} AS visitor, {passes} AS passes,
-           coalesce(occurred_at - lag(occurred_at) OVER by_visitor > {gap}, true) AS starts
+    SELECT {visitor} AS visitor, occurred_at, event_id, event_type, path, {passes} AS passes,
+           coalesce(occurred_at - lag(occurred_at) OVER by_visitor > {gap}, true) AS starts,
+           row_number() OVER by_visitor AS seq,
+           referrer_source, utm_source, utm_medium, utm_campaign, utm_term, utm_content{columns}
     FROM events
     WHERE site_id = $1 AND occurred_at >= $2::timestamptz - {gap} AND occurred_at < $3
     WINDOW by_visitor AS (PARTITION BY {visitor} ORDER BY occurred_at, event_id)
@@ -132,10 +158,8 @@ visits AS (
     SELECT visitor, visit, min(occurred_at) AS started, max(occurred_at) AS ended,
            count(*) FILTER (WHERE event_type = 'page_view') AS pages,
            bool_or(passes) AS passes,
-           (array_agg(path ORDER BY occurred_at, event_id)
-                FILTER (WHERE event_type = 'page_view'))[1] AS entry_page,
-           (array_agg(path ORDER BY occurred_at DESC, event_id DESC)
-                FILTER (WHERE event_type = 'page_view'))[1] AS exit_page,
+           substr(min({ordered_path}) FILTER (WHERE event_type = 'page_view'), 21) AS entry_page,
+           substr(max({ordered_path}) FILTER (WHERE event_type = 'page_view'), 21) AS exit_page,
            max(referrer_source) FILTER (WHERE starts) AS visit_source,
            max(utm_source) FILTER (WHERE starts) AS visit_utm_source,
            max(utm_medium) FILTER (WHERE starts) AS visit_utm_medium,
@@ -151,11 +175,15 @@ joined AS (
     SELECT numbered.visitor, numbered.visit, numbered.occurred_at, numbered.passes,
            visits.started IS NOT NULL AS in_visit, visits.entry_page, visits.exit_page,
            visits.visit_source, visits.visit_utm_source, visits.visit_utm_medium,
-           visits.visit_utm_campaign, visits.visit_utm_term, visits.visit_utm_content{columns}
+           visits.visit_utm_campaign, visits.visit_utm_term,
+           visits.visit_utm_content{joined_columns}
     FROM numbered LEFT JOIN visits USING (visitor, visit)
     WHERE numbered.occurred_at >= $2
 )
 """
+# A page view's path behind its place in its visitor's events (20 digits), so that the least
+# and greatest are the first and last (ordered aggregates would sort each visit again).
+ORDERED_PATH = "(lpad(seq::text, 20, '0') || path) COLLATE \"C\""
 
 # The visits of the period that pass the filters ({visit_filters}: the visit dimensions'):
 # how many, how many had exactly one page view, their page views, and the microseconds from
@@ -235,13 +263,16 @@ ORDER BY page.{order} DESC, page.value ASC
 def visits_sql(
     template: str, passes: str, visit_filters: str, columns: str = "", **parts: str
 ) -> str:
-    """A statement over VISITS with its parts filled in."""
+    """A statement over VISITS with its parts filled in; `columns`: the SQL of an event
+    dimension's value, to break down by (value_of)."""
     return template.format(
         visitor=VISITOR,
         gap=VISIT_GAP,
+        ordered_path=ORDERED_PATH,
         passes=passes,
         visit_filters=visit_filters,
-        columns=columns,
+        columns=f",\n           {columns} AS value_of" if columns else "",
+        joined_columns=", numbered.value_of" if columns else "",
         **parts,
     )
 

@@ -38,6 +38,7 @@ from report_server.periods import (
 from report_server.report_queries import (
     AGGREGATE_DAYS,
     AGGREGATE_SERIES,
+    BREAKDOWN,
     DIMENSION_VALUES,
     EXPORT,
     FILTER_CONDITIONS,
@@ -59,6 +60,11 @@ from report_server.scope import PROPERTY_PREFIX, Filter, Scope, dimension_violat
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 ORDERS = ("visitors", "views", "visits")
+# What a report may be asked to count. Views and visitors are always counted (from the
+# aggregates, or one pass over the events); the visit metrics only when asked (the default),
+# since they read and sort every event of the range.
+METRIC_NAMES = ("views", "visitors", "visits", "bounce_rate", "views_per_visit", "visit_duration")
+COUNT_NAMES = ("views", "visitors", "visits")  # a series' and a breakdown's
 # The parameters every report's statement starts with: site_id, start, end.
 LEADING = 3
 
@@ -102,15 +108,15 @@ class MetricsResult:
     current: Counts
     previous_period: Period | None  # asked to compare
     previous: Counts | None
-    visits: VisitCounts
-    previous_visits: VisitCounts | None
+    visits: VisitCounts | None  # asked for
+    previous_visits: VisitCounts | None  # asked for, and to compare
 
 
 @dataclass(frozen=True)
 class SeriesPoint:
     bucket: Bucket
     counts: Counts
-    visits: int  # that start in the bucket
+    visits: int | None  # that start in the bucket; None: not asked for
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,8 @@ class BreakdownRow:
     value: str
     views: int
     visitors: int
-    visits: int  # that start in the period and hold one of the row's events
+    visits: int | None  # that start in the period and hold one of the row's events; None:
+    # not asked for
 
 
 @dataclass(frozen=True)
@@ -155,13 +162,45 @@ class BreakdownAsk:
     order_by: str
     limit: int
     offset: int
+    visits: bool = True  # count each row's visits
+
+
+def wants_visits(
+    metrics: Sequence[str], names: tuple[str, ...], violations: list[FieldViolation]
+) -> bool:
+    """Whether a report's `metrics` (none: all) ask for a visit metric; an unknown name is a
+    violation of `metrics`."""
+    if unknown := [name for name in metrics if name not in names]:
+        violations.append(
+            FieldViolation(
+                "metrics", f"must name some of {', '.join(names)}, got {unknown[0][:32]!r}"
+            )
+        )
+    return not metrics or any(name not in ("views", "visitors") for name in metrics)
+
+
+def parse_metrics(metrics: Sequence[str], names: tuple[str, ...] = METRIC_NAMES) -> bool:
+    """Whether `metrics` ask for a visit metric; InvalidArgument names `metrics` if one is
+    unknown."""
+    violations: list[FieldViolation] = []
+    visits = wants_visits(metrics, names, violations)
+    if violations:
+        raise InvalidArgument(violations)
+    return visits
 
 
 def parse_breakdown(
-    dimension: str, order_by: str, limit: int | None, offset: int, *, prefix: str = ""
+    dimension: str,
+    order_by: str,
+    limit: int | None,
+    offset: int,
+    *,
+    prefix: str = "",
+    metrics: Sequence[str] = (),
 ) -> BreakdownAsk:
     """Check a breakdown's own arguments, applying defaults; InvalidArgument names each."""
     violations = dimension_violations(dimension, f"{prefix}dimension")
+    visits = wants_visits(metrics, COUNT_NAMES, violations)
     order_by = order_by or "visitors"
     if order_by not in ORDERS:
         violations.append(
@@ -175,7 +214,7 @@ def parse_breakdown(
         violations.append(FieldViolation(f"{prefix}offset", "must not be negative"))
     if violations:
         raise InvalidArgument(violations)
-    return BreakdownAsk(dimension, order_by, limit, offset)
+    return BreakdownAsk(dimension, order_by, limit, offset, visits or order_by == "visits")
 
 
 def interval_violations(interval: str, field: str) -> list[FieldViolation]:
@@ -216,11 +255,15 @@ class ReportReader:
         )
         return period, zone == site_zone
 
-    async def metrics(self, scope: Scope, *, compare: bool) -> MetricsResult:
+    async def metrics(
+        self, scope: Scope, *, compare: bool, visits_too: bool = True
+    ) -> MetricsResult:
         period, site_days = await self._period_in(scope)
         previous = period.previous() if compare else None
-        visits = await self._visit_metrics(scope, period)
-        before_visits = await self._visit_metrics(scope, previous) if previous else None
+        visits = await self._visit_metrics(scope, period) if visits_too else None
+        before_visits = (
+            await self._visit_metrics(scope, previous) if previous and visits_too else None
+        )
         if any(each.on_visits for each in scope.filters):
             current = await self._visit_filtered_counts(scope, period)
             before = await self._visit_filtered_counts(scope, previous) if previous else None
@@ -250,7 +293,9 @@ class ReportReader:
         [row] = await self._fetch_visits(VISIT_FILTERED_METRICS, scope, period, [])
         return Counts(row["views"], row["visitors"])
 
-    async def time_series(self, scope: Scope, interval: str, *, prefix: str = "") -> SeriesResult:
+    async def time_series(
+        self, scope: Scope, interval: str, *, prefix: str = "", visits_too: bool = True
+    ) -> SeriesResult:
         interval = interval or "day"
         if violations := interval_violations(interval, f"{prefix}interval"):
             raise InvalidArgument(violations)
@@ -269,10 +314,16 @@ class ReportReader:
         else:
             rows = await self._fetch(TIME_SERIES, scope, period.start, period.end, instants)
             counts = {row["bucket"]: Counts(row["views"], row["visitors"]) for row in rows}
-        visit_rows = await self._fetch_visits(VISIT_SERIES, scope, period, instants)
-        visits = {row["bucket"]: row["visits"] for row in visit_rows}
+        visits: dict[int, int] = {}
+        if visits_too:
+            visit_rows = await self._fetch_visits(VISIT_SERIES, scope, period, instants)
+            visits = {row["bucket"]: row["visits"] for row in visit_rows}
         points = [
-            SeriesPoint(bucket, counts.get(number, Counts(0, 0)), visits.get(number, 0))
+            SeriesPoint(
+                bucket,
+                counts.get(number, Counts(0, 0)),
+                visits.get(number, 0) if visits_too else None,
+            )
             for number, bucket in enumerate(starts, start=1)
         ]
         return SeriesResult(period, interval, points)
@@ -301,11 +352,14 @@ class ReportReader:
     async def breakdown(self, scope: Scope, ask: BreakdownAsk) -> BreakdownResult:
         period = await self.period(scope)
         parameters: list[object] = [ask.limit, ask.offset]
+        on_visits = ask.dimension in VISIT_VALUES or any(f.on_visits for f in scope.filters)
+        if not ask.visits and not on_visits:
+            return await self._event_breakdown(scope, period, ask)
         if ask.dimension in VISIT_VALUES:
             columns, dimension = "", VISIT_VALUES[ask.dimension]
         else:
             value = _dimension_sql(ask.dimension, parameters)
-            columns, dimension = f",\n           coalesce({value}, '') AS value_of", "value_of"
+            columns, dimension = f"coalesce({value}, '')", "value_of"
         rows = await self._fetch_visits(
             VISIT_BREAKDOWN,
             scope,
@@ -317,7 +371,32 @@ class ReportReader:
         )
         total = rows[0]["total_rows"] if rows else 0
         page = [
-            BreakdownRow(row["value"], row["views"], row["visitors"], row["visits"])
+            BreakdownRow(
+                row["value"], row["views"], row["visitors"], row["visits"] if ask.visits else None
+            )
+            for row in rows
+            if row["value"] is not None
+        ]
+        return BreakdownResult(period, ask.dimension, page, total)
+
+    async def _event_breakdown(
+        self, scope: Scope, period: Period, ask: BreakdownAsk
+    ) -> BreakdownResult:
+        """A breakdown by an event dimension without visits: one pass over the events."""
+        parameters: list[object] = [ask.limit, ask.offset]
+        dimension = _dimension_sql(ask.dimension, parameters)
+        rows = await self._fetch(
+            BREAKDOWN,
+            scope,
+            period.start,
+            period.end,
+            parameters,
+            dimension=dimension,
+            order=ask.order_by,
+        )
+        total = rows[0]["total_rows"] if rows else 0
+        page = [
+            BreakdownRow(row["value"], row["views"], row["visitors"], None)
             for row in rows
             if row["value"] is not None
         ]
@@ -371,7 +450,7 @@ class ReportReader:
             columns,
             **parts,
         )
-        return await self._database.fetch(sql, *arguments)
+        return await self._database.fetch_without_jit(sql, *arguments)
 
     async def _fetchrow(
         self, template: str, scope: Scope, start: datetime, end: datetime, parameters: list[object]

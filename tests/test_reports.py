@@ -240,6 +240,39 @@ async def test_visits_by_entry_page_and_by_hour_over_both_doors(
     assert [(b.label, b.views, b.visits) for b in hours_over_grpc.buckets if b.views] == busy
 
 
+async def test_views_and_visitors_alone_leave_the_visits_out_over_both_doors(
+    visited: None, http: httpx.AsyncClient, rpc: GrpcClients
+) -> None:
+    metrics = await http.get("/reports/metrics", params={**VISITING_SCOPE, "metrics": "views"})
+    rows = await http.get(
+        "/reports/breakdown",
+        params={**VISITING_SCOPE, "dimension": "path", "metrics": "views,visitors"},
+    )
+    series = await rpc.report.GetTimeSeries(
+        TimeSeriesRequest(scope=visiting_scope(), metrics=["visitors"])
+    )
+
+    assert "visits" not in metrics.json()
+    assert (metrics.json()["views"], metrics.json()["visitors"]) == ({"value": 4}, {"value": 2})
+    assert rows.json()["rows"][0] == {"value": "/landing", "views": 2, "visitors": 2}
+    assert [(b.views, b.HasField("visits")) for b in series.buckets] == [(4, False)]
+
+
+async def test_an_unknown_metric_is_refused_naming_it(http: httpx.AsyncClient) -> None:
+    response = await http.get(
+        "/reports/metrics", params={"site_id": "shop", "metrics": "views,bounces"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["field_violations"] == [
+        {
+            "field": "metrics",
+            "description": "must name some of views, visitors, visits, bounce_rate, "
+            "views_per_visit, visit_duration, got 'bounces'",
+        }
+    ]
+
+
 async def test_bad_report_arguments_are_refused_naming_each_over_both_doors(
     http: httpx.AsyncClient, rpc: GrpcClients
 ) -> None:

@@ -267,19 +267,28 @@ class MetricsRequest(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     COMPARE_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     compare: _builtins.bool
     """Also count the period of equal length just before the range."""
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The metrics wanted, of "views", "visitors", "visits", "bounce_rate", "views_per_visit",
+        "visit_duration"; none: all. Views and visitors are always counted; the visit metrics
+        (which read and sort every event of the range) only when one of them is wanted.
+        """
+
     def __init__(
         self,
         *,
         scope: Global___Scope | None = ...,
         compare: _builtins.bool = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare", b"compare", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare", b"compare", "metrics", b"metrics", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -419,21 +428,29 @@ class TimeSeriesRequest(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     interval: _builtins.str
     """"minute" (a range of at most one day), "hour" (at most 31 days), "day", "week" (ISO,
     from Monday) or "month"; empty means "day". At most 1000 buckets.
     """
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Of "views", "visitors", "visits"; none: all. Views and visitors are always counted;
+        visits only when wanted.
+        """
+
     def __init__(
         self,
         *,
         scope: Global___Scope | None = ...,
         interval: _builtins.str = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "metrics", b"metrics", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -456,7 +473,7 @@ class Bucket(_message.Message):
     views: _builtins.int
     visitors: _builtins.int
     visits: _builtins.int
-    """Visits that start in the bucket (their first event falls in it)."""
+    """Visits that start in the bucket (their first event falls in it); set when wanted."""
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -466,13 +483,15 @@ class Bucket(_message.Message):
         start: _timestamp_pb2.Timestamp | None = ...,
         views: _builtins.int = ...,
         visitors: _builtins.int = ...,
-        visits: _builtins.int = ...,
+        visits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "start", b"start", "visits", b"visits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "start", b"start", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "label", b"label", "start", b"start", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__visits: _TypeAlias = _typing.Literal["visits"]  # noqa: Y015
+    _WhichOneofArgType__visits: _TypeAlias = _typing.Literal["_visits", b"_visits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visits) -> _WhichOneofReturnType__visits | None: ...
 
 Global___Bucket: _TypeAlias = Bucket  # noqa: Y015
 
@@ -515,6 +534,7 @@ class BreakdownRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     dimension: _builtins.str
     """One of Filter.dimension's."""
     order_by: _builtins.str
@@ -524,6 +544,12 @@ class BreakdownRequest(_message.Message):
     offset: _builtins.int
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Of "views", "visitors", "visits"; none: all. Views and visitors are always counted;
+        visits when wanted or ranked by.
+        """
+
     def __init__(
         self,
         *,
@@ -532,10 +558,11 @@ class BreakdownRequest(_message.Message):
         order_by: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "limit", b"limit", "offset", b"offset", "order_by", b"order_by", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "limit", b"limit", "metrics", b"metrics", "offset", b"offset", "order_by", b"order_by", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -556,7 +583,7 @@ class BreakdownRow(_message.Message):
     visits: _builtins.int
     """The visits (that start in the period) holding one of those events. For a visit's
     dimension: the visits of that value. Events outside those visits (no visitor, or a visit
-    begun before the period) have "" for a visit's dimension.
+    begun before the period) have "" for a visit's dimension. Set when wanted.
     """
     def __init__(
         self,
@@ -564,13 +591,15 @@ class BreakdownRow(_message.Message):
         value: _builtins.str = ...,
         views: _builtins.int = ...,
         visitors: _builtins.int = ...,
-        visits: _builtins.int = ...,
+        visits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "visits", b"visits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "value", b"value", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__visits: _TypeAlias = _typing.Literal["visits"]  # noqa: Y015
+    _WhichOneofArgType__visits: _TypeAlias = _typing.Literal["_visits", b"_visits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visits) -> _WhichOneofReturnType__visits | None: ...
 
 Global___BreakdownRow: _TypeAlias = BreakdownRow  # noqa: Y015
 
