@@ -99,9 +99,6 @@ class VisitCounts:
         return self.duration_us / (self.visits * 1_000_000) if self.visits else 0.0
 
 
-NO_VISITS = VisitCounts(0, 0, 0, 0)
-
-
 @dataclass(frozen=True)
 class MetricsResult:
     period: Period
