@@ -64,6 +64,10 @@ STATS_PARAMETERS = (
 )
 
 
+# The visit metrics, named as in the answer and as VisitCounts' attributes.
+VISIT_METRICS = ("visits", "bounce_rate", "views_per_visit", "visit_duration")
+
+
 def routes(
     *,
     reader: StatsReader,
@@ -197,6 +201,9 @@ _SITE_BODY = {
     },
 }
 _READ_ERRORS = errors(400, 401, 403, 429, 503)
+_COUNT_METRICS = query(
+    "metrics", "comma-separated, of " + ", ".join(COUNT_NAMES) + "; `visits` only when named"
+)
 _ADMIN_ERRORS = errors(400, 401, 403, 404, 429, 503)
 _ADMIN_WRITE_ERRORS = errors(400, 401, 403, 413, 415, 429, 503)
 _CREDENTIAL = {
@@ -250,7 +257,14 @@ API: Api = {
     "/reports/metrics": {
         "GET": _report(
             "Views and visitors of the period, and of the one before with `compare`",
-            (query("compare", "also the previous period", {"enum": ["true", "false"]}),),
+            (
+                query("compare", "also the previous period", {"enum": ["true", "false"]}),
+                query(
+                    "metrics",
+                    "comma-separated, of " + ", ".join(METRIC_NAMES) + "; the visit metrics are "
+                    "answered only when named",
+                ),
+            ),
             {
                 "type": "object",
                 "required": ["site_id", "period", "views", "visitors"],
@@ -260,6 +274,7 @@ API: Api = {
                     "previous_period": _PERIOD,
                     "views": _COUNT,
                     "visitors": _COUNT,
+                    **dict.fromkeys(VISIT_METRICS, _COUNT),
                 },
             },
         )
@@ -273,6 +288,7 @@ API: Api = {
                     "the buckets' length; `day` by default",
                     {"enum": ["minute", "hour", "day", "week", "month"]},
                 ),
+                _COUNT_METRICS,
             ),
             {
                 "type": "object",
@@ -291,6 +307,10 @@ API: Api = {
                                 "start": {"type": "string"},
                                 "views": {"type": "integer"},
                                 "visitors": {"type": "integer"},
+                                "visits": {
+                                    "type": "integer",
+                                    "description": "with `metrics=...,visits`",
+                                },
                             },
                         },
                     },
@@ -310,6 +330,7 @@ API: Api = {
                 query("order_by", "`visitors` (default) or `views`"),
                 query("limit", "rows, 1 to 1000 (10)", {"type": "integer"}),
                 query("offset", "rows skipped", {"type": "integer"}),
+                _COUNT_METRICS,
             ),
             {
                 "type": "object",
@@ -327,6 +348,10 @@ API: Api = {
                                 "value": {"type": "string"},
                                 "views": {"type": "integer"},
                                 "visitors": {"type": "integer"},
+                                "visits": {
+                                    "type": "integer",
+                                    "description": "with `metrics=...,visits`",
+                                },
                             },
                         },
                     },
@@ -666,8 +691,6 @@ EXPORT_FORMATS = {
     "csv": (b"text/csv; charset=utf-8", _csv),
 }
 
-# The visit metrics, named as in the answer and as VisitCounts' attributes.
-VISIT_METRICS = ("visits", "bounce_rate", "views_per_visit", "visit_duration")
 SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
 
 
