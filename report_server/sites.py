@@ -114,7 +114,8 @@ class SiteRegistry:
 
     async def update(self, site_id: str, changes: SiteChanges) -> Site:
         """Raises InvalidArgument, NotFound, Unavailable. A new time zone counts the site's
-        days again before this returns."""
+        days again from its raw events before this returns; it is refused once retention has
+        dropped some of them."""
         violations = site_id_violations(site_id, "site.site_id")
         if changes.name is not None:
             violations += name_violations(changes.name, "site.name")
@@ -138,6 +139,13 @@ class SiteRegistry:
                 origins = tuple(current["allowed_origins"])
             row = await connection.fetchrow(UPDATE_SITE, site_id, name, zone, list(origins))
             if zone != current["time_zone"]:
+                if current["first_event_at"] is not None:
+                    raise InvalidArgument.single(
+                        "site.time_zone",
+                        "cannot change: counting the site's days in a new zone needs its raw "
+                        "events, and retention (RAW_EVENT_RETENTION_DAYS) has dropped those "
+                        f"before {current['first_event_at'].isoformat()}",
+                    )
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
