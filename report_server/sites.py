@@ -142,9 +142,9 @@ class SiteRegistry:
                 if current["first_event_at"] is not None:
                     raise InvalidArgument.single(
                         "site.time_zone",
-                        "cannot change: counting the site's days in a new zone needs its raw "
-                        "events, and retention (RAW_EVENT_RETENTION_DAYS) has dropped those "
-                        f"before {current['first_event_at'].isoformat()}",
+                        "cannot change: counting the site's days in a new zone needs all its "
+                        "raw events, and retention (RAW_EVENT_RETENTION_DAYS) has dropped some "
+                        f"(the first of {current['first_event_at'].isoformat()})",
                     )
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
