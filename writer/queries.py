@@ -243,6 +243,7 @@ SELECT count(*) > 0 FROM window_added
 # and reports queued behind it: a step that times out is done on the next run.
 LOCK_STORAGE_UPKEEP = "SELECT pg_advisory_xact_lock(0x73746f72616765)"  # "storage"
 BOUND_LOCK_WAIT = "SET LOCAL lock_timeout = '1s'"
+DATABASE_NOW = "SELECT now()"
 
 # $1 the first of a month: its partition of events, created (rows of that month the default
 # partition holds move into it); whether it was new.

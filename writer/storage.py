@@ -21,6 +21,7 @@ from core.database import POSTGRES_UNAVAILABLE
 from writer.queries import (
     BOUND_LOCK_WAIT,
     CREATE_EVENT_PARTITION,
+    DATABASE_NOW,
     DELETE_OLD_DEFAULT_EVENTS,
     DROP_EVENT_PARTITION,
     EVENT_PARTITION_MONTHS,
@@ -143,7 +144,9 @@ class StorageUpkeep:
         the next one tries again: storing events never depends on it."""
         while True:
             try:
-                upkept = await self.run(datetime.now(UTC))
+                # PostgreSQL's clock, which stamped event_ids.stored_at: the window does not
+                # move with the writer's clock.
+                upkept = await self.run(await self._pool.fetchval(DATABASE_NOW))
             except POSTGRES_UNAVAILABLE as error:
                 logger.warning("storage upkeep: PostgreSQL is not reachable (%s)", error)
             except asyncpg.PostgresError:
