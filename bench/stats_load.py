@@ -27,7 +27,7 @@ from analytics.v1 import report_pb2, report_pb2_grpc
 from bench.cluster import BenchError
 from bench.dataset import DatasetShape
 from bench.http_load import run_wrk
-from bench.loader import LoadResult, load, register_sites
+from bench.loader import LoadResult, load, make_partitions, register_sites
 from bench.writer_load import create_database, migrate_database
 from core.settings import Address
 
@@ -106,6 +106,7 @@ def build_datasets(
     asyncio.run(create_database(admin_url, "stats_small"))
     asyncio.run(migrate_database(url_of["stats_small"]))
     asyncio.run(register_sites(url_of["stats_small"], shape))
+    asyncio.run(make_partitions(url_of["stats_small"], shape))
     first = load(
         url_of["stats_small"], shape, small, workers=workers, batch_size=batch_size, seed=11
     )
