@@ -20,6 +20,10 @@ LOCK_SITE = f"SELECT {_COLUMNS}, first_event_at FROM sites WHERE site_id = $1 FO
 # $1 the last site_id of the page before ('' for the first page), $2 page size
 LIST_SITES = f"SELECT {_COLUMNS} FROM sites WHERE site_id > $1 ORDER BY site_id LIMIT $2"
 
+# $1 core.schema.STORAGE_UPKEEP_LOCK_KEY: held until the transaction ends, so that the
+# writer's retention drops no raw event while a change of zone counts the days again.
+HOLD_OFF_RETENTION = "SELECT pg_advisory_xact_lock_shared($1)"
+
 # $1 site_id, $2 name, $3 time_zone, $4 allowed_origins
 UPDATE_SITE = f"""
 UPDATE sites SET name = $2, time_zone = $3, allowed_origins = $4, updated_at = now()

@@ -20,6 +20,7 @@ import asyncpg
 from core.database import reachable
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from core.events import site_id_violations
+from core.schema import STORAGE_UPKEEP_LOCK_KEY
 from core.sites import (
     DEFAULT_TIME_ZONE,
     Site,
@@ -32,6 +33,7 @@ from report_server.site_queries import (
     CREATE_SITE,
     DELETE_SITE_DAYS,
     GET_SITE,
+    HOLD_OFF_RETENTION,
     LIST_SITES,
     LOCK_SITE,
     RECOUNT_SITE_DAYS,
@@ -130,6 +132,8 @@ class SiteRegistry:
         if violations:
             raise InvalidArgument(violations)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
+            if changes.time_zone is not None:
+                await connection.execute(HOLD_OFF_RETENTION, STORAGE_UPKEEP_LOCK_KEY)
             current = await connection.fetchrow(LOCK_SITE, site_id)
             if current is None:
                 raise _not_found(site_id)

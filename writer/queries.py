@@ -237,11 +237,12 @@ counted AS (
 SELECT count(*) > 0 FROM window_added
 """
 
-# Storage upkeep (writer.storage), each step in a transaction of its own that first takes this
-# advisory lock (so that writers sharing the database do it one at a time) and bounds its
-# wait for table locks, so that a long report holding a lock delays the step, not the stores
-# and reports queued behind it: a step that times out is done on the next run.
-LOCK_STORAGE_UPKEEP = "SELECT pg_advisory_xact_lock(0x73746f72616765)"  # "storage"
+# Storage upkeep (writer.storage), each step in a transaction of its own that first takes the
+# advisory lock $1 (core.schema.STORAGE_UPKEEP_LOCK_KEY: writers sharing the database take
+# turns, and a change of a site's zone waits) and bounds its wait for table locks, so that a
+# long report holding a lock delays the step, not the stores and reports queued behind it: a
+# step that times out is done on the next run.
+LOCK_STORAGE_UPKEEP = "SELECT pg_advisory_xact_lock($1)"
 BOUND_LOCK_WAIT = "SET LOCAL lock_timeout = '1s'"
 DATABASE_NOW = "SELECT now()"
 

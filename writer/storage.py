@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 
 from core.database import POSTGRES_UNAVAILABLE
+from core.schema import STORAGE_UPKEEP_LOCK_KEY
 from writer.queries import (
     BOUND_LOCK_WAIT,
     CREATE_EVENT_PARTITION,
@@ -125,7 +126,7 @@ class StorageUpkeep:
         async with self._pool.acquire() as connection:
             try:
                 async with connection.transaction():
-                    await connection.execute(LOCK_STORAGE_UPKEEP)
+                    await connection.execute(LOCK_STORAGE_UPKEEP, STORAGE_UPKEEP_LOCK_KEY)
                     await connection.execute(BOUND_LOCK_WAIT)
                     result = await connection.fetchval(statement, argument)
             except asyncpg.LockNotAvailableError:

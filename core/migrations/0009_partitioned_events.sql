@@ -79,8 +79,11 @@ $$;
 
 -- Retention: drop the partition of the month starting on `month`, first noting in
 -- sites.first_event_at the earliest event it held of each site (so that the reports' "all"
--- period keeps its first day); false if there is none. DROP takes an ACCESS EXCLUSIVE lock on
--- events for the moment it needs (the caller bounds the wait with lock_timeout).
+-- period keeps its first day); false if there is none. The lock on events comes first, as in
+-- the writer's statement (events, then its sites' rows), and holds off stragglers while each
+-- site's first event is read, site by site from the partition's key (a skip scan: as many
+-- index probes as sites). It blocks stores and reports for that moment; the caller bounds
+-- the wait for it with lock_timeout.
 CREATE FUNCTION drop_event_partition(month date) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -89,10 +92,17 @@ BEGIN
     IF to_regclass(name) IS NULL THEN
         RETURN false;
     END IF;
+    LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
     EXECUTE format(
-        'UPDATE sites AS s SET first_event_at = least(s.first_event_at, f.first)'
-        ' FROM (SELECT site_id, min(occurred_at) AS first FROM %I GROUP BY site_id) AS f'
-        ' WHERE s.site_id = f.site_id',
+        'WITH RECURSIVE firsts AS ('
+        '    (SELECT site_id, occurred_at FROM %1$I ORDER BY site_id, occurred_at LIMIT 1)'
+        '    UNION ALL'
+        '    SELECT n.site_id, n.occurred_at FROM firsts AS f CROSS JOIN LATERAL ('
+        '        SELECT site_id, occurred_at FROM %1$I WHERE site_id > f.site_id'
+        '        ORDER BY site_id, occurred_at LIMIT 1) AS n'
+        ')'
+        ' UPDATE sites AS s SET first_event_at = least(s.first_event_at, f.occurred_at)'
+        ' FROM firsts AS f WHERE s.site_id = f.site_id',
         name
     );
     EXECUTE format('DROP TABLE %I', name);
