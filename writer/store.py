@@ -34,7 +34,12 @@ class EventStore:
         """
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(Row._fields)
         async with self._pool.acquire() as connection:
-            stored: int = await connection.fetchval(STORE_EVENTS, *map(list, columns))
+            # Prepared anew (unnamed) for every batch, so that PostgreSQL plans it for this
+            # batch's arrays. Cached, it gets the generic plan after five batches, which guesses
+            # 10 rows per array and, through the dedup join, 1 row per step: nested loops over
+            # thousands of rows, 10-20 times slower (docs/benchmarks.md, Writer).
+            statement = await connection.prepare(STORE_EVENTS, name="")
+            stored: int = await statement.fetchval(*map(list, columns))
         return stored
 
     async def store_filtered(self, window: FilteredTraffic) -> bool:
