@@ -1,15 +1,14 @@
 """The writer's SQL."""
 
 # Store a batch of events and count the newly stored ones into the aggregates, in one statement.
-# Which events are new is decided by event_ids, one row per stored (site_id, event_id): events
-# is partitioned by time (migration 0009) and cannot hold a unique key without the time, and a
-# resend need not carry the same time. Of the copies of an id within the batch, the first in
-# array (stream) order is kept; its id goes into event_ids ON CONFLICT DO NOTHING, in key order
-# so that concurrent writers wait on shared ids in the same order, and only the ids that went
-# in are stored. The unique index sees every committed id and waits for an uncommitted one, so
-# an id is stored once whichever partitions its copies' times fall in. An id let go from
-# event_ids (EVENT_ID_WINDOW_DAYS) whose stored copy is still in events with the same time is
-# skipped by events' own key. Only the rows this statement inserted into events feed the
+# The batch holds each (site_id, event_id) once (EventStore keeps the first copy, in stream
+# order). Which events are new is decided by event_ids, one row per stored (site_id,
+# event_id): events is partitioned by time (migration 0009) and cannot hold a unique key
+# without the time, and a resend need not carry the same time. The batch's ids go into
+# event_ids ON CONFLICT DO NOTHING, in key order so that concurrent writers wait on shared
+# ids in the same order, and only the events whose ids went in are stored. The unique index
+# sees every committed id and waits for an uncommitted one, so an id is stored once whichever
+# partitions its copies' times fall in. Only the rows this statement inserted feed the
 # aggregates, so a redelivered or resent event never counts twice. Aggregate rows are written
 # in key order so that concurrent writers lock them in the same order. Returns the number of
 # events newly stored.
@@ -31,18 +30,16 @@
 # sets a bit it did not have, and daily_totals.users grows by the bits it did not have.
 STORE_EVENTS = """
 WITH batch AS (
-    SELECT DISTINCT ON (site_id, event_id) *
+    SELECT *
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
         $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
         $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]
-    ) WITH ORDINALITY AS t(event_id, site_id, event_type, path, user_id,
-                           occurred_at, referrer, properties, received_at,
-                           visitor_id, browser, os, device, referrer_host, referrer_source,
-                           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country,
-                           position)
-    ORDER BY site_id, event_id, position
+    ) AS t(event_id, site_id, event_type, path, user_id,
+           occurred_at, referrer, properties, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
 ),
 new_ids AS (
     INSERT INTO event_ids (site_id, event_id)
@@ -60,8 +57,8 @@ inserted AS (
            occurred_at, referrer, properties::jsonb, received_at,
            visitor_id, browser, os, device, referrer_host, referrer_source,
            utm_source, utm_medium, utm_campaign, utm_term, utm_content, country
-    FROM batch JOIN new_ids USING (site_id, event_id)
-    ON CONFLICT (site_id, occurred_at, event_id) DO NOTHING
+    FROM batch
+    WHERE (site_id, event_id) IN (SELECT site_id, event_id FROM new_ids)
     RETURNING site_id, event_type, occurred_at, path, user_id, visitor_id
 ),
 batch_sites AS (

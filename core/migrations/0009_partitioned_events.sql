@@ -143,10 +143,8 @@ CREATE INDEX event_ids_by_stored_at ON event_ids USING brin (stored_at);
 
 DROP TABLE events_before_0009;
 
--- The key reports read a site's events by (site and time; it replaces 0005's index), and
--- the stored copy of an event: a resend whose id was let go but whose copy is still kept,
--- with the same time, is not stored twice.
-ALTER TABLE events ADD PRIMARY KEY (site_id, occurred_at, event_id);
+-- Reports read a site's events by site and time (0005's index, on every partition).
+CREATE INDEX events_by_site_and_time ON events (site_id, occurred_at);
 
 -- The earliest event of a site, once retention has dropped the partition that held it: the
 -- first day of the reports' "all" period stays where it was. NULL while events still holds
