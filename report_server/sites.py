@@ -21,6 +21,7 @@ from core.access import INGEST_BROWSERS, PRIVATE
 from core.database import reachable
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from core.events import site_id_violations
+from core.schema import STORAGE_UPKEEP_LOCK_KEY
 from core.sites import (
     DEFAULT_TIME_ZONE,
     Site,
@@ -35,6 +36,7 @@ from report_server.site_queries import (
     CREATE_SITE,
     DELETE_SITE_DAYS,
     GET_SITE,
+    HOLD_OFF_RETENTION,
     LIST_SITES,
     LOCK_SITE,
     RECOUNT_SITE_DAYS,
@@ -140,7 +142,8 @@ class SiteRegistry:
 
     async def update(self, site_id: str, changes: SiteChanges) -> Site:
         """Raises InvalidArgument, NotFound, Unavailable. A new time zone counts the site's
-        days again before this returns."""
+        days again from its raw events before this returns; it is refused once retention has
+        dropped some of them."""
         violations = site_id_violations(site_id, "site.site_id")
         if changes.name is not None:
             violations += name_violations(changes.name, "site.name")
@@ -159,6 +162,8 @@ class SiteRegistry:
         if violations:
             raise InvalidArgument(violations)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
+            if changes.time_zone is not None:
+                await connection.execute(HOLD_OFF_RETENTION, STORAGE_UPKEEP_LOCK_KEY)
             current = await connection.fetchrow(LOCK_SITE, site_id)
             if current is None:
                 raise _not_found(site_id)
@@ -172,6 +177,13 @@ class SiteRegistry:
                 UPDATE_SITE, site_id, name, zone, list(origins), policy, visibility
             )
             if zone != current["time_zone"]:
+                if current["first_event_at"] is not None:
+                    raise InvalidArgument.single(
+                        "site.time_zone",
+                        "cannot change: counting the site's days in a new zone needs all its "
+                        "raw events, and retention (RAW_EVENT_RETENTION_DAYS) has dropped some "
+                        f"(the first of {current['first_event_at'].isoformat()})",
+                    )
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
