@@ -144,23 +144,7 @@ class SiteRegistry:
         """Raises InvalidArgument, NotFound, Unavailable. A new time zone counts the site's
         days again from its raw events before this returns; it is refused once retention has
         dropped some of them."""
-        violations = site_id_violations(site_id, "site.site_id")
-        if changes.name is not None:
-            violations += name_violations(changes.name, "site.name")
-        if changes.time_zone is not None:
-            violations += time_zone_violations(changes.time_zone, "site.time_zone")
-        origins: tuple[str, ...] | None = None
-        if changes.allowed_origins is not None:
-            origins, origin_violations = normal_origins(
-                changes.allowed_origins, "site.allowed_origins"
-            )
-            violations += origin_violations
-        if changes.ingest_policy is not None:
-            violations += ingest_policy_violations(changes.ingest_policy, "site.ingest_policy")
-        if changes.report_visibility is not None:
-            violations += visibility_violations(changes.report_visibility, "site.report_visibility")
-        if violations:
-            raise InvalidArgument(violations)
+        origins = _valid_changes(site_id, changes)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
             if changes.time_zone is not None:
                 await connection.execute(HOLD_OFF_RETENTION, STORAGE_UPKEEP_LOCK_KEY)
@@ -195,6 +179,27 @@ class SiteRegistry:
         if self._publisher is not None:
             await self._publisher.publish(site)
         return site
+
+
+def _valid_changes(site_id: str, changes: SiteChanges) -> tuple[str, ...] | None:
+    """The changed origins, normalised (None: unchanged); raises InvalidArgument naming every
+    field at fault."""
+    violations = site_id_violations(site_id, "site.site_id")
+    if changes.name is not None:
+        violations += name_violations(changes.name, "site.name")
+    if changes.time_zone is not None:
+        violations += time_zone_violations(changes.time_zone, "site.time_zone")
+    origins: tuple[str, ...] | None = None
+    if changes.allowed_origins is not None:
+        origins, origin_violations = normal_origins(changes.allowed_origins, "site.allowed_origins")
+        violations += origin_violations
+    if changes.ingest_policy is not None:
+        violations += ingest_policy_violations(changes.ingest_policy, "site.ingest_policy")
+    if changes.report_visibility is not None:
+        violations += visibility_violations(changes.report_visibility, "site.report_visibility")
+    if violations:
+        raise InvalidArgument(violations)
+    return origins
 
 
 def _site(row: asyncpg.Record) -> Site:
