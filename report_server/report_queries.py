@@ -118,10 +118,12 @@ WHERE site_id = $1 AND occurred_at >= $2 AND (user_id IS NOT NULL OR visitor_id 
 GROUP BY 1
 """
 
-# $1 site_id: its time zone (NULL if not registered) and its first event's instant.
+# $1 site_id: its time zone (NULL if not registered) and its first event's instant: the
+# earliest of the events kept and of those retention dropped (sites.first_event_at).
 SITE_FACTS = """
 SELECT (SELECT time_zone FROM sites WHERE site_id = $1) AS time_zone,
-       (SELECT min(occurred_at) FROM events WHERE site_id = $1) AS first_event
+       least((SELECT first_event_at FROM sites WHERE site_id = $1),
+             (SELECT min(occurred_at) FROM events WHERE site_id = $1)) AS first_event
 """
 
 

@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium, see tests/support/browser.py): known
-events sent through the HTTP API, the dashboard opened at `/`, and the numbers it shows in its
-tiles, chart and tables compared with what those events make; then a click on a row, which
-filters the whole dashboard, and an event arriving live.
+events sent through the HTTP API, some as a page would send them (an Origin, a user agent, a
+client IP from the trusted proxy), the dashboard opened at `/`, and the numbers it shows in its
+tiles, chart and tables compared with what those events make; then a click on an entry page,
+which filters the whole dashboard, and an event arriving live.
 
 Screenshots go to test-artifacts/ (git-ignored): dashboard-desktop.png (1280 wide),
 dashboard-filtered-desktop.png and dashboard-phone.png (390 wide), whole pages.
@@ -9,14 +10,20 @@ dashboard-filtered-desktop.png and dashboard-phone.png (390 wide), whole pages.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
+from core.settings import Settings
 from runtime.serve import ApiServer
 from tests.support.browser import artifacts_folder, chromium_browser
 from tests.support.waiting import eventually
@@ -31,6 +38,15 @@ t.querySelector('.value').textContent, t.querySelector('.change').textContent])"
 ROWS = "(id) => [...document.querySelectorAll(`#${id} tbody tr`)].map(tr => \
 [...tr.cells].map(c => c.textContent))"
 CHART = "() => window.dashboard.chart.data.slice(1)"
+CHROME_ON_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+SAFARI_ON_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+IN_GERMANY, IN_FRANCE = "203.0.113.7", "198.51.100.7"
 
 
 def _event(user: str, kind: str, path: str, day: date, clock: str, **extra: Any) -> dict[str, Any]:
@@ -44,7 +60,9 @@ def _event(user: str, kind: str, path: str, day: date, clock: str, **extra: Any)
     }
 
 
-EVENTS = [
+# u1's page views, from Chrome on Windows in Germany: a visit of two pages (5 minutes, from
+# Hacker News, campaign `launch`), then, 55 minutes later, a visit of one (a bounce).
+U1_IN_CHROME = [
     _event(
         "u1",
         "page_view",
@@ -52,9 +70,18 @@ EVENTS = [
         FIRST,
         "10:00",
         referrer="https://news.ycombinator.com/item?id=1",
-        properties={"screen": "laptop"},
+        properties={"screen": "laptop", "utm_campaign": "launch"},
     ),
     _event("u1", "page_view", "/pricing", FIRST, "10:05", properties={"screen": "laptop"}),
+    _event("u1", "page_view", "/pricing", FIRST, "11:00", properties={"screen": "laptop"}),
+]
+# u3's one page view (a bounce), from Safari on an iPhone in France.
+U3_ON_IPHONE = [
+    _event("u3", "page_view", "/pricing", SECOND, "15:00", properties={"screen": "mobile"})
+]
+# Sent by a server: no browser, country or source. u2's page view is a bounce, its signup
+# the next day a visit without a page view.
+FROM_A_SERVER = [
     _event(
         "u2",
         "page_view",
@@ -65,13 +92,27 @@ EVENTS = [
         properties={"screen": "mobile"},
     ),
     _event("u2", "signup", "/pricing", SECOND, "09:00", properties={"plan": "pro"}),
-    _event("u3", "page_view", "/pricing", SECOND, "15:00", properties={"screen": "mobile"}),
-    # The week before.
+    # The week before: two visits of one page view each.
     _event("u1", "page_view", "/", BEFORE, "10:00"),
     _event("u4", "page_view", "/about", BEFORE, "11:00"),
 ]
+SENT = len(U1_IN_CHROME) + len(U3_ON_IPHONE) + len(FROM_A_SERVER)
 # What the dashboard says it shows once it has drawn everything.
 SHOWING = f"{TODAY - timedelta(days=6)} to {TODAY} (UTC)"
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The tests' settings, behind a proxy on 127.0.0.1 and with a country database."""
+    countries = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Test-Country")
+    countries.insert_network(IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "DE"}})
+    countries.insert_network(IPSet(["198.51.100.0/24"]), {"country": {"iso_code": "FR"}})
+    countries.to_db_file(str(tmp_path / "countries.mmdb"))
+    return dataclasses.replace(
+        settings,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
+        geoip_database=tmp_path / "countries.mmdb",
+    )
 
 
 @pytest.fixture
@@ -81,14 +122,24 @@ async def chromium(api: ApiServer) -> AsyncIterator[Any]:
         yield browser
 
 
+async def _from_a_page(
+    http: httpx.AsyncClient, events: list[dict[str, Any]], user_agent: str, client: str
+) -> None:
+    page = {"origin": "https://shop.example", "user-agent": user_agent, "x-forwarded-for": client}
+    answer = await http.post("/events", json=events, headers=page)
+    assert answer.json()["accepted"] == len(events)
+
+
 @pytest.fixture
 async def shop(http: httpx.AsyncClient, writer: RunningWriter) -> str:
-    """The site `shop` with EVENTS stored and one bot's event dropped today: the dashboard's
-    address for its last 7 days."""
+    """The site `shop` with the events above stored and one bot's event dropped today: the
+    dashboard's address for its last 7 days."""
     created = await http.post("/sites", json={"site_id": "shop", "name": "Shop"})
     assert created.status_code == 201
-    answer = await http.post("/events", json=EVENTS)
-    assert answer.json()["accepted"] == len(EVENTS)
+    await _from_a_page(http, U1_IN_CHROME, CHROME_ON_WINDOWS, IN_GERMANY)
+    await _from_a_page(http, U3_ON_IPHONE, SAFARI_ON_IPHONE, IN_FRANCE)
+    answer = await http.post("/events", json=FROM_A_SERVER)
+    assert answer.json()["accepted"] == len(FROM_A_SERVER)
     # A page's request from a bot: dropped, and counted as filtered traffic.
     dropped = await http.post(
         "/event",
@@ -103,7 +154,7 @@ async def shop(http: httpx.AsyncClient, writer: RunningWriter) -> str:
         filtered = (await http.get("/filtered-traffic", params=today)).json()
         return metrics["views"]["value"], filtered["total"]
 
-    await eventually(stored, (len(EVENTS), 1))
+    await eventually(stored, (SENT, 1))
     return str(http.base_url).rstrip("/") + "/?site=shop&range=7d"
 
 
@@ -118,50 +169,113 @@ async def test_the_dashboard_shows_the_exact_numbers_and_a_clicked_row_filters_i
 
     assert await page.evaluate(TILES) == [
         ["visitors", "3", "▲ +50% vs 2"],
-        ["views", "5", "▲ +150% vs 2"],
+        ["visits", "5", "▲ +150% vs 2"],
+        ["views", "6", "▲ +200% vs 2"],
+        ["views_per_visit", "1", "0% vs 1"],
+        ["bounce_rate", "60%", "▼ -40% vs 100%"],
+        ["visit_duration", "1m 00s", "▲ vs 0s"],
     ]
+    # A bounce rate that drops is good news.
+    bounce = page.locator("[data-metric=bounce_rate] .change")
+    assert await bounce.get_attribute("class") == "change good"
     # Days from six days ago to today: the two days of events, then today without any.
-    assert await page.evaluate(CHART) == [[0, 0, 0, 0, 2, 2, 0], [0, 0, 0, 0, 3, 2, 0]]
-    assert await page.evaluate(ROWS, "panel-pages") == [["/pricing", "3", "3"], ["/", "2", "2"]]
+    assert await page.evaluate(CHART) == [
+        [0, 0, 0, 0, 2, 2, 0],
+        [0, 0, 0, 0, 3, 2, 0],
+        [0, 0, 0, 0, 4, 2, 0],
+    ]
+    # Rows: value, visitors, visits, views.
+    assert await page.evaluate(ROWS, "panel-pages") == [
+        ["/pricing", "3", "4", "4"],
+        ["/", "2", "2", "2"],
+    ]
+    assert await page.evaluate(ROWS, "panel-entry-pages") == [
+        ["/", "2", "2", "3"],
+        ["/pricing", "2", "2", "2"],
+        ["(none)", "1", "1", "1"],  # u2's signup: a visit without a page view
+    ]
+    assert await page.evaluate(ROWS, "panel-exit-pages") == [
+        ["/pricing", "2", "3", "4"],
+        ["(none)", "1", "1", "1"],
+        ["/", "1", "1", "1"],
+    ]
+    assert await page.evaluate(ROWS, "panel-sources") == [
+        ["direct", "2", "2", "2"],
+        ["(none)", "1", "2", "2"],
+        ["social", "1", "1", "2"],
+    ]
     assert await page.evaluate(ROWS, "panel-referrers") == [
-        ["(none)", "3", "3"],
-        ["google.com", "1", "1"],
-        ["news.ycombinator.com", "1", "1"],
+        ["(none)", "3", "4", "4"],
+        ["google.com", "1", "1", "1"],
+        ["news.ycombinator.com", "1", "1", "1"],
+    ]
+    assert await page.evaluate(ROWS, "panel-campaigns") == [
+        ["(none)", "3", "4", "4"],
+        ["launch", "1", "1", "2"],
+    ]
+    assert await page.evaluate(ROWS, "panel-browsers") == [
+        ["(none)", "1", "2", "2"],
+        ["Chrome", "1", "2", "3"],
+        ["Mobile Safari", "1", "1", "1"],
+    ]
+    assert await page.evaluate(ROWS, "panel-os") == [
+        ["(none)", "1", "2", "2"],
+        ["Windows", "1", "2", "3"],
+        ["iOS", "1", "1", "1"],
+    ]
+    assert await page.evaluate(ROWS, "panel-devices") == [
+        ["(none)", "1", "2", "2"],
+        ["desktop", "1", "2", "3"],
+        ["mobile", "1", "1", "1"],
+    ]
+    assert await page.evaluate(ROWS, "panel-countries") == [
+        ["(none)", "1", "2", "2"],
+        ["DE", "1", "2", "3"],
+        ["FR", "1", "1", "1"],
     ]
     assert await page.evaluate(ROWS, "panel-events") == [
-        ["page_view", "3", "4"],
-        ["signup", "1", "1"],
+        ["page_view", "3", "4", "5"],
+        ["signup", "1", "1", "1"],
     ]
     assert await page.evaluate(ROWS, "panel-properties") == [
-        ["mobile", "2", "2"],
-        ["(none)", "1", "1"],  # the signup has no screen; ties go by value, "" first
-        ["laptop", "1", "2"],
+        ["mobile", "2", "2", "2"],
+        ["(none)", "1", "1", "1"],  # the signup has no screen; ties go by value, "" first
+        ["laptop", "1", "2", "3"],
     ]
     assert await page.evaluate(ROWS, "filtered") == [[str(TODAY), "bot", "1"]]
     await page.screenshot(path=artifacts / "dashboard-desktop.png", full_page=True)
 
-    await page.locator("#panel-pages").get_by_role("button", name="/pricing").click()
+    await page.locator("#panel-entry-pages").get_by_role("button", name="/", exact=True).click()
     await page.locator("#status", has_text=SHOWING).wait_for()
 
     chips = page.locator("#filters button")
     assert await chips.evaluate_all("cs => cs.map(c => c.ariaLabel)") == [
-        "Remove filter: Page is /pricing"
+        "Remove filter: Entry page is /"
     ]
+    # The visits that entered at / (u1's first, u2's page view) and, the week before, u1's.
     assert await page.evaluate(TILES) == [
-        ["visitors", "3", "new (none before)"],
-        ["views", "3", "new (none before)"],
+        ["visitors", "2", "▲ +100% vs 1"],
+        ["visits", "2", "▲ +100% vs 1"],
+        ["views", "3", "▲ +200% vs 1"],
+        ["views_per_visit", "1.5", "▲ +50% vs 1"],
+        ["bounce_rate", "50%", "▼ -50% vs 100%"],
+        ["visit_duration", "2m 30s", "▲ vs 0s"],
     ]
-    assert await page.evaluate(CHART) == [[0, 0, 0, 0, 1, 2, 0], [0, 0, 0, 0, 1, 2, 0]]
-    assert await page.evaluate(ROWS, "panel-events") == [
-        ["page_view", "2", "2"],
-        ["signup", "1", "1"],
+    assert await page.evaluate(CHART) == [
+        [0, 0, 0, 0, 2, 0, 0],
+        [0, 0, 0, 0, 2, 0, 0],
+        [0, 0, 0, 0, 3, 0, 0],
     ]
+    assert await page.evaluate(ROWS, "panel-events") == [["page_view", "2", "2", "3"]]
     await page.screenshot(path=artifacts / "dashboard-filtered-desktop.png", full_page=True)
 
     # The view is in the address: reloaded, it shows the same.
     await page.reload()
     await page.locator("#status", has_text=SHOWING).wait_for()
-    assert await page.evaluate(ROWS, "panel-pages") == [["/pricing", "3", "3"]]
+    assert await page.evaluate(ROWS, "panel-pages") == [
+        ["/", "2", "2", "2"],
+        ["/pricing", "1", "1", "1"],
+    ]
     await context.close()
 
 
@@ -218,9 +332,10 @@ async def test_a_report_answering_401_makes_it_ask_for_a_read_token_and_send_it(
     # Refused before the token was given (the reports asked at once; how many is a race).
     assert refused
     assert set(refused) <= {"metrics", "timeseries", "breakdown", "filtered-traffic"}
-    assert await page.evaluate(TILES) == [
+    assert (await page.evaluate(TILES))[:3] == [
         ["visitors", "3", "▲ +50% vs 2"],
-        ["views", "5", "▲ +150% vs 2"],
+        ["visits", "5", "▲ +150% vs 2"],
+        ["views", "6", "▲ +200% vs 2"],
     ]
     assert await page.evaluate("sessionStorage.getItem('analytics.read_token')") == token
     await context.close()

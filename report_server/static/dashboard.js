@@ -9,19 +9,42 @@
 "use strict";
 
 const count = (n) => n.toLocaleString("en-US");
+const ratio = (x) => x.toLocaleString("en-US", { maximumFractionDigits: 2 });
+const percent = (x) => x.toLocaleString("en-US", { maximumFractionDigits: 1 }) + "%";
+
+/* Seconds as "45s", "1m 05s" or "2h 03m". */
+function duration(seconds) {
+  const s = Math.round(seconds);
+  const two = (n) => String(n).padStart(2, "0");
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + two(s % 60) + "s";
+  return Math.floor(s / 3600) + "h " + two(Math.floor((s % 3600) / 60)) + "m";
+}
 
 // The tiles: `metric` names a field of /reports/metrics, {"value": x, "previous": y}, and
-// `format` writes its values (a rate or a duration brings its own format).
+// `format` writes its values; `lowerIsBetter` colours a drop as good (a bounce rate's).
 const TILES = [
   { metric: "visitors", label: "Visitors", format: count },
+  { metric: "visits", label: "Visits", format: count },
   { metric: "views", label: "Views", format: count },
+  { metric: "views_per_visit", label: "Views per visit", format: ratio },
+  { metric: "bounce_rate", label: "Bounce rate", format: percent, lowerIsBetter: true },
+  { metric: "visit_duration", label: "Visit duration", format: duration },
 ];
 
 // The panels: `dimension` is a /reports/breakdown dimension ("property:" + a key the viewer
 // types, for `keyed`); a row's value filters the whole dashboard by that dimension.
 const PANELS = [
   { id: "pages", title: "Top pages", dimension: "path", label: "Page" },
+  { id: "entry-pages", title: "Entry pages", dimension: "entry_page", label: "Entry page" },
+  { id: "exit-pages", title: "Exit pages", dimension: "exit_page", label: "Exit page" },
+  { id: "sources", title: "Sources", dimension: "source", label: "Source" },
   { id: "referrers", title: "Referrers", dimension: "referrer_host", label: "Referrer" },
+  { id: "campaigns", title: "Campaigns", dimension: "utm_campaign", label: "Campaign" },
+  { id: "browsers", title: "Browsers", dimension: "browser", label: "Browser" },
+  { id: "os", title: "Operating systems", dimension: "os", label: "OS" },
+  { id: "devices", title: "Devices", dimension: "device", label: "Device" },
+  { id: "countries", title: "Countries", dimension: "country", label: "Country" },
   { id: "events", title: "Event types", dimension: "event_type", label: "Event" },
   { id: "properties", title: "Properties", dimension: "property:", label: "Property", keyed: true },
 ];
@@ -30,12 +53,15 @@ const PANELS = [
 // API's rows have it. The bars behind the values follow the first.
 const COLUMNS = [
   { field: "visitors", label: "Visitors" },
+  { field: "visits", label: "Visits" },
   { field: "views", label: "Views" },
 ];
 
-// The lines of the chart: fields of each /reports/timeseries bucket.
+// The lines of the chart: fields of each /reports/timeseries bucket. Visits are dashed: drawn
+// over visitors, equal to them whenever each visitor came once, they would hide that line.
 const SERIES = [
   { field: "visitors", label: "Visitors", stroke: "#0b4fa8", fill: "rgba(11, 79, 168, .08)" },
+  { field: "visits", label: "Visits", stroke: "#0a6b2d", dash: [6, 4] },
   { field: "views", label: "Views", stroke: "#c2410c" },
 ];
 
@@ -265,13 +291,19 @@ function renderTiles(metrics) {
     const change = el("p", { className: "change" });
     if (previous === undefined) {
       change.textContent = "";
+    } else if (previous === 0 && value === 0) {
+      change.textContent = "no change";
     } else if (previous === 0) {
-      change.textContent = value === 0 ? "no change" : "new (none before)";
+      // No percentage of nothing: a count is new; a rate or duration rose from zero.
+      const rose = tile.format === count ? "new (none before)" : "▲ vs " + tile.format(0);
+      change.textContent = rose;
+      change.classList.add(tile.lowerIsBetter ? "bad" : "good");
     } else {
-      const percent = Math.round(((value - previous) / previous) * 100);
-      const arrow = percent > 0 ? "▲ +" : percent < 0 ? "▼ " : "";
-      change.textContent = arrow + percent + "% vs " + tile.format(previous);
-      change.classList.add(percent > 0 ? "up" : percent < 0 ? "down" : "same");
+      const delta = Math.round(((value - previous) / previous) * 100);
+      const arrow = delta > 0 ? "▲ +" : delta < 0 ? "▼ " : "";
+      change.textContent = arrow + delta + "% vs " + tile.format(previous);
+      const better = tile.lowerIsBetter ? delta < 0 : delta > 0;
+      change.classList.add(delta === 0 ? "same" : better ? "good" : "bad");
     }
     const node = el(
       "article",
@@ -311,6 +343,7 @@ function renderChart(series) {
         label: s.label,
         stroke: s.stroke,
         fill: s.fill,
+        dash: s.dash,
         width: 2,
         points: { show: xs.length <= 60 },
       })),
