@@ -241,16 +241,17 @@ async def test_events_waiting_behind_unanswered_messages_are_unavailable_by_the_
     await asyncio.sleep(0)
     started = loop.time()
     waiting = asyncio.create_task(publisher.publish([event(9)], RECEIVED))
-    while not waiting.done() and loop.time() - started < 3.0:  # full messages keep coming
+    # Full messages keep coming for as long as it waits, or until far past its timeout.
+    while not waiting.done() and loop.time() - started < 10.0:
         load.append(
             asyncio.create_task(publisher.publish([event(n) for n in range(1500)], RECEIVED))
         )
         await asyncio.sleep(0.1)
-    answered = loop.time() - started
+    answered_while_loaded = waiting.done()
 
     with pytest.raises(Unavailable, match="did not confirm the events in time"):
         await waiting
-    assert answered < 1.5
+    assert answered_while_loaded
     await asyncio.gather(*load, return_exceptions=True)
 
 
