@@ -150,6 +150,8 @@ def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, st
         "\nThe analytics stack is running.\n"
         f"  HTTP      {http_scheme(settings)}://{settings.http_listen}   "
         "POST /event, POST /events, GET /stats, /sites\n"
+        f"  Dashboard {http_scheme(settings)}://{settings.http_listen}/   "
+        "sites, reports, live events (a browser)\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, ReportService, SiteService\n"
         f"  Writer    {http_scheme(settings)}://{env['WRITER_HTTP_LISTEN']}   "

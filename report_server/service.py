@@ -21,7 +21,7 @@ from core.schema import wait_for_schema
 from core.settings import Settings
 from core.site_records import site_bucket
 from core.stream import EventStream, jetstream_not_ready
-from report_server import http
+from report_server import dashboard, http
 from report_server.database import ReportDatabase
 from report_server.filtered_traffic import FilteredTrafficReader
 from report_server.grpc import ReportServicer, SiteServicer
@@ -54,10 +54,10 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @asynccontextmanager
 async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
-    """ReportService and SiteService over gRPC; `GET /stats`, `/reports/...`, the site routes
-    and `GET /filtered-traffic` over HTTP. The service connects to NATS too: live reports follow
-    the event stream, and the registry publishes site records for the ingest servers. It is
-    ready while PostgreSQL answers."""
+    """ReportService and SiteService over gRPC; `GET /stats`, `/reports/...`, the site routes,
+    `GET /filtered-traffic` and the dashboard (`/`) over HTTP. The service connects to NATS
+    too: live reports follow the event stream, and the registry publishes site records for the
+    ingest servers. It is ready while PostgreSQL answers."""
     async with AsyncExitStack() as resources:
         pool = await resources.enter_async_context(open_pool(settings))
         await resources.enter_async_context(watching_pool(settings, pool))
@@ -83,14 +83,17 @@ async def report_doors(settings: Settings) -> AsyncIterator[Doors]:
                 ),
                 (site_pb2.DESCRIPTOR.services_by_name["SiteService"], SiteServicer(registry)),
             ],
-            routes=http.routes(
-                reader=reader,
-                reports=reports,
-                live=live,
-                registry=registry,
-                max_body_bytes=settings.max_body_bytes,
-                filtered=filtered,
-            ),
+            routes={
+                **http.routes(
+                    reader=reader,
+                    reports=reports,
+                    live=live,
+                    registry=registry,
+                    max_body_bytes=settings.max_body_bytes,
+                    filtered=filtered,
+                ),
+                **dashboard.routes(),
+            },
             ready={"postgresql": postgresql_answers},
         )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,25 +23,10 @@ import httpx
 import pytest
 
 from runtime.serve import ApiServer
+from tests.support.browser import artifacts_folder, chromium_browser
 from tests.support.waiting import eventually
 from writer.service import RunningWriter
 
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
-
-CHROMIUM = shutil.which("chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-# What headless Chromium needs on this kind of machine (no sandbox as root, no network beyond
-# the loopback), and the two host names of the test.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP *.test 127.0.0.1",
-]
 DESKTOP_CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -93,18 +77,13 @@ PAGE = """<!doctype html>
 
 @pytest.fixture
 async def chromium() -> AsyncIterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH: install Debian's (apt-get install chromium)")
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium_browser() as browser:
         yield browser
-        await browser.close()
 
 
 @pytest.fixture
 def artifacts() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
+    return artifacts_folder()
 
 
 @pytest.fixture

@@ -328,7 +328,10 @@ async def _send_stream(
             chunk = asyncio.ensure_future(anext(chunks))
             await asyncio.wait({chunk, disconnected}, return_when=asyncio.FIRST_COMPLETED)
             if not chunk.done():
+                # Let the iterator finish being cancelled before it is closed: closing a
+                # generator that is still running fails.
                 chunk.cancel()
+                await asyncio.wait({chunk})
                 return
             try:
                 body = chunk.result()
