@@ -57,6 +57,17 @@ class UnknownSite(Exception):
     """The site is not registered: it has no events and no aggregates."""
 
 
+class RawEventsMissing(Exception):
+    """Days asked for lie before the site's first stored event: their raw events are gone (a
+    retention dropped them) or never were, and a rebuild would wipe the aggregates that are
+    all that is left of them."""
+
+    def __init__(self, site_id: str, first_stored: date | None) -> None:
+        super().__init__(site_id, first_stored)
+        self.site_id = site_id
+        self.first_stored = first_stored
+
+
 @dataclass(frozen=True)
 class DayRebuilt:
     day: date
@@ -98,7 +109,12 @@ async def rebuild(
     progress: Callable[[DayRebuilt], None] = lambda _: None,
 ) -> RebuildResult:
     """Rebuild the site's aggregates for the days first..last (in its time zone), then its
-    all-time aggregates; `progress` hears of every day. Raises UnknownSite."""
+    all-time aggregates; `progress` hears of every day. Raises UnknownSite, and
+    RawEventsMissing, changing nothing, if `first` is before the day of the site's first stored
+    event."""
+    span = await site_days(pool, site_id)
+    if span is None or first < span[0]:
+        raise RawEventsMissing(site_id, span[0] if span else None)
     started = time.perf_counter()
     days = (last - first).days + 1
     total = 0

@@ -7,7 +7,8 @@
 by default from the day of its first stored event to that of its last) again from the events
 it has stored, then its all-time aggregates from its days (writer/rebuild.py). Safe while the
 writer runs, and to run again: the numbers come out the same. Days whose raw events are no
-longer all stored must not be in the range: they would count only those left. Prints a line
+longer all stored must not be in the range: they would count only those left (days before the
+first stored event are refused). Prints a line
 per day. Configured by DATABASE_URL.
 
 `consume` stores the events of the archive stream (`<STREAM_NAME>_ARCHIVE`, kept by the writer
@@ -34,7 +35,7 @@ from core.nats_connection import nats_options
 from core.settings import Settings
 from core.stream import ArchiveStream
 from runtime.lifecycle import settings_or_exit
-from writer.rebuild import DayRebuilt, UnknownSite, rebuild, site_days
+from writer.rebuild import DayRebuilt, RawEventsMissing, UnknownSite, rebuild, site_days
 from writer.reconsume import Replayed, reconsume
 from writer.store import EventStore
 
@@ -165,6 +166,18 @@ async def _rebuild(settings: Settings, arguments: argparse.Namespace) -> int:
         result = await rebuild(pool, site_id, first, last, _print_day)
     except UnknownSite:
         print(f"{PROG}: site {site_id!r} is not registered", file=sys.stderr)
+        return 1
+    except RawEventsMissing as missing:
+        since = (
+            f"start on {missing.first_stored}"
+            if missing.first_stored
+            else "are all gone, or it has none"
+        )
+        print(
+            f"{PROG}: the stored events of {site_id!r} {since}: days before cannot be rebuilt "
+            "(their aggregates are all that is left of them)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         await pool.close()

@@ -24,6 +24,7 @@ from writer.rebuild import (
     DAILY_AGGREGATES,
     NOT_REBUILT,
     DayRebuilt,
+    RawEventsMissing,
     UnknownSite,
     rebuild,
     site_days,
@@ -253,6 +254,23 @@ async def test_the_command_rebuilds_a_site_day_by_day(
     assert await aggregates(pool) == kept | {
         "daily_totals": [row for row in kept["daily_totals"] if row not in first_day]
     }
+
+
+async def test_days_before_the_first_stored_event_are_refused_and_kept(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    # As after a retention dropped the raw events of the first days.
+    await store.store(events(300, seed=1))
+    await pool.execute(
+        "DELETE FROM events WHERE occurred_at < $1", datetime(2025, 3, 9, 5, tzinfo=UTC)
+    )
+    kept = await aggregates(pool)
+
+    with pytest.raises(RawEventsMissing) as refused:
+        await rebuild(pool, SITE, date(2025, 3, 8), date(2025, 3, 11))
+
+    assert refused.value.first_stored == date(2025, 3, 9)
+    assert await aggregates(pool) == kept
 
 
 async def test_a_site_not_registered_is_refused(store: EventStore, pool: asyncpg.Pool) -> None:
