@@ -30,6 +30,15 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 ROOT = Path(__file__).resolve().parent.parent
 
+# The bench sends, reads and registers without keys or tokens, as the development stack does;
+# bench.access_cost measures what checking them costs a request.
+OPEN_ACCESS = {
+    "INGEST_OPEN": "1",
+    "REPORTS_OPEN": "1",
+    "ADMIN_OPEN": "1",
+    "KEYLESS_BACKFILL_DAYS": "36500",
+}
+
 
 def _setting_names() -> frozenset[str]:
     """The environment variables the services read: whatever Settings.from_env asks for."""
@@ -206,6 +215,7 @@ class Cluster:
             NATS_URL=self.nats.url,
             DATABASE_URL=database_url,
             PYTHONUNBUFFERED="1",
+            **OPEN_ACCESS,
         )
         env.update(extra)
         return env

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cluster import BenchError
+from bench.cluster import OPEN_ACCESS, BenchError
 from bench.cpu import measuring, process_tree
 from bench.dataset import EventFactory, TrafficShape, recent_window
 from bench.http_load import WrkResult, run_wrk, write_post_script
@@ -122,6 +122,7 @@ def _start_ingest(
         "STREAM_NAME": f"OVERHEAD_{number}",
         "SUBJECT_PREFIX": f"overhead.{number}",
         "LOG_LEVEL": "WARNING",
+        **OPEN_ACCESS,
         **variant.env,
     }
     process = ChildProcess(f"ingest {variant.name}", signal.SIGTERM, root / f"{variant.name}.log")

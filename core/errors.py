@@ -82,3 +82,17 @@ class AlreadyExists(ServiceError):
     """The request would create something that exists already."""
 
     code = "already_exists"
+
+
+class Unauthenticated(ServiceError):
+    """The request needs a credential and presented none, or one that is unknown, malformed or
+    revoked (HTTP 401, gRPC UNAUTHENTICATED)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(ServiceError):
+    """The credential presented is valid but does not allow this (another site's, or of another
+    kind) (HTTP 403, gRPC PERMISSION_DENIED)."""
+
+    code = "permission_denied"

@@ -308,3 +308,19 @@ def _required(field: str) -> FieldViolation:
 
 def _too_long(field: str, max_length: int) -> FieldViolation:
     return FieldViolation(field, f"must be at most {max_length} characters")
+
+
+def backfill_violations(event: Event, earliest_seconds: int, days: int) -> list[FieldViolation]:
+    """An event sent without an ingest key may claim at most `days` days before the server's
+    clock (`earliest_seconds`, the Unix second that is), so that an anonymous client cannot
+    rewrite the history of a site; a valid key allows back to LIMITS.earliest_timestamp.
+    Checked after validate_event, which has given every event its timestamp."""
+    if event.timestamp.seconds >= earliest_seconds:
+        return []
+    return [
+        FieldViolation(
+            "timestamp",
+            f"must not be more than {days} days before the server's clock without an ingest "
+            "key (KEYLESS_BACKFILL_DAYS)",
+        )
+    ]

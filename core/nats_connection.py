@@ -6,6 +6,7 @@ starting the services before the servers (as containers often do) just works.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from typing import Any
@@ -89,4 +90,7 @@ async def close_nats(nc: NATS) -> None:
         await nc.drain()
     except nats.errors.Error as error:
         logger.warning("NATS: could not drain the connection (%r); closing it", error)
-        await nc.close()
+        # nats-py's close flushes its socket, which raises when the connection was lost
+        # while reconnecting; the connection is closed all the same.
+        with contextlib.suppress(ConnectionError):
+            await nc.close()

@@ -464,6 +464,45 @@ class Settings:
         _Seconds(),
         "seconds between an ingest server's messages counting the events it dropped",
     )
+    ingest_open: bool = _setting(
+        "INGEST_OPEN",
+        False,
+        _Flag(),
+        "`1`: events without an ingest key are taken from any caller (servers and scripts too) "
+        "for sites whose ingest policy is `browsers`; `0`: only from browsers (requests with "
+        "`Origin`), within the site's allowed origins",
+        shown_default="`0`; `make run`: `1`",
+    )
+    reports_open: bool = _setting(
+        "REPORTS_OPEN",
+        False,
+        _Flag(),
+        "`1`: every site's reports are readable without a token, as if public; `0`: only the "
+        "public sites' reports are",
+        shown_default="`0`; `make run`: `1`",
+    )
+    admin_open: bool = _setting(
+        "ADMIN_OPEN",
+        False,
+        _Flag(),
+        "`1`: sites, keys and tokens can be managed without the admin token (for tests on a "
+        "machine of your own; never on a network)",
+    )
+    keyless_backfill_days: int = _setting(
+        "KEYLESS_BACKFILL_DAYS",
+        2,
+        _Integer(0, 36500),
+        "how many days before the server's clock an event sent without an ingest key (a "
+        "browser's) may be timestamped; with a valid key, back to 2000-01-01",
+        shown_default="`2`; `make run`: `36500`",
+    )
+    credentials_bucket: str = _setting(
+        "CREDENTIALS_BUCKET",
+        "analytics_credentials",
+        _Token(),
+        "NATS KV bucket where the report service publishes the SHA-256 of every valid key and "
+        "token, which every server watches",
+    )
     log_level: str = _setting(
         "LOG_LEVEL",
         "INFO",

@@ -2,9 +2,10 @@
 bucket (SITES_BUCKET, one key per site_id) whenever a site changes, and which every ingest
 server watches into memory, so that no request waits on PostgreSQL for its site's settings.
 
-Only what ingestion needs travels: the time zone (the days of the filtered-traffic counts) and
-the allowed origins. A site without a record (not yet published, or unknown) has the default:
-UTC, any origin.
+Only what the servers need travels: the time zone (the days of the filtered-traffic counts),
+the allowed origins, the ingest policy and the report visibility (core.access). A site without
+a record (not yet published, or unknown) has the default: UTC, any origin, browsers may send
+without a key, reports private.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from core.access import INGEST_BROWSERS, INGEST_POLICIES, PRIVATE, VISIBILITIES
 from core.sites import DEFAULT_TIME_ZONE
 
 
@@ -27,6 +29,8 @@ class SiteRecord:
     time_zone: str = DEFAULT_TIME_ZONE
     # As core.sites.normal_origins leaves them; empty: any origin.
     allowed_origins: tuple[str, ...] = ()
+    ingest_policy: str = INGEST_BROWSERS
+    report_visibility: str = PRIVATE
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -34,6 +38,8 @@ class SiteRecord:
                 "site_id": self.site_id,
                 "time_zone": self.time_zone,
                 "allowed_origins": list(self.allowed_origins),
+                "ingest_policy": self.ingest_policy,
+                "report_visibility": self.report_visibility,
             },
             separators=(",", ":"),
         ).encode()
@@ -47,6 +53,10 @@ class SiteRecord:
             raise ValueError("a site record is a JSON object")
         site_id, zone = value.get("site_id"), value.get("time_zone", DEFAULT_TIME_ZONE)
         origins = value.get("allowed_origins", [])
+        policy = value.get("ingest_policy", INGEST_BROWSERS)
+        visibility = value.get("report_visibility", PRIVATE)
+        if policy not in INGEST_POLICIES or visibility not in VISIBILITIES:
+            raise ValueError("a site record's ingest_policy or report_visibility is unknown")
         if not (
             isinstance(site_id, str)
             and isinstance(zone, str)
@@ -54,7 +64,12 @@ class SiteRecord:
             and all(isinstance(origin, str) for origin in origins)
         ):
             raise ValueError("a site record has a string site_id and time_zone, a list of origins")
-        return cls(site_id, zone, tuple(origins))
+        return cls(site_id, zone, tuple(origins), policy, visibility)
+
+    @classmethod
+    def from_entry(cls, key: str, data: bytes) -> SiteRecord:
+        """The record a bucket holds under `key` (its site_id)."""
+        return cls.from_json(data)
 
     def allows(self, origin: str) -> bool:
         """Whether a page of `origin` (a request's Origin header) may send the site's events:

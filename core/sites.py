@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from core.access import INGEST_BROWSERS, INGEST_POLICIES, PRIVATE, VISIBILITIES
 from core.errors import FieldViolation
 
 DEFAULT_TIME_ZONE = "UTC"
@@ -33,6 +34,9 @@ class Site:
     updated_at: datetime
     # Origins or host names its pages may send events from; empty: any (see normal_origins).
     allowed_origins: tuple[str, ...] = ()
+    # core.access: INGEST_BROWSERS or INGEST_KEY_REQUIRED; PRIVATE or PUBLIC.
+    ingest_policy: str = INGEST_BROWSERS
+    report_visibility: str = PRIVATE
 
 
 def name_violations(name: str, field: str = "name") -> list[FieldViolation]:
@@ -97,3 +101,17 @@ def _normal_origin(entry: str) -> str | None:
     ):
         return None
     return f"{parts.scheme}://{parts.netloc}" if port is not None else f"{parts.scheme}://{host}"
+
+
+def ingest_policy_violations(policy: str, field: str = "ingest_policy") -> list[FieldViolation]:
+    if policy not in INGEST_POLICIES:
+        return [FieldViolation(field, f"must be one of {', '.join(INGEST_POLICIES)}")]
+    return []
+
+
+def visibility_violations(
+    visibility: str, field: str = "report_visibility"
+) -> list[FieldViolation]:
+    if visibility not in VISIBILITIES:
+        return [FieldViolation(field, f"must be one of {', '.join(VISIBILITIES)}")]
+    return []

@@ -8,6 +8,7 @@ requests finish), then the writer (its batch in hand is stored), then the server
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -24,12 +25,18 @@ from devstack.embedded import (
     accepts_connections,
     free_port,
 )
+from report_server.credentials import bootstrap_admin_token
 from runtime.logs import configure_logging
 from runtime.ports import listen_refusal
 from runtime.processes import ChildProcess, ProcessExited
 from runtime.tls import http_scheme
 
 API_START_TIMEOUT_SECONDS = 60.0
+# The development stack is open where production is private (README "Access"): the seeds'
+# requests, without a key or token, work unchanged. A variable set in the environment wins.
+OPEN_FOR_DEVELOPMENT = {"INGEST_OPEN": "1", "REPORTS_OPEN": "1", "KEYLESS_BACKFILL_DAYS": "36500"}
+# The name of the admin token each start makes (revoking the one of the start before).
+ADMIN_TOKEN_NAME = "make run"
 
 
 class _Stop(Exception):
@@ -50,6 +57,8 @@ def main() -> None:
             env, origins = _start_servers(settings, running)
             # The writer's own routes, on a port of their own (it has no HTTP door).
             env.setdefault("WRITER_HTTP_LISTEN", f"127.0.0.1:{free_port()}")
+            for name, value in OPEN_FOR_DEVELOPMENT.items():
+                env.setdefault(name, value)
             children = []
             for name, module in (("writer", "writer"), ("API", "devstack.api")):
                 child = ChildProcess(name, signal.SIGTERM)
@@ -58,7 +67,8 @@ def main() -> None:
                     running.callback(child.stop)  # stopped in reverse order: the API first
                 children.append(child)
             _wait_for_api(settings, children)
-            _print_banner(settings, env, origins)
+            admin = asyncio.run(bootstrap_admin_token(Settings.from_env(env), ADMIN_TOKEN_NAME))
+            _print_banner(settings, env, origins, admin.secret)
             while all(child.running for child in children):
                 time.sleep(0.2)
             failed = next(child for child in children if not child.running)
@@ -145,7 +155,9 @@ def _wait_for_api(settings: Settings, children: list[ChildProcess]) -> None:
             time.sleep(0.05)
 
 
-def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, str]) -> None:
+def _print_banner(
+    settings: Settings, env: dict[str, str], origins: dict[str, str], admin_token: str
+) -> None:
     print(
         "\nThe analytics stack is running.\n"
         f"  HTTP      {http_scheme(settings)}://{settings.http_listen}   "
@@ -153,11 +165,16 @@ def _print_banner(settings: Settings, env: dict[str, str], origins: dict[str, st
         f"  Dashboard {http_scheme(settings)}://{settings.http_listen}/   "
         "sites, reports, live events (a browser)\n"
         f"  gRPC      {settings.grpc_listen}   "
-        "analytics.v1.IngestService, ReportService, SiteService\n"
+        "analytics.v1.IngestService, ReportService, SiteService, AdminService\n"
         f"  Writer    {http_scheme(settings)}://{env['WRITER_HTTP_LISTEN']}   "
         "/metrics, /healthz, /readyz\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"
         f"  Postgres  {redacted(env['DATABASE_URL'])}   {origins['DATABASE_URL']}\n"
+        f"  Access    INGEST_OPEN={env['INGEST_OPEN']} REPORTS_OPEN={env['REPORTS_OPEN']} "
+        f"KEYLESS_BACKFILL_DAYS={env['KEYLESS_BACKFILL_DAYS']}; sites, keys and tokens "
+        "take the admin token\n"
+        f"  Admin     export ANALYTICS_TOKEN={admin_token}\n"
+        "            (a new one each start; analytics-admin and analytics-sites read it)\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
     )

@@ -57,6 +57,10 @@ class Browsers:
         self._drops = drops
         self._countries = countries
 
+    @property
+    def sites(self) -> SiteRecords:
+        return self._sites
+
     def judge(self, event: Event, request: BrowserRequest, received_at: datetime) -> bytes | str:
         """The context to store a valid event with (a serialized EventContext), or the reason
         it is dropped (counted)."""

@@ -11,9 +11,12 @@ from analytics.v1 import ingest_pb2, ingest_pb2_grpc
 from analytics.v1.event_pb2 import Event
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
+from core.access import IngestAccess
 from core.errors import FieldViolation, InvalidArgument, LimitReached, ServiceError
 from core.events import batch_size_violations
+from ingest_server.access import IngestGate
 from ingest_server.ingestor import BatchOutcome, Ingestor, Outcome
+from transports.credentials import grpc_secret
 from transports.grpc_errors import Context, translate_errors, translate_stream_errors
 
 # IngestStream publishes events in chunks of this many as they arrive, and details at most
@@ -32,11 +35,17 @@ _Answer = asyncio.Task[BatchOutcome] | ServiceError | None
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(
-        self, ingestor: Ingestor, stream_max_events: int, stream_max_seconds: float
+        self,
+        ingestor: Ingestor,
+        gate: IngestGate,
+        stream_max_events: int,
+        stream_max_seconds: float,
     ) -> None:
-        """`stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
+        """`gate`: what a call's credential (its `authorization` metadata) allows;
+        `stream_max_events`: events an IngestStream reads; `stream_max_seconds`: how long
         it, or an IngestBatchStream, reads."""
         self._ingestor = ingestor
+        self._gate = gate
         self._stream_max_events = stream_max_events
         self._stream_max_seconds = stream_max_seconds
 
@@ -44,10 +53,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Ingest(
         self, request: ingest_pb2.IngestRequest, context: Context
     ) -> ingest_pb2.IngestResponse:
+        access = self._access(context)
         if not request.HasField("event"):
             raise InvalidArgument.single("event", "is required")
         try:
-            event_id = await self._ingestor.ingest(request.event)
+            event_id = await self._ingestor.ingest(request.event, access=access)
         except InvalidArgument as error:
             raise InvalidArgument(
                 [FieldViolation(f"event.{v.field}", v.description) for v in error.violations]
@@ -58,12 +68,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def IngestBatch(
         self, request: ingest_pb2.IngestBatchRequest, context: Context
     ) -> ingest_pb2.IngestBatchResponse:
-        return _batch_response(await self._ingestor.ingest_batch(request.events))
+        access = self._access(context)
+        return _batch_response(await self._ingestor.ingest_batch(request.events, access=access))
 
     @translate_errors
     async def IngestStream(
         self, request_iterator: AsyncIterator[Event | InvalidArgument], context: Context
     ) -> ingest_pb2.IngestStreamResponse:
+        access = self._access(context)
         accepted = rejected = 0
         details: list[Outcome] = []
         chunk: list[Event | InvalidArgument] = []
@@ -71,7 +83,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
         async def flush() -> None:
             nonlocal accepted, rejected
-            outcome = await self._ingestor.ingest_batch(chunk, first_index=seen - len(chunk))
+            outcome = await self._ingestor.ingest_batch(
+                chunk, first_index=seen - len(chunk), access=access
+            )
             accepted += outcome.accepted_count
             rejected += outcome.rejected_count
             details.extend(
@@ -116,9 +130,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
         context: Context,
     ) -> AsyncIterator[ingest_pb2.IngestBatchResponse]:
+        access = self._access(context)
         answers: asyncio.Queue[_Answer] = asyncio.Queue()
         in_flight = asyncio.Semaphore(STREAM_BATCHES_IN_FLIGHT)
-        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight))
+        reader = asyncio.create_task(self._start_batches(requests, answers, in_flight, access))
         reader.add_done_callback(_retrieve)
         try:
             while (answer := await answers.get()) is not None:
@@ -139,6 +154,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_pb2.IngestBatchRequest | InvalidArgument],
         answers: asyncio.Queue[_Answer],
         in_flight: asyncio.Semaphore,
+        access: IngestAccess,
     ) -> None:
         """Start storing each request as it is read, up to STREAM_BATCHES_IN_FLIGHT at once, for
         as long as the stream may stay open. A bad request is answered with its error, and
@@ -154,7 +170,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                         answers.put_nowait(InvalidArgument(violations))
                         return
                     answers.put_nowait(
-                        asyncio.create_task(self._ingestor.ingest_batch(request.events))
+                        asyncio.create_task(
+                            self._ingestor.ingest_batch(request.events, access=access)
+                        )
                     )
         except TimeoutError:
             answers.put_nowait(
@@ -166,6 +184,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             )
         finally:
             answers.put_nowait(None)
+
+    def _access(self, context: Context) -> IngestAccess:
+        """What the call may send; Unauthenticated at once for a wrong or revoked credential."""
+        return self._gate.access(grpc_secret(context), browser=False)
 
 
 def _batch_response(outcome: BatchOutcome) -> ingest_pb2.IngestBatchResponse:

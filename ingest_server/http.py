@@ -19,13 +19,16 @@ from typing import Any
 
 from analytics.v1.event_pb2 import Event
 
+from core.access import IngestAccess
 from core.errors import FieldViolation, InvalidArgument
 from core.events import listed_property_violations, property_count_violations
 from core.settings import Network
+from ingest_server.access import IngestGate
 from ingest_server.browsers import BrowserRequest
 from ingest_server.client_ip import TrustedProxies, client_ip
 from ingest_server.ingestor import Dropped, Ingestor, Outcome
 from ingest_server.tracker import Tracker
+from transports.credentials import http_secret
 from transports.http_app import Headers, Reply, Request, Routes, json_body
 from transports.http_json import (
     RepeatedKeys,
@@ -45,9 +48,12 @@ DROPPED_HEADER = b"x-analytics-dropped"
 
 
 def routes(
-    ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...] = ()
+    ingestor: Ingestor,
+    gate: IngestGate,
+    max_body_bytes: int,
+    trusted_proxies: tuple[Network, ...] = (),
 ) -> Routes:
-    ingest = _IngestRoutes(ingestor, max_body_bytes, trusted_proxies)
+    ingest = _IngestRoutes(ingestor, gate, max_body_bytes, trusted_proxies)
     return {
         "/event": {"POST": ingest.post_event},
         "/events": {"POST": ingest.post_events},
@@ -57,16 +63,22 @@ def routes(
 
 class _IngestRoutes:
     def __init__(
-        self, ingestor: Ingestor, max_body_bytes: int, trusted_proxies: tuple[Network, ...]
+        self,
+        ingestor: Ingestor,
+        gate: IngestGate,
+        max_body_bytes: int,
+        trusted_proxies: tuple[Network, ...],
     ) -> None:
         self._ingestor = ingestor
+        self._gate = gate
         self._max_body_bytes = max_body_bytes
         self._trusted_proxies = TrustedProxies.of(trusted_proxies)
 
     async def post_event(self, request: Request) -> Reply:
+        access = self._access(request)
         event = event_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
         try:
-            event_id = await self._ingestor.ingest(event, self._browser(request))
+            event_id = await self._ingestor.ingest(event, self._browser(request), access)
         except Dropped as dropped:
             return Reply(
                 HTTPStatus.ACCEPTED,
@@ -76,8 +88,11 @@ class _IngestRoutes:
         return Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "event_id": event_id})
 
     async def post_events(self, request: Request) -> Reply:
+        access = self._access(request)
         items = events_from_json(await json_body(request, self._max_body_bytes, text_plain=True))
-        outcome = await self._ingestor.ingest_batch(items, browser=self._browser(request))
+        outcome = await self._ingestor.ingest_batch(
+            items, browser=self._browser(request), access=access
+        )
         body = {
             "accepted": outcome.accepted_count,
             "rejected": outcome.rejected_count,
@@ -87,6 +102,12 @@ class _IngestRoutes:
             return Reply(HTTPStatus.OK, body)
         body["dropped"] = outcome.dropped_count
         return Reply(HTTPStatus.OK, body, _dropped_headers(outcome.drops.values()))
+
+    def _access(self, request: Request) -> IngestAccess:
+        """What the request may send: a credential presented is checked before its body is
+        read."""
+        headers = request.headers
+        return self._gate.access(http_secret(headers), browser=b"origin" in headers)
 
     def _browser(self, request: Request) -> BrowserRequest | None:
         """What a page's request says of its sender; None for a request of no page."""

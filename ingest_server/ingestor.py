@@ -6,18 +6,20 @@ their wire formats to `Event`s and the results back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from analytics.v1.event_pb2 import Event
 
+from core.access import INGEST_BROWSERS, IngestAccess
 from core.errors import FieldViolation, InvalidArgument, ServiceError
 from core.event_ids import new_event_ids
-from core.events import batch_size_violations, validate_event
+from core.events import backfill_violations, batch_size_violations, validate_event
 from ingest_server.browsers import BrowserRequest, Browsers
 from ingest_server.metrics import EventCounts
 from ingest_server.publisher import EventPublisher
+from ingest_server.site_watch import SiteRecords
 
 
 class Dropped(Exception):
@@ -91,6 +93,21 @@ def _event_ids_when_asked(count: int) -> Iterator[str]:
     yield from new_event_ids(count)
 
 
+def authorize(
+    access: IngestAccess, items: Iterable[Event | InvalidArgument], sites: SiteRecords | None
+) -> None:
+    """Raise unless `access` may send an event of each site the items name (by the sites'
+    ingest policies; without `sites`, every site lets browsers send): the whole request is
+    refused, before anything of it is stored."""
+    try:
+        site_ids = {item.site_id for item in items}  # type: ignore[union-attr]
+    except AttributeError:  # an item refused in decoding: it has no site to check
+        site_ids = {item.site_id for item in items if isinstance(item, Event)}
+    for site_id in site_ids:
+        policy = INGEST_BROWSERS if sites is None else sites.get(site_id).ingest_policy
+        access.check(site_id, policy)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -102,21 +119,40 @@ class Ingestor:
         clock: Callable[[], datetime] = _now,
         browsers: Browsers | None = None,
         counts: EventCounts | None = None,
+        *,
+        sites: SiteRecords | None = None,
+        keyless_backfill_days: int = 2,
     ) -> None:
         """`browsers`: the rules for a browser's events; without them, a browser's events are
         stored as any others. `counts`: the counters of the door this serves (none by
-        default)."""
+        default). `sites`: the site records whose ingest policies a request's access is
+        checked against (without them, every site lets browsers send);
+        `keyless_backfill_days`: how far back an event sent without a key may be."""
         self._publisher = publisher
         self._clock = clock
         self._browsers = browsers
         self._counts = counts or EventCounts(None)
+        self._sites = sites
+        self._backfill_days = keyless_backfill_days
+        self._backfill = timedelta(days=keyless_backfill_days)
 
-    async def ingest(self, event: Event, browser: BrowserRequest | None = None) -> str:
-        """Store one event; its event_id once it is durable. Raises InvalidArgument, and
-        Dropped for a browser's event that is not to be stored."""
+    async def ingest(
+        self,
+        event: Event,
+        browser: BrowserRequest | None = None,
+        access: IngestAccess | None = None,
+    ) -> str:
+        """Store one event; its event_id once it is durable. Raises InvalidArgument,
+        Unauthenticated and PermissionDenied (when `access` does not allow it: unchecked
+        without), and Dropped for a browser's event that is not to be stored."""
+        if access is not None:
+            authorize(access, (event,), self._sites)
         received_at = self._clock()
+        earliest = self._earliest(access, received_at)
         try:
             valid = validate_event(event, received_at)
+            if earliest is not None and (late := backfill_violations(valid, *earliest)):
+                raise InvalidArgument(late)
         except InvalidArgument:
             self._counts.invalid.inc()
             raise
@@ -128,6 +164,15 @@ class Ingestor:
             raise Dropped(judged)
         await self._publish([valid], received_at, [judged])
         return valid.event_id
+
+    def _earliest(
+        self, access: IngestAccess | None, received_at: datetime
+    ) -> tuple[int, int] | None:
+        """For a request without a key: the earliest Unix second its events may claim, and
+        the window in days; None when any time back to the earliest allowed is fine."""
+        if access is None or access.keyed:
+            return None
+        return int((received_at - self._backfill).timestamp()), self._backfill_days
 
     async def _publish(
         self,
@@ -147,17 +192,22 @@ class Ingestor:
         items: Sequence[Event | InvalidArgument],
         first_index: int = 0,
         browser: BrowserRequest | None = None,
+        access: IngestAccess | None = None,
     ) -> BatchOutcome:
         """Store the valid events of a batch and report on each item, in order.
 
         An item may arrive already refused (an InvalidArgument from the caller's decoding, such
         as a JSON value of the wrong type); it is reported as rejected with the others. A
         browser's valid events may be dropped, each reported with the reason.
-        Raises InvalidArgument only when the batch itself is too large.
+        Raises InvalidArgument only when the batch itself is too large; Unauthenticated or
+        PermissionDenied when `access` does not allow one of its sites.
         """
         if violations := batch_size_violations(len(items)):
             raise InvalidArgument(violations)
+        if access is not None:
+            authorize(access, items, self._sites)
         received_at = self._clock()
+        earliest = self._earliest(access, received_at)
         new_ids = _event_ids_when_asked(len(items))
         event_ids: list[str] = []
         rejections: dict[int, tuple[FieldViolation, ...]] = {}
@@ -167,6 +217,8 @@ class Ingestor:
                 if isinstance(item, InvalidArgument):
                     raise item
                 event = validate_event(item, received_at, new_ids)
+                if earliest is not None and (late := backfill_violations(event, *earliest)):
+                    raise InvalidArgument(late)
             except InvalidArgument as error:
                 rejections[len(event_ids)] = error.violations
                 event_ids.append("")

@@ -14,11 +14,14 @@ from analytics.v1 import ingest_pb2
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from core.access import Grant, credential_bucket
+from core.kv_watch import WatchedBucket
 from core.nats_connection import close_nats, connect_nats
 from core.retry import retrying
 from core.settings import Settings
 from core.stream import EventStream, ensure_stream, jetstream_not_ready
 from ingest_server import http
+from ingest_server.access import IngestGate
 from ingest_server.browsers import Browsers
 from ingest_server.countries import Countries
 from ingest_server.drops import Drops
@@ -93,16 +96,61 @@ async def _browsers(
 
 
 @asynccontextmanager
+async def watched_grants(
+    settings: Settings, js: JetStreamContext
+) -> AsyncIterator[WatchedBucket[Grant]]:
+    """The grants of the valid keys and tokens, loaded before the first request and followed
+    until the end (core.kv_watch)."""
+    kv = await retrying(
+        lambda: credential_bucket(js, settings.credentials_bucket, settings.stream_replicas),
+        what="opening the credentials' bucket",
+        retryable=jetstream_not_ready,
+        logger=logger,
+    )
+    grants = WatchedBucket(kv, Grant.from_entry, "credential")
+    watching = asyncio.create_task(grants.run(), name="the credentials' watch")
+    try:
+        await grants.loaded()
+        yield grants
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+
+
+def log_access(settings: Settings) -> None:
+    """Say loudly at start what is open without a credential."""
+    if settings.ingest_open:
+        logger.warning(
+            "INGEST_OPEN=1: anyone who reaches this server may send events without an ingest "
+            "key for every site whose ingest policy is 'browsers'"
+        )
+    else:
+        logger.info(
+            "ingest is private: events need an ingest key, but a browser's (within the site's "
+            "allowed origins) for sites whose ingest policy is 'browsers'"
+        )
+
+
+@asynccontextmanager
 async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
     """IngestService over gRPC, `POST /event(s)` over HTTP; ready while NATS is connected."""
+    log_access(settings)
     async with (
         open_publisher(settings) as (nc, stream, publisher),
         _browsers(settings, nc.jetstream(), stream) as browsers,
+        watched_grants(settings, nc.jetstream()) as grants,
     ):
+        gate = IngestGate(grants, settings.ingest_open)
 
         def ingestor(door: str) -> Ingestor:
             counts = EventCounts(door if settings.metrics else None)
-            return Ingestor(publisher, browsers=browsers, counts=counts)
+            return Ingestor(
+                publisher,
+                browsers=browsers,
+                counts=counts,
+                sites=browsers.sites,
+                keyless_backfill_days=settings.keyless_backfill_days,
+            )
 
         async def nats_connected() -> bool:
             return nc.is_connected
@@ -113,11 +161,14 @@ async def ingest_doors(settings: Settings) -> AsyncIterator[Doors]:
                     ingest_pb2.DESCRIPTOR.services_by_name["IngestService"],
                     IngestServicer(
                         ingestor("grpc"),
+                        gate,
                         settings.ingest_stream_max_events,
                         settings.ingest_stream_max_seconds,
                     ),
                 )
             ],
-            routes=http.routes(ingestor("http"), settings.max_body_bytes, settings.trusted_proxies),
+            routes=http.routes(
+                ingestor("http"), gate, settings.max_body_bytes, settings.trusted_proxies
+            ),
             ready={"nats": nats_connected},
         )

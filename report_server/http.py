@@ -1,5 +1,9 @@
-"""The report service's HTTP door: `GET /stats` (the seeds' shape), the site registry
-(`/sites`, `/sites/{site_id}`) and `GET /filtered-traffic`.
+"""The report service's HTTP door: `GET /stats` (the seeds' shape), the reports, the site
+registry (`/sites`, `/sites/{site_id}`), `GET /filtered-traffic` and the keys and tokens
+(`/admin/credentials`).
+
+Every route checks the request's credential (report_server.access) before it reads anything:
+a report route the site's read access, the others the admin token.
 
 It reads query strings and JSON bodies into the arguments the gRPC door passes, and calls the
 same StatsReader and SiteRegistry; it holds no rule of its own.
@@ -20,6 +24,8 @@ from analytics.v1.report_pb2 import FilteredTraffic, Stats
 
 from core.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from core.sites import Site
+from report_server.access import ReportGate
+from report_server.credentials import Created, Credential, CredentialRegistry
 from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub, LiveUpdate
 from report_server.periods import Period
@@ -27,6 +33,7 @@ from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
 from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
+from transports.credentials import http_secret
 from transports.http_app import Reply, Request, Routes, json_body, query_parameters
 from transports.http_json import (
     encodes_as_utf8,
@@ -56,11 +63,14 @@ def routes(
     registry: SiteRegistry,
     max_body_bytes: int,
     filtered: FilteredTrafficReader,
+    gate: ReportGate,
+    credentials: CredentialRegistry,
 ) -> Routes:
-    sites = _SiteRoutes(registry, max_body_bytes)
-    report = _ReportRoutes(reports, live)
+    sites = _SiteRoutes(registry, max_body_bytes, gate)
+    report = _ReportRoutes(reports, live, gate)
+    admin = _AdminRoutes(credentials, max_body_bytes, gate)
     return {
-        "/stats": {"GET": _StatsRoutes(reader).get_stats},
+        "/stats": {"GET": _StatsRoutes(reader, gate).get_stats},
         "/reports/metrics": {"GET": report.metrics},
         "/reports/timeseries": {"GET": report.time_series},
         "/reports/breakdown": {"GET": report.breakdown},
@@ -68,16 +78,26 @@ def routes(
         "/reports/export": {"GET": report.export},
         "/sites": {"GET": sites.list, "POST": sites.create},
         "/sites/{site_id}": {"GET": sites.get, "PATCH": sites.update},
-        "/filtered-traffic": {"GET": _FilteredTrafficRoutes(filtered).get},
+        "/filtered-traffic": {"GET": _FilteredTrafficRoutes(filtered, gate).get},
+        "/admin/credentials": {"GET": admin.list, "POST": admin.create},
+        "/admin/credentials/{credential_id}/revoke": {"POST": admin.revoke},
+        "/admin/credentials/{credential_id}/rotate": {"POST": admin.rotate},
     }
 
 
+def _read(gate: ReportGate, request: Request, params: dict[str, str]) -> None:
+    """Raise unless the request may read the reports of the site its parameters name."""
+    gate.read(http_secret(request.headers), params.get("site_id", ""))
+
+
 class _FilteredTrafficRoutes:
-    def __init__(self, reader: FilteredTrafficReader) -> None:
+    def __init__(self, reader: FilteredTrafficReader, gate: ReportGate) -> None:
         self._reader = reader
+        self._gate = gate
 
     async def get(self, request: Request) -> Reply:
         params, violations = query_parameters(request, ("site_id", "start_date", "end_date"))
+        _read(self._gate, request, params)
         if violations:
             raise InvalidArgument(violations)
         query = FilteredTrafficQuery.parse(
@@ -97,11 +117,13 @@ def filtered_traffic_to_json(report: FilteredTraffic) -> dict[str, Any]:
 
 
 class _StatsRoutes:
-    def __init__(self, reader: StatsReader) -> None:
+    def __init__(self, reader: StatsReader, gate: ReportGate) -> None:
         self._reader = reader
+        self._gate = gate
 
     async def get_stats(self, request: Request) -> Reply:
         params, violations = query_parameters(request, STATS_PARAMETERS)
+        _read(self._gate, request, params)
         limit = params.get("limit")
         if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) < 10):
             violations.append(FieldViolation("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
@@ -213,15 +235,17 @@ SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "f
 
 
 class _ReportRoutes:
-    def __init__(self, reports: ReportReader, live: LiveHub) -> None:
+    def __init__(self, reports: ReportReader, live: LiveHub, gate: ReportGate) -> None:
         self._reports = reports
         self._live = live
+        self._gate = gate
 
     async def live(self, request: Request) -> Reply:
         """Server-Sent Events: one `data:` line of JSON per update, a comment every
         KEEPALIVE_SECONDS when nothing happens (so proxies keep the connection), and an
         `event: dropped` when the watcher fell behind."""
         params, violations = query_parameters(request, ("site_id",))
+        _read(self._gate, request, params)
         if violations:
             raise InvalidArgument(violations)
         updates = self._live.watch(params.get("site_id", ""))
@@ -251,7 +275,7 @@ class _ReportRoutes:
 
     async def export(self, request: Request) -> Reply:
         """The events as NDJSON (one JSON object per line) or CSV, streamed as they are read."""
-        params, scope = _scope(request, ("format",))
+        params, scope = _scope(request, ("format",), self._gate)
         form = params.get("format", "ndjson")
         if form not in EXPORT_FORMATS:
             raise InvalidArgument.single("format", "must be ndjson or csv")
@@ -271,7 +295,7 @@ class _ReportRoutes:
         return Reply(HTTPStatus.OK, None, ((b"content-type", media_type),), body())
 
     async def metrics(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("compare",))
+        params, scope = _scope(request, ("compare",), self._gate)
         compare = _flag(params, "compare")
         result = await self._reports.metrics(scope, compare=compare)
         body: dict[str, Any] = {
@@ -287,7 +311,7 @@ class _ReportRoutes:
         return Reply(HTTPStatus.OK, body)
 
     async def time_series(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("interval",))
+        params, scope = _scope(request, ("interval",), self._gate)
         result = await self._reports.time_series(scope, params.get("interval", ""))
         return Reply(
             HTTPStatus.OK,
@@ -309,7 +333,7 @@ class _ReportRoutes:
 
     async def breakdown(self, request: Request) -> Reply:
         params, scope, violations = _scope_or_violations(
-            request, ("dimension", "order_by", "limit", "offset")
+            request, ("dimension", "order_by", "limit", "offset"), self._gate
         )
         limit = _number(params, "limit", violations)
         offset = _number(params, "offset", violations)
@@ -338,10 +362,12 @@ class _ReportRoutes:
         )
 
 
-def _scope(request: Request, own: tuple[str, ...]) -> tuple[dict[str, str], Scope]:
+def _scope(
+    request: Request, own: tuple[str, ...], gate: ReportGate
+) -> tuple[dict[str, str], Scope]:
     """The query string's parameters, and the Scope of those that make one; InvalidArgument
-    names every bad parameter."""
-    params, scope, violations = _scope_or_violations(request, own)
+    names every bad parameter (once the request's access to the site is checked)."""
+    params, scope, violations = _scope_or_violations(request, own, gate)
     if violations:
         raise InvalidArgument(violations)
     assert scope is not None
@@ -349,11 +375,13 @@ def _scope(request: Request, own: tuple[str, ...]) -> tuple[dict[str, str], Scop
 
 
 def _scope_or_violations(
-    request: Request, own: tuple[str, ...]
+    request: Request, own: tuple[str, ...], gate: ReportGate
 ) -> tuple[dict[str, str], Scope | None, list[FieldViolation]]:
     """The query string's parameters, the Scope of those that make one (None if bad), and
-    every violation found so far, for the caller to add its own to."""
+    every violation found so far, for the caller to add its own to; raises first unless the
+    request may read the site's reports."""
     params, violations = query_parameters(request, (*SCOPE_PARAMETERS, *own))
+    _read(gate, request, params)
     filters = _filters(params.get("filters"), violations)
     scope = None
     try:
@@ -442,22 +470,29 @@ def _instant(moment: datetime) -> str:
 
 
 class _SiteRoutes:
-    def __init__(self, registry: SiteRegistry, max_body_bytes: int) -> None:
+    """Every route takes the admin token."""
+
+    def __init__(self, registry: SiteRegistry, max_body_bytes: int, gate: ReportGate) -> None:
         self._registry = registry
         self._max_body_bytes = max_body_bytes
+        self._gate = gate
 
     async def create(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
         body = await json_body(request, self._max_body_bytes)
-        fields = _text_fields(body, ("site_id", "name", "time_zone"), ("allowed_origins",))
+        fields = _text_fields(body, _SITE_FIELDS, ("allowed_origins",))
         site = await self._registry.create(
             fields.get("site_id", ""),
             fields.get("name", ""),
             fields.get("time_zone", ""),
             _origins(body) or (),
+            ingest_policy=fields.get("ingest_policy", ""),
+            report_visibility=fields.get("report_visibility", ""),
         )
         return Reply(HTTPStatus.CREATED, site_to_json(site))
 
     async def list(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
         params, violations = query_parameters(request, ("page_size", "page_token"))
         size = params.get("page_size", "0")
         if not (size.isascii() and size.isdigit() and len(size) < 10):
@@ -474,16 +509,20 @@ class _SiteRoutes:
         )
 
     async def get(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
         site = await self._registry.get(request.path_params["site_id"])
         return Reply(HTTPStatus.OK, site_to_json(site))
 
     async def update(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
         body = await json_body(request, self._max_body_bytes)
-        fields = _text_fields(body, ("name", "time_zone"), ("allowed_origins",))
+        fields = _text_fields(body, _SITE_FIELDS[1:], ("allowed_origins",))
         changes = SiteChanges(
             name=fields.get("name"),
             time_zone=fields.get("time_zone"),
             allowed_origins=_origins(body),
+            ingest_policy=fields.get("ingest_policy"),
+            report_visibility=fields.get("report_visibility"),
         )
         site = await self._registry.update(request.path_params["site_id"], changes)
         return Reply(HTTPStatus.OK, site_to_json(site))
@@ -497,21 +536,29 @@ def site_to_json(site: Site) -> dict[str, Any]:
         "created_at": _instant(site.created_at),
         "updated_at": _instant(site.updated_at),
         "allowed_origins": list(site.allowed_origins),
+        "ingest_policy": site.ingest_policy,
+        "report_visibility": site.report_visibility,
     }
 
 
+_SITE_FIELDS = ("site_id", "name", "time_zone", "ingest_policy", "report_visibility")
+
+
 def _text_fields(
-    value: object, known: tuple[str, ...], others: tuple[str, ...] = ()
+    value: object,
+    known: tuple[str, ...],
+    others: tuple[str, ...] = (),
+    flags: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """The string fields of a JSON object of those `known`; InvalidArgument names each field
-    that is unknown or not a string, or one of `others` (read apart) that is not a list of
-    strings."""
+    that is unknown or not a string, one of `others` (read apart) that is not a list of
+    strings, or one of `flags` that is not true or false."""
     if not isinstance(value, dict):
         raise InvalidArgument.single("body", "must be a JSON object")
     violations = [
         FieldViolation(key if is_short_text(key) else "body", "is not a known field")
         for key in value
-        if key not in known and key not in others
+        if key not in known and key not in others and key not in flags
     ]
     fields: dict[str, str] = {}
     for key in known:
@@ -524,6 +571,11 @@ def _text_fields(
         items = value.get(key, [])
         if not isinstance(items, list) or any(not_text(item) for item in items):
             violations.append(FieldViolation(key, "must be a list of strings"))
+    violations += [
+        FieldViolation(key, "must be true or false")
+        for key in flags
+        if not isinstance(value.get(key, False), bool)
+    ]
     if violations:
         raise InvalidArgument(violations)
     return fields
@@ -533,3 +585,61 @@ def _origins(body: dict[str, Any]) -> list[str] | None:
     """The body's allowed_origins (checked by _text_fields); None when not given."""
     origins: list[str] | None = body.get("allowed_origins")
     return origins
+
+
+class _AdminRoutes:
+    """Keys and tokens; every route takes the admin token."""
+
+    def __init__(
+        self, credentials: CredentialRegistry, max_body_bytes: int, gate: ReportGate
+    ) -> None:
+        self._credentials = credentials
+        self._max_body_bytes = max_body_bytes
+        self._gate = gate
+
+    async def create(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
+        body = await json_body(request, self._max_body_bytes)
+        fields = _text_fields(body, ("kind", "name"), ("site_ids",), ("all_sites",))
+        created = await self._credentials.create(
+            fields.get("kind", ""),
+            fields.get("name", ""),
+            body.get("site_ids", []),
+            body.get("all_sites", False),
+        )
+        return Reply(HTTPStatus.CREATED, created_to_json(created))
+
+    async def list(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
+        params, violations = query_parameters(request, ("kind",))
+        if violations:
+            raise InvalidArgument(violations)
+        listed = await self._credentials.list(params.get("kind", ""))
+        return Reply(HTTPStatus.OK, {"credentials": [credential_to_json(c) for c in listed]})
+
+    async def revoke(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
+        revoked = await self._credentials.revoke(request.path_params["credential_id"])
+        return Reply(HTTPStatus.OK, credential_to_json(revoked))
+
+    async def rotate(self, request: Request) -> Reply:
+        self._gate.admin(http_secret(request.headers))
+        created = await self._credentials.rotate(request.path_params["credential_id"])
+        return Reply(HTTPStatus.CREATED, created_to_json(created))
+
+
+def credential_to_json(credential: Credential) -> dict[str, Any]:
+    return {
+        "credential_id": credential.credential_id,
+        "kind": credential.kind,
+        "name": credential.name,
+        "site_ids": list(credential.site_ids),
+        "all_sites": credential.all_sites,
+        "created_at": _instant(credential.created_at),
+        "revoked_at": None if credential.revoked_at is None else _instant(credential.revoked_at),
+        "replaces": credential.replaces or None,
+    }
+
+
+def created_to_json(created: Created) -> dict[str, Any]:
+    return {"credential": credential_to_json(created.credential), "secret": created.secret}

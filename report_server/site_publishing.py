@@ -12,9 +12,10 @@ import logging
 
 import asyncpg
 import nats.errors
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 
 from core.database import POSTGRES_UNAVAILABLE
+from core.kv_watch import WatchedBucket, bucket_contents
 from core.retry import describe
 from core.site_records import SiteRecord
 from core.sites import Site
@@ -26,19 +27,37 @@ _PASSING: tuple[type[BaseException], ...] = (*POSTGRES_UNAVAILABLE, nats.errors.
 
 
 def record_of(site: Site) -> SiteRecord:
-    return SiteRecord(site.site_id, site.time_zone, site.allowed_origins)
+    return SiteRecord(
+        site.site_id,
+        site.time_zone,
+        site.allowed_origins,
+        site.ingest_policy,
+        site.report_visibility,
+    )
 
 
 class SitePublisher:
-    def __init__(self, kv: KeyValue, pool: asyncpg.Pool, interval: float) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        pool: asyncpg.Pool,
+        interval: float,
+        watched: WatchedBucket[SiteRecord] | None = None,
+    ) -> None:
+        """`watched`: this process's own copy of the bucket, which takes each record it puts at
+        once (a site made public is readable here as soon as the change is answered)."""
         self._kv = kv
         self._pool = pool
         self._interval = interval
+        self._watched = watched
 
     async def publish(self, site: Site) -> None:
         """Put the site's record; a failure is logged, and the next reconcile puts it."""
+        record = record_of(site)
         try:
-            await self._kv.put(site.site_id, record_of(site).to_json())
+            revision = await self._kv.put(site.site_id, record.to_json())
+            if self._watched is not None:
+                self._watched.apply(site.site_id, record, revision)
         except (nats.errors.Error, TimeoutError) as error:
             logger.warning(
                 "could not publish site %r to the ingest servers (the next reconcile will): %s",
@@ -53,11 +72,15 @@ class SitePublisher:
             rows = await connection.fetch(ALL_SITE_RECORDS)
         wanted = {
             row["site_id"]: SiteRecord(
-                row["site_id"], row["time_zone"], tuple(row["allowed_origins"])
+                row["site_id"],
+                row["time_zone"],
+                tuple(row["allowed_origins"]),
+                row["ingest_policy"],
+                row["report_visibility"],
             ).to_json()
             for row in rows
         }
-        held = await self._contents()
+        held = await bucket_contents(self._kv)
         changes = 0
         for site_id, value in wanted.items():
             if held.get(site_id) != value:
@@ -77,19 +100,3 @@ class SitePublisher:
             except _PASSING as error:
                 logger.warning("could not reconcile the site records: %s", describe(error))
             await asyncio.sleep(self._interval)
-
-    async def _contents(self) -> dict[str, bytes]:
-        """Every record the bucket holds, read in one pass of a watcher."""
-        watcher = await self._kv.watchall()
-        contents: dict[str, bytes] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.operation in (KV_DEL, KV_PURGE) or entry.value is None:
-                    contents.pop(entry.key, None)
-                else:
-                    contents[entry.key] = entry.value
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
-        return contents

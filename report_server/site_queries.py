@@ -1,10 +1,15 @@
 """The site registry's SQL."""
 
-_COLUMNS = "site_id, name, time_zone, created_at, updated_at, allowed_origins"
+_COLUMNS = (
+    "site_id, name, time_zone, created_at, updated_at, allowed_origins, ingest_policy, "
+    "report_visibility"
+)
 
-# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins; no row when the site exists.
+# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins, $5 ingest_policy, $6
+# report_visibility; no row when the site exists.
 CREATE_SITE = f"""
-INSERT INTO sites (site_id, name, time_zone, allowed_origins) VALUES ($1, $2, $3, $4)
+INSERT INTO sites (site_id, name, time_zone, allowed_origins, ingest_policy, report_visibility)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (site_id) DO NOTHING
 RETURNING {_COLUMNS}
 """
@@ -19,15 +24,18 @@ LOCK_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1 FOR UPDATE"
 # $1 the last site_id of the page before ('' for the first page), $2 page size
 LIST_SITES = f"SELECT {_COLUMNS} FROM sites WHERE site_id > $1 ORDER BY site_id LIMIT $2"
 
-# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins
+# $1 site_id, $2 name, $3 time_zone, $4 allowed_origins, $5 ingest_policy, $6 report_visibility
 UPDATE_SITE = f"""
-UPDATE sites SET name = $2, time_zone = $3, allowed_origins = $4, updated_at = now()
+UPDATE sites SET name = $2, time_zone = $3, allowed_origins = $4, ingest_policy = $5,
+    report_visibility = $6, updated_at = now()
 WHERE site_id = $1
 RETURNING {_COLUMNS}
 """
 
 # What the ingest servers are told of every site (report_server.site_publishing).
-ALL_SITE_RECORDS = "SELECT site_id, time_zone, allowed_origins FROM sites"
+ALL_SITE_RECORDS = (
+    "SELECT site_id, time_zone, allowed_origins, ingest_policy, report_visibility FROM sites"
+)
 
 # Counting a site's days again in a new time zone ($1 site_id, $2 time_zone), in the
 # transaction that changes it: the daily aggregates hold days in the site's zone. The all-time

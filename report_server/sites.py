@@ -17,15 +17,18 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from core.access import INGEST_BROWSERS, PRIVATE
 from core.database import reachable
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from core.events import site_id_violations
 from core.sites import (
     DEFAULT_TIME_ZONE,
     Site,
+    ingest_policy_violations,
     name_violations,
     normal_origins,
     time_zone_violations,
+    visibility_violations,
 )
 from report_server.site_publishing import SitePublisher
 from report_server.site_queries import (
@@ -40,7 +43,13 @@ from report_server.site_queries import (
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-UPDATABLE_FIELDS = ("name", "time_zone", "allowed_origins")
+UPDATABLE_FIELDS = (
+    "name",
+    "time_zone",
+    "allowed_origins",
+    "ingest_policy",
+    "report_visibility",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,8 @@ class SiteChanges:
     name: str | None = None
     time_zone: str | None = None
     allowed_origins: Sequence[str] | None = None
+    ingest_policy: str | None = None
+    report_visibility: str | None = None
 
 
 class SiteRegistry:
@@ -69,20 +80,35 @@ class SiteRegistry:
         name: str = "",
         time_zone: str = "",
         allowed_origins: Sequence[str] = (),
+        *,
+        ingest_policy: str = "",
+        report_visibility: str = "",
     ) -> Site:
         """Raises InvalidArgument, AlreadyExists, Unavailable."""
         name = name or site_id
         time_zone = time_zone or DEFAULT_TIME_ZONE
+        ingest_policy = ingest_policy or INGEST_BROWSERS
+        report_visibility = report_visibility or PRIVATE
         violations = site_id_violations(site_id)
         if not violations:
             violations += name_violations(name)
         violations += time_zone_violations(time_zone)
         origins, origin_violations = normal_origins(allowed_origins)
         violations += origin_violations
+        violations += ingest_policy_violations(ingest_policy)
+        violations += visibility_violations(report_visibility)
         if violations:
             raise InvalidArgument(violations)
         async with reachable():
-            row = await self._pool.fetchrow(CREATE_SITE, site_id, name, time_zone, list(origins))
+            row = await self._pool.fetchrow(
+                CREATE_SITE,
+                site_id,
+                name,
+                time_zone,
+                list(origins),
+                ingest_policy,
+                report_visibility,
+            )
         if row is None:
             raise AlreadyExists(f"site {site_id!r} exists; change it with an update")
         return await self._published(_site(row))
@@ -126,6 +152,10 @@ class SiteRegistry:
                 changes.allowed_origins, "site.allowed_origins"
             )
             violations += origin_violations
+        if changes.ingest_policy is not None:
+            violations += ingest_policy_violations(changes.ingest_policy, "site.ingest_policy")
+        if changes.report_visibility is not None:
+            violations += visibility_violations(changes.report_visibility, "site.report_visibility")
         if violations:
             raise InvalidArgument(violations)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
@@ -136,7 +166,11 @@ class SiteRegistry:
             zone = current["time_zone"] if changes.time_zone is None else changes.time_zone
             if origins is None:
                 origins = tuple(current["allowed_origins"])
-            row = await connection.fetchrow(UPDATE_SITE, site_id, name, zone, list(origins))
+            policy = changes.ingest_policy or current["ingest_policy"]
+            visibility = changes.report_visibility or current["report_visibility"]
+            row = await connection.fetchrow(
+                UPDATE_SITE, site_id, name, zone, list(origins), policy, visibility
+            )
             if zone != current["time_zone"]:
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
@@ -159,6 +193,8 @@ def _site(row: asyncpg.Record) -> Site:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         allowed_origins=tuple(row["allowed_origins"]),
+        ingest_policy=row["ingest_policy"],
+        report_visibility=row["report_visibility"],
     )
 
 

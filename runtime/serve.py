@@ -59,6 +59,9 @@ class ApiServer:
     http: Address
     # Done if the HTTP server stopped on its own (gRPC's server has no such failure).
     _stopped: asyncio.Task[None]
+    # Each HTTP route served, as (method, path as declared), for whoever must cover them all
+    # (the access matrix test; gRPC's services are listed by reflection).
+    http_routes: tuple[tuple[str, str], ...] = ()
 
     async def wait(self, stopping: asyncio.Event) -> None:
         """Return when `stopping` is set; raise if a server stopped on its own before."""
@@ -146,6 +149,7 @@ async def serving(settings: Settings, services: Sequence[DoorsOpener]) -> AsyncI
             Address(settings.grpc_listen.host, grpc_port),
             Address(settings.http_listen.host, http_port),
             stopped,
+            tuple((method, path) for path, methods in routes.items() for method in methods),
         )
 
 

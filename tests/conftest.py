@@ -87,10 +87,20 @@ async def settings(
         sites_bucket=f"SITES_{tag}",
         visitor_keys_bucket=f"KEYS_{tag}",
         filtered_traffic_interval=0.2,
+        credentials_bucket=f"CREDS_{tag}",
+        # Open, as the development stack is (tests of access close them: tests/test_access.py).
+        ingest_open=True,
+        reports_open=True,
+        admin_open=True,
+        keyless_backfill_days=36500,
     )
     yield settings
     async with jetstream(nats_server.url) as context:
-        buckets = (f"KV_{settings.sites_bucket}", f"KV_{settings.visitor_keys_bucket}")
+        buckets = (
+            f"KV_{settings.sites_bucket}",
+            f"KV_{settings.visitor_keys_bucket}",
+            f"KV_{settings.credentials_bucket}",
+        )
         for name in (settings.stream_name, settings.dead_letter_stream, *buckets):
             with contextlib.suppress(NotFoundError):  # unless the test never created it
                 await context.delete_stream(name)

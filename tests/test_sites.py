@@ -50,6 +50,8 @@ async def test_a_site_created_over_http_is_read_over_both_doors(
         "name": "The Shop",
         "time_zone": "Europe/Berlin",
         "allowed_origins": [],
+        "ingest_policy": "browsers",
+        "report_visibility": "private",
     }
     assert without_times(created.json()) == site
     assert without_times(read.json()) == site
@@ -69,9 +71,10 @@ async def test_a_site_created_over_grpc_is_listed_over_http(
     listed = await http.get("/sites")
     page = await rpc.sites.ListSites(ListSitesRequest())
 
+    defaults = {"allowed_origins": [], "ingest_policy": "browsers", "report_visibility": "private"}
     assert [without_times(site) for site in listed.json()["sites"]] == [
-        {"site_id": "a-site", "name": "a-site", "time_zone": "Asia/Kolkata", "allowed_origins": []},
-        {"site_id": "b-site", "name": "b-site", "time_zone": "UTC", "allowed_origins": []},
+        {"site_id": "a-site", "name": "a-site", "time_zone": "Asia/Kolkata", **defaults},
+        {"site_id": "b-site", "name": "b-site", "time_zone": "UTC", **defaults},
     ]
     assert listed.json()["next_page_token"] is None
     assert [site.site_id for site in page.sites] == ["a-site", "b-site"]

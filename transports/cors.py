@@ -2,8 +2,10 @@
 
 A request whose `Origin` is in CORS_ALLOW_ORIGINS (or any, with `*`) gets
 `Access-Control-Allow-Origin`; a preflight (`OPTIONS` with `Access-Control-Request-Method`)
-is answered 204 with the methods and the `Content-Type` header allowed, or 403 for another
-origin. No credentials are involved: the services read no cookies.
+is answered 204 with the methods and the `Content-Type` and `Authorization` headers allowed, or
+403 for another origin. The services read no cookies; a request that presents a key or token
+(`Authorization`) gets its own origin back, never `*`, so that a private answer is never
+marked readable by any page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 PREFLIGHT_MAX_AGE = 86400  # seconds a browser may cache a preflight's answer
 
 Headers = tuple[tuple[bytes, bytes], ...]
+_ALLOWED_HEADERS = ("", "content-type", "authorization")
 
 
 @dataclass(frozen=True)
@@ -33,11 +36,12 @@ class Cors:
     def allows(self, origin: bytes) -> bool:
         return self._any or origin in self._origins
 
-    def headers_for(self, origin: bytes) -> Headers:
-        """What an answer to a request from `origin` adds, so the browser lets the page read it."""
-        if self._any:
+    def headers_for(self, origin: bytes, *, credentialed: bool = False) -> Headers:
+        """What an answer to a request from `origin` adds, so the browser lets the page read it.
+        `credentialed`: the request presented a credential, so its answer may be private."""
+        if self._any and not credentialed:
             return ((b"access-control-allow-origin", b"*"),)
-        if origin in self._origins:
+        if self._any or origin in self._origins:
             return ((b"access-control-allow-origin", origin), (b"vary", b"Origin"))
         return ((b"vary", b"Origin"),)
 
@@ -51,14 +55,16 @@ class Cors:
         if method not in methods:
             return _refusal("Access-Control-Request-Method", f"{method} is not allowed here")
         requested = headers.get(b"access-control-request-headers", b"").decode("latin-1")
-        if any(name.strip().lower() not in ("", "content-type") for name in requested.split(",")):
-            return _refusal("Access-Control-Request-Headers", "only Content-Type is allowed")
+        if any(name.strip().lower() not in _ALLOWED_HEADERS for name in requested.split(",")):
+            return _refusal(
+                "Access-Control-Request-Headers", "only Content-Type and Authorization are allowed"
+            )
         return PreflightAnswer(
             HTTPStatus.NO_CONTENT,
             None,
             (
                 (b"access-control-allow-methods", ", ".join(methods).encode()),
-                (b"access-control-allow-headers", b"Content-Type"),
+                (b"access-control-allow-headers", b"Content-Type, Authorization"),
                 (b"access-control-max-age", b"%d" % PREFLIGHT_MAX_AGE),
             ),
         )

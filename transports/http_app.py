@@ -59,12 +59,16 @@ HTTP_STATUS: Mapping[str, HTTPStatus] = {
     "request_timeout": HTTPStatus.REQUEST_TIMEOUT,
     "not_found": HTTPStatus.NOT_FOUND,
     "already_exists": HTTPStatus.CONFLICT,
+    "unauthenticated": HTTPStatus.UNAUTHORIZED,
+    "permission_denied": HTTPStatus.FORBIDDEN,
     "payload_too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     "unsupported_media_type": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     "resource_exhausted": HTTPStatus.TOO_MANY_REQUESTS,
     "unavailable": HTTPStatus.SERVICE_UNAVAILABLE,
     "internal": HTTPStatus.INTERNAL_SERVER_ERROR,
 }
+# What a 401 answers with (RFC 6750): the scheme the server expects.
+_BEARER_CHALLENGE = (b"www-authenticate", b'Bearer realm="analytics"')
 # The header of an answer after which the server closes the connection.
 _CLOSE = (b"connection", b"close")
 
@@ -160,7 +164,8 @@ class _App:
         headers = (*reply.headers, (b"x-request-id", request_id.encode()))
         origin = request.headers.get(b"origin")
         if origin is not None:
-            headers += self._cors.headers_for(origin)
+            credentialed = b"authorization" in request.headers
+            headers += self._cors.headers_for(origin, credentialed=credentialed)
         if reply.stream is None:
             await _send_json(send, Reply(reply.status, reply.body, headers))
         else:
@@ -214,10 +219,12 @@ class _Busy(_App):
 
 def error_reply(error: ServiceError) -> Reply:
     """The answer to a request that failed with `error`."""
-    retry_after: Headers = (
+    headers: Headers = (
         () if error.retry_after is None else ((b"retry-after", b"%d" % error.retry_after),)
     )
-    return Reply(HTTP_STATUS[error.code], error_to_json(error), retry_after)
+    if error.code == "unauthenticated":
+        headers += (_BEARER_CHALLENGE,)
+    return Reply(HTTP_STATUS[error.code], error_to_json(error), headers)
 
 
 async def json_body(request: Request, max_bytes: int, *, text_plain: bool = False) -> Any:

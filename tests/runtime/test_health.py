@@ -71,6 +71,7 @@ async def test_reflection_lists_the_services(api: ApiServer) -> None:
         [answer] = await _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
 
     assert sorted(s.name for s in answer.list_services_response.service) == [
+        "analytics.v1.AdminService",
         "analytics.v1.IngestService",
         "analytics.v1.ReportService",
         "analytics.v1.SiteService",

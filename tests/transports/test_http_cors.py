@@ -30,14 +30,15 @@ async def test_a_preflight_from_an_allowed_origin_is_answered_with_what_it_may_s
     shop_only: httpx.AsyncClient,
 ) -> None:
     response = await shop_only.options(
-        "/event", headers={**PREFLIGHT, "Access-Control-Request-Headers": "content-type"}
+        "/event",
+        headers={**PREFLIGHT, "Access-Control-Request-Headers": "content-type, authorization"},
     )
 
     assert response.status_code == 204
     assert response.content == b""
     assert response.headers["access-control-allow-origin"] == SHOP
     assert response.headers["access-control-allow-methods"] == "POST"
-    assert response.headers["access-control-allow-headers"] == "Content-Type"
+    assert response.headers["access-control-allow-headers"] == "Content-Type, Authorization"
     assert response.headers["access-control-max-age"] == "86400"
 
 
@@ -72,12 +73,15 @@ async def test_a_preflight_asking_for_other_headers_is_refused(
     shop_only: httpx.AsyncClient,
 ) -> None:
     response = await shop_only.options(
-        "/event", headers={**PREFLIGHT, "Access-Control-Request-Headers": "authorization"}
+        "/event", headers={**PREFLIGHT, "Access-Control-Request-Headers": "x-secret"}
     )
 
     assert response.status_code == 403
     assert response.json()["field_violations"] == [
-        {"field": "Access-Control-Request-Headers", "description": "only Content-Type is allowed"}
+        {
+            "field": "Access-Control-Request-Headers",
+            "description": "only Content-Type and Authorization are allowed",
+        }
     ]
 
 

@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61nalytics/v1/site.proto\x12\x0c\x61nalytics.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x01\n\x04Site\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\"^\n\x11\x43reateSiteRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_origins\x18\x04 \x03(\t\"!\n\x0eGetSiteRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\"9\n\x10ListSitesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListSitesResponse\x12!\n\x05sites\x18\x01 \x03(\x0b\x32\x12.analytics.v1.Site\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x11UpdateSiteRequest\x12 \n\x04site\x18\x01 \x01(\x0b\x32\x12.analytics.v1.Site\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\x9e\x02\n\x0bSiteService\x12\x41\n\nCreateSite\x12\x1f.analytics.v1.CreateSiteRequest\x1a\x12.analytics.v1.Site\x12;\n\x07GetSite\x12\x1c.analytics.v1.GetSiteRequest\x1a\x12.analytics.v1.Site\x12L\n\tListSites\x12\x1e.analytics.v1.ListSitesRequest\x1a\x1f.analytics.v1.ListSitesResponse\x12\x41\n\nUpdateSite\x12\x1f.analytics.v1.UpdateSiteRequest\x1a\x12.analytics.v1.Siteb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61nalytics/v1/site.proto\x12\x0c\x61nalytics.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n\x04Site\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\x12\x15\n\ringest_policy\x18\x07 \x01(\t\x12\x19\n\x11report_visibility\x18\x08 \x01(\t\"\x90\x01\n\x11\x43reateSiteRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_origins\x18\x04 \x03(\t\x12\x15\n\ringest_policy\x18\x05 \x01(\t\x12\x19\n\x11report_visibility\x18\x06 \x01(\t\"!\n\x0eGetSiteRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\"9\n\x10ListSitesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListSitesResponse\x12!\n\x05sites\x18\x01 \x03(\x0b\x32\x12.analytics.v1.Site\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x11UpdateSiteRequest\x12 \n\x04site\x18\x01 \x01(\x0b\x32\x12.analytics.v1.Site\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\x9e\x02\n\x0bSiteService\x12\x41\n\nCreateSite\x12\x1f.analytics.v1.CreateSiteRequest\x1a\x12.analytics.v1.Site\x12;\n\x07GetSite\x12\x1c.analytics.v1.GetSiteRequest\x1a\x12.analytics.v1.Site\x12L\n\tListSites\x12\x1e.analytics.v1.ListSitesRequest\x1a\x1f.analytics.v1.ListSitesResponse\x12\x41\n\nUpdateSite\x12\x1f.analytics.v1.UpdateSiteRequest\x1a\x12.analytics.v1.Siteb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'analytics.v1.site_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SITE']._serialized_start=109
-  _globals['_SITE']._serialized_end=286
-  _globals['_CREATESITEREQUEST']._serialized_start=288
-  _globals['_CREATESITEREQUEST']._serialized_end=382
-  _globals['_GETSITEREQUEST']._serialized_start=384
-  _globals['_GETSITEREQUEST']._serialized_end=417
-  _globals['_LISTSITESREQUEST']._serialized_start=419
-  _globals['_LISTSITESREQUEST']._serialized_end=476
-  _globals['_LISTSITESRESPONSE']._serialized_start=478
-  _globals['_LISTSITESRESPONSE']._serialized_end=557
-  _globals['_UPDATESITEREQUEST']._serialized_start=559
-  _globals['_UPDATESITEREQUEST']._serialized_end=661
-  _globals['_SITESERVICE']._serialized_start=664
-  _globals['_SITESERVICE']._serialized_end=950
+  _globals['_SITE']._serialized_end=336
+  _globals['_CREATESITEREQUEST']._serialized_start=339
+  _globals['_CREATESITEREQUEST']._serialized_end=483
+  _globals['_GETSITEREQUEST']._serialized_start=485
+  _globals['_GETSITEREQUEST']._serialized_end=518
+  _globals['_LISTSITESREQUEST']._serialized_start=520
+  _globals['_LISTSITESREQUEST']._serialized_end=577
+  _globals['_LISTSITESRESPONSE']._serialized_start=579
+  _globals['_LISTSITESRESPONSE']._serialized_end=658
+  _globals['_UPDATESITEREQUEST']._serialized_start=660
+  _globals['_UPDATESITEREQUEST']._serialized_end=762
+  _globals['_SITESERVICE']._serialized_start=765
+  _globals['_SITESERVICE']._serialized_end=1051
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,8 @@ class Site(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
+    INGEST_POLICY_FIELD_NUMBER: _builtins.int
+    REPORT_VISIBILITY_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     """Letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128: the
     site_id its events carry.
@@ -39,6 +41,14 @@ class Site(_message.Message):
     time_zone: _builtins.str
     """An IANA time zone ("Europe/Berlin"); "UTC" when not given. Reports count days, weeks,
     months and hours in it unless asked for another.
+    """
+    ingest_policy: _builtins.str
+    """"browsers" (the default): a browser may send events without a key, from the allowed
+    origins; other callers need an ingest key. "key_required": every event needs one.
+    """
+    report_visibility: _builtins.str
+    """"private" (the default): reports need a read token covering the site. "public": anyone
+    may read them.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
@@ -63,10 +73,12 @@ class Site(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
+        ingest_policy: _builtins.str = ...,
+        report_visibility: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "created_at", b"created_at", "name", b"name", "site_id", b"site_id", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "created_at", b"created_at", "ingest_policy", b"ingest_policy", "name", b"name", "report_visibility", b"report_visibility", "site_id", b"site_id", "time_zone", b"time_zone", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -80,9 +92,14 @@ class CreateSiteRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TIME_ZONE_FIELD_NUMBER: _builtins.int
     ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
+    INGEST_POLICY_FIELD_NUMBER: _builtins.int
+    REPORT_VISIBILITY_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     name: _builtins.str
     time_zone: _builtins.str
+    ingest_policy: _builtins.str
+    """Empty: the defaults, "browsers" and "private"."""
+    report_visibility: _builtins.str
     @_builtins.property
     def allowed_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -92,10 +109,12 @@ class CreateSiteRequest(_message.Message):
         name: _builtins.str = ...,
         time_zone: _builtins.str = ...,
         allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
+        ingest_policy: _builtins.str = ...,
+        report_visibility: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "name", b"name", "site_id", b"site_id", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "ingest_policy", b"ingest_policy", "name", b"name", "report_visibility", b"report_visibility", "site_id", b"site_id", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class SiteServiceStub:
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 
@@ -61,7 +62,8 @@ class SiteServiceStub:
 
 class SiteServiceServicer:
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 
@@ -87,8 +89,8 @@ class SiteServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSite(self, request, context):
-        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
-        mask, those given non-empty.
+        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins",
+        "ingest_policy", "report_visibility"); without a mask, those given non-empty.
         A new time zone applies to every report of the site, past days included: the days of its
         stored events are counted again in the new zone.
         """
@@ -129,7 +131,8 @@ def add_SiteServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SiteService:
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class SiteServiceStub:
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 
@@ -43,8 +44,8 @@ class SiteServiceStub:
     ListSites: _grpc.UnaryUnaryMultiCallable[_site_pb2.ListSitesRequest, _site_pb2.ListSitesResponse]
     """Every site, by site_id, a page at a time."""
     UpdateSite: _grpc.UnaryUnaryMultiCallable[_site_pb2.UpdateSiteRequest, _site_pb2.Site]
-    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
-    mask, those given non-empty.
+    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins",
+    "ingest_policy", "report_visibility"); without a mask, those given non-empty.
     A new time zone applies to every report of the site, past days included: the days of its
     stored events are counted again in the new zone.
     """
@@ -52,7 +53,8 @@ class SiteServiceStub:
 @_typing.type_check_only
 class SiteServiceAsyncStub(SiteServiceStub):
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 
@@ -64,15 +66,16 @@ class SiteServiceAsyncStub(SiteServiceStub):
     ListSites: _aio.UnaryUnaryMultiCallable[_site_pb2.ListSitesRequest, _site_pb2.ListSitesResponse]  # type: ignore[assignment]
     """Every site, by site_id, a page at a time."""
     UpdateSite: _aio.UnaryUnaryMultiCallable[_site_pb2.UpdateSiteRequest, _site_pb2.Site]  # type: ignore[assignment]
-    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
-    mask, those given non-empty.
+    """Change the fields named in update_mask ("name", "time_zone", "allowed_origins",
+    "ingest_policy", "report_visibility"); without a mask, those given non-empty.
     A new time zone applies to every report of the site, past days included: the days of its
     stored events are counted again in the new zone.
     """
 
 class SiteServiceServicer(metaclass=_abc_1.ABCMeta):
     """The registry of sites: each site's display name and the time zone its reports use by
-    default. A site that sends events before it is created is registered by them, with the
+    default, who may send its events and who may read its reports. Every call takes the admin
+    token (`authorization: Bearer anat_...` metadata). A site that sends events before it is created is registered by them, with the
     defaults (its id as its name, UTC).
     """
 
@@ -106,8 +109,8 @@ class SiteServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _site_pb2.UpdateSiteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_site_pb2.Site, _abc.Awaitable[_site_pb2.Site]]:
-        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins"); without a
-        mask, those given non-empty.
+        """Change the fields named in update_mask ("name", "time_zone", "allowed_origins",
+        "ingest_policy", "report_visibility"); without a mask, those given non-empty.
         A new time zone applies to every report of the site, past days included: the days of its
         stored events are counted again in the new zone.
         """
