@@ -12,6 +12,8 @@ NOT_DISTRIBUTED = {
     "schema_migrations": "a local table of the coordinator: one row per migration",
     "filtered_traffic_windows": "a reference table: one row per ingest process and window, "
     "let go after a day, whatever the traffic",
+    "credentials": "a reference table: one row per key or token an administrator made, a "
+    "read token's sites in an array",
 }
 
 TABLES = """
