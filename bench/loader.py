@@ -21,6 +21,7 @@ import asyncpg
 from bench.dataset import DatasetShape, EventFactory
 from core.event_ids import new_event_id
 from writer.decoding import Row, row_of
+from writer.storage import StorageUpkeep, month_of
 from writer.store import EventStore
 
 
@@ -49,6 +50,19 @@ async def register_sites(dsn: str, shape: DatasetShape) -> None:
         await connection.executemany(REGISTER_SITE, list(shape.zones.items()))
     finally:
         await connection.close()
+
+
+async def make_partitions(dsn: str, shape: DatasetShape) -> None:
+    """The monthly partitions of the history's events, as the writer's upkeep would have made
+    them while the history was being received (without them, it would all be stored in the
+    default partition)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        upkeep = StorageUpkeep(pool, retention_days=0, event_id_window_days=0)
+        first = datetime.combine(shape.all_days[0], datetime.min.time(), UTC)
+        await upkeep.create_partitions(datetime.now(UTC), since=month_of(first))
+    finally:
+        await pool.close()
 
 
 def load(

@@ -49,7 +49,7 @@ WITH inserted AS (
         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[]
     ) AS t(event_id, site_id, event_type, path, user_id,
            occurred_at, referrer, properties, received_at)
-    ON CONFLICT (site_id, event_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING site_id, event_type, (occurred_at AT TIME ZONE 'UTC')::date AS day, path
 ),
 upserted AS (

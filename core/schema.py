@@ -19,6 +19,10 @@ import asyncpg
 from core.database import POSTGRES_UNAVAILABLE
 
 SELECT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+# The advisory lock the writer's storage upkeep (writer/storage.py) holds for each step, and a
+# change of a site's time zone shares: counting a site's days again from its raw events must
+# not overlap retention dropping some of them.
+STORAGE_UPKEEP_LOCK_KEY = 0x73746F72616765  # "storage"
 # How often a service waiting for the schema looks again, and says so in its log.
 SCHEMA_POLL_SECONDS = 0.5
 SCHEMA_LOG_SECONDS = 10.0

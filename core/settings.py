@@ -311,6 +311,23 @@ class Settings:
         _Integer(1, 1000),
         "deliveries of a message the writer cannot store before it becomes a dead letter",
     )
+    # Raw storage (writer/storage.py, docs/reliability.md "Storage"): the aggregates keep every
+    # day for ever; these bound the raw events and the ids that make storing idempotent.
+    raw_event_retention_days: int = _setting(
+        "RAW_EVENT_RETENTION_DAYS",
+        0,
+        _Integer(0, 100_000),
+        "raw events are dropped a month (UTC) at a time once the whole month is this many days "
+        "old; reports read from the aggregates keep every day, those read from raw events "
+        "cover only what is kept (docs/reliability.md); `0`: keep them for ever",
+    )
+    event_id_window_days: int = _setting(
+        "EVENT_ID_WINDOW_DAYS",
+        0,
+        _Integer(0, 100_000),
+        "a resend of an `event_id` is stored once if it comes within this many days of the "
+        "first copy's storing; the writer lets older ids go; `0`: keep them for ever",
+    )
     dead_letter_stream: str = _setting(
         "DEAD_LETTER_STREAM",
         "ANALYTICS_DEAD_LETTERS",

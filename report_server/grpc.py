@@ -21,7 +21,7 @@ from report_server.credentials import Created, Credential, CredentialRegistry
 from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub
 from report_server.periods import Period
-from report_server.reports import ReportReader, parse_breakdown
+from report_server.reports import COUNT_NAMES, ReportReader, parse_breakdown, parse_metrics
 from report_server.scope import Scope, parse_scope
 from report_server.sites import UPDATABLE_FIELDS, SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
@@ -70,7 +70,9 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
         self, request: report_pb2.MetricsRequest, context: Context
     ) -> report_pb2.Metrics:
         self._read(context, request.scope.site_id)
-        result = await self._reports.metrics(_scope(request.scope), compare=request.compare)
+        scope = _scope(request.scope)
+        visits_too = parse_metrics(request.metrics)
+        result = await self._reports.metrics(scope, compare=request.compare, visits_too=visits_too)
         metrics = report_pb2.Metrics(
             site_id=request.scope.site_id,
             period=_period(result.period),
@@ -81,6 +83,16 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
             metrics.previous_period.CopyFrom(_period(result.previous_period))
             metrics.views.previous = result.previous.views
             metrics.visitors.previous = result.previous.visitors
+        if result.visits is not None:
+            metrics.visits.value = result.visits.visits
+            metrics.bounce_rate.value = result.visits.bounce_rate
+            metrics.views_per_visit.value = result.visits.views_per_visit
+            metrics.visit_duration.value = result.visits.visit_duration
+        if result.previous_visits is not None:
+            metrics.visits.previous = result.previous_visits.visits
+            metrics.bounce_rate.previous = result.previous_visits.bounce_rate
+            metrics.views_per_visit.previous = result.previous_visits.views_per_visit
+            metrics.visit_duration.previous = result.previous_visits.visit_duration
         return metrics
 
     @translate_errors
@@ -88,7 +100,9 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
         self, request: report_pb2.TimeSeriesRequest, context: Context
     ) -> report_pb2.TimeSeries:
         self._read(context, request.scope.site_id)
-        result = await self._reports.time_series(_scope(request.scope), request.interval)
+        scope = _scope(request.scope)
+        visits_too = parse_metrics(request.metrics, COUNT_NAMES)
+        result = await self._reports.time_series(scope, request.interval, visits_too=visits_too)
         series = report_pb2.TimeSeries(
             site_id=request.scope.site_id, period=_period(result.period), interval=result.interval
         )
@@ -97,6 +111,7 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
                 label=point.bucket.label,
                 views=point.counts.views,
                 visitors=point.counts.visitors,
+                visits=point.visits,
             )
             bucket.start.FromDatetime(point.bucket.start)
         return series
@@ -107,14 +122,22 @@ class ReportServicer(report_pb2_grpc.ReportServiceServicer):
     ) -> report_pb2.Breakdown:
         self._read(context, request.scope.site_id)
         scope = _scope(request.scope)
-        ask = parse_breakdown(request.dimension, request.order_by, request.limit, request.offset)
+        ask = parse_breakdown(
+            request.dimension,
+            request.order_by,
+            request.limit,
+            request.offset,
+            metrics=request.metrics,
+        )
         result = await self._reports.breakdown(scope, ask)
         return report_pb2.Breakdown(
             site_id=request.scope.site_id,
             period=_period(result.period),
             dimension=result.dimension,
             rows=[
-                report_pb2.BreakdownRow(value=row.value, views=row.views, visitors=row.visitors)
+                report_pb2.BreakdownRow(
+                    value=row.value, views=row.views, visitors=row.visitors, visits=row.visits
+                )
                 for row in result.rows
             ],
             total_rows=result.total_rows,

@@ -29,7 +29,14 @@ from report_server.credentials import Created, Credential, CredentialRegistry
 from report_server.filtered_traffic import FilteredTrafficQuery, FilteredTrafficReader
 from report_server.live import LiveHub, LiveUpdate
 from report_server.periods import Period
-from report_server.reports import ExportedEvent, ReportReader, parse_breakdown
+from report_server.reports import (
+    COUNT_NAMES,
+    METRIC_NAMES,
+    ExportedEvent,
+    ReportReader,
+    parse_breakdown,
+    wants_visits,
+)
 from report_server.scope import Scope, parse_scope
 from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import MAX_LIMIT, StatsQuery, StatsReader
@@ -231,6 +238,8 @@ EXPORT_FORMATS = {
     "csv": (b"text/csv; charset=utf-8", _csv),
 }
 
+# The visit metrics, named as in the answer and as VisitCounts' attributes.
+VISIT_METRICS = ("visits", "bounce_rate", "views_per_visit", "visit_duration")
 SCOPE_PARAMETERS = ("site_id", "range", "start_date", "end_date", "timezone", "filters")
 
 
@@ -295,9 +304,15 @@ class _ReportRoutes:
         return Reply(HTTPStatus.OK, None, ((b"content-type", media_type),), body())
 
     async def metrics(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("compare",), self._gate)
+        params, scope, violations = _scope_or_violations(
+            request, ("compare", "metrics"), self._gate
+        )
+        visits_too = wants_visits(_names(params, "metrics"), METRIC_NAMES, violations)
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
         compare = _flag(params, "compare")
-        result = await self._reports.metrics(scope, compare=compare)
+        result = await self._reports.metrics(scope, compare=compare, visits_too=visits_too)
         body: dict[str, Any] = {
             "site_id": scope.site_id,
             "period": _period_json(result.period),
@@ -308,11 +323,24 @@ class _ReportRoutes:
             body["previous_period"] = _period_json(result.previous_period)
             body["views"]["previous"] = result.previous.views
             body["visitors"]["previous"] = result.previous.visitors
+        for name in VISIT_METRICS:
+            if result.visits is not None:
+                body[name] = {"value": getattr(result.visits, name)}
+            if result.previous_visits is not None:
+                body[name]["previous"] = getattr(result.previous_visits, name)
         return Reply(HTTPStatus.OK, body)
 
     async def time_series(self, request: Request) -> Reply:
-        params, scope = _scope(request, ("interval",), self._gate)
-        result = await self._reports.time_series(scope, params.get("interval", ""))
+        params, scope, violations = _scope_or_violations(
+            request, ("interval", "metrics"), self._gate
+        )
+        visits_too = wants_visits(_names(params, "metrics"), COUNT_NAMES, violations)
+        if violations:
+            raise InvalidArgument(violations)
+        assert scope is not None
+        result = await self._reports.time_series(
+            scope, params.get("interval", ""), visits_too=visits_too
+        )
         return Reply(
             HTTPStatus.OK,
             {
@@ -326,6 +354,7 @@ class _ReportRoutes:
                         "views": point.counts.views,
                         "visitors": point.counts.visitors,
                     }
+                    | ({} if point.visits is None else {"visits": point.visits})
                     for point in result.points
                 ],
             },
@@ -333,13 +362,17 @@ class _ReportRoutes:
 
     async def breakdown(self, request: Request) -> Reply:
         params, scope, violations = _scope_or_violations(
-            request, ("dimension", "order_by", "limit", "offset"), self._gate
+            request, ("dimension", "order_by", "limit", "offset", "metrics"), self._gate
         )
         limit = _number(params, "limit", violations)
         offset = _number(params, "offset", violations)
         try:
             ask = parse_breakdown(
-                params.get("dimension", ""), params.get("order_by", ""), limit, offset or 0
+                params.get("dimension", ""),
+                params.get("order_by", ""),
+                limit,
+                offset or 0,
+                metrics=_names(params, "metrics"),
             )
         except InvalidArgument as error:
             violations += error.violations
@@ -355,6 +388,7 @@ class _ReportRoutes:
                 "dimension": result.dimension,
                 "rows": [
                     {"value": row.value, "views": row.views, "visitors": row.visitors}
+                    | ({} if row.visits is None else {"visits": row.visits})
                     for row in result.rows
                 ],
                 "total_rows": result.total_rows,
@@ -443,6 +477,12 @@ def _flag(params: dict[str, str], name: str) -> bool:
     if value not in ("true", "false"):
         raise InvalidArgument.single(name, "must be true or false")
     return value == "true"
+
+
+def _names(params: dict[str, str], name: str) -> list[str]:
+    """A comma-separated list ("views,visits"); absent or empty: none."""
+    text = params.get(name, "")
+    return text.split(",") if text else []
 
 
 def _number(params: dict[str, str], name: str, violations: list[FieldViolation]) -> int | None:

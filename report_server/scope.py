@@ -15,7 +15,22 @@ from core.events import site_id_violations
 from core.sites import TIME_ZONES
 from report_server.periods import RANGE_KEYWORDS
 
-DIMENSIONS = ("event_type", "path", "referrer_host")
+# Each event's own values (browser, os, device and country as the ingest server derived them
+# from a browser's request; '' for other events).
+EVENT_DIMENSIONS = ("event_type", "path", "referrer_host", "browser", "os", "device", "country")
+# A visit's values, which every event of the visit shares: its first and last page viewed, and
+# the referrer source and campaign of its first event (see report_server.report_queries).
+VISIT_DIMENSIONS = (
+    "entry_page",
+    "exit_page",
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+DIMENSIONS = EVENT_DIMENSIONS + VISIT_DIMENSIONS
 PROPERTY_PREFIX = "property:"
 OPERATORS = ("is", "prefix")
 MAX_FILTER_VALUES = 100
@@ -33,6 +48,11 @@ class Filter:
     dimension: str  # one of DIMENSIONS, or "property:<key>"
     operator: str  # one of OPERATORS
     values: tuple[str, ...]
+
+    @property
+    def on_visits(self) -> bool:
+        """Whether it chooses visits (and their events) rather than events."""
+        return self.dimension in VISIT_DIMENSIONS
 
 
 @dataclass(frozen=True)

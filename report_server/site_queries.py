@@ -18,11 +18,16 @@ RETURNING {_COLUMNS}
 GET_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1"
 
 # $1 site_id; the row locked until the transaction ends, so no batch of its events is stored
-# meanwhile (the writer reads it FOR SHARE).
-LOCK_SITE = f"SELECT {_COLUMNS} FROM sites WHERE site_id = $1 FOR UPDATE"
+# meanwhile (the writer reads it FOR SHARE). first_event_at is set once retention has dropped
+# some of its events.
+LOCK_SITE = f"SELECT {_COLUMNS}, first_event_at FROM sites WHERE site_id = $1 FOR UPDATE"
 
 # $1 the last site_id of the page before ('' for the first page), $2 page size
 LIST_SITES = f"SELECT {_COLUMNS} FROM sites WHERE site_id > $1 ORDER BY site_id LIMIT $2"
+
+# $1 core.schema.STORAGE_UPKEEP_LOCK_KEY: held until the transaction ends, so that the
+# writer's retention drops no raw event while a change of zone counts the days again.
+HOLD_OFF_RETENTION = "SELECT pg_advisory_xact_lock_shared($1)"
 
 # $1 site_id, $2 name, $3 time_zone, $4 allowed_origins, $5 ingest_policy, $6 report_visibility
 UPDATE_SITE = f"""

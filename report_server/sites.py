@@ -21,6 +21,7 @@ from core.access import INGEST_BROWSERS, PRIVATE
 from core.database import reachable
 from core.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
 from core.events import site_id_violations
+from core.schema import STORAGE_UPKEEP_LOCK_KEY
 from core.sites import (
     DEFAULT_TIME_ZONE,
     Site,
@@ -35,6 +36,7 @@ from report_server.site_queries import (
     CREATE_SITE,
     DELETE_SITE_DAYS,
     GET_SITE,
+    HOLD_OFF_RETENTION,
     LIST_SITES,
     LOCK_SITE,
     RECOUNT_SITE_DAYS,
@@ -140,25 +142,12 @@ class SiteRegistry:
 
     async def update(self, site_id: str, changes: SiteChanges) -> Site:
         """Raises InvalidArgument, NotFound, Unavailable. A new time zone counts the site's
-        days again before this returns."""
-        violations = site_id_violations(site_id, "site.site_id")
-        if changes.name is not None:
-            violations += name_violations(changes.name, "site.name")
-        if changes.time_zone is not None:
-            violations += time_zone_violations(changes.time_zone, "site.time_zone")
-        origins: tuple[str, ...] | None = None
-        if changes.allowed_origins is not None:
-            origins, origin_violations = normal_origins(
-                changes.allowed_origins, "site.allowed_origins"
-            )
-            violations += origin_violations
-        if changes.ingest_policy is not None:
-            violations += ingest_policy_violations(changes.ingest_policy, "site.ingest_policy")
-        if changes.report_visibility is not None:
-            violations += visibility_violations(changes.report_visibility, "site.report_visibility")
-        if violations:
-            raise InvalidArgument(violations)
+        days again from its raw events before this returns; it is refused once retention has
+        dropped some of them."""
+        origins = _valid_changes(site_id, changes)
         async with reachable(), self._pool.acquire() as connection, connection.transaction():
+            if changes.time_zone is not None:
+                await connection.execute(HOLD_OFF_RETENTION, STORAGE_UPKEEP_LOCK_KEY)
             current = await connection.fetchrow(LOCK_SITE, site_id)
             if current is None:
                 raise _not_found(site_id)
@@ -172,6 +161,13 @@ class SiteRegistry:
                 UPDATE_SITE, site_id, name, zone, list(origins), policy, visibility
             )
             if zone != current["time_zone"]:
+                if current["first_event_at"] is not None:
+                    raise InvalidArgument.single(
+                        "site.time_zone",
+                        "cannot change: counting the site's days in a new zone needs all its "
+                        "raw events, and retention (RAW_EVENT_RETENTION_DAYS) has dropped some "
+                        f"(the first of {current['first_event_at'].isoformat()})",
+                    )
                 for statement in DELETE_SITE_DAYS:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
@@ -183,6 +179,27 @@ class SiteRegistry:
         if self._publisher is not None:
             await self._publisher.publish(site)
         return site
+
+
+def _valid_changes(site_id: str, changes: SiteChanges) -> tuple[str, ...] | None:
+    """The changed origins, normalised (None: unchanged); raises InvalidArgument naming every
+    field at fault."""
+    violations = site_id_violations(site_id, "site.site_id")
+    if changes.name is not None:
+        violations += name_violations(changes.name, "site.name")
+    if changes.time_zone is not None:
+        violations += time_zone_violations(changes.time_zone, "site.time_zone")
+    origins: tuple[str, ...] | None = None
+    if changes.allowed_origins is not None:
+        origins, origin_violations = normal_origins(changes.allowed_origins, "site.allowed_origins")
+        violations += origin_violations
+    if changes.ingest_policy is not None:
+        violations += ingest_policy_violations(changes.ingest_policy, "site.ingest_policy")
+    if changes.report_visibility is not None:
+        violations += visibility_violations(changes.report_visibility, "site.report_visibility")
+    if violations:
+        raise InvalidArgument(violations)
+    return origins
 
 
 def _site(row: asyncpg.Record) -> Site:

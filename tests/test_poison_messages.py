@@ -295,16 +295,25 @@ async def test_a_replayed_dead_letter_is_stored_once_its_cause_is_fixed(
 ) -> None:
     # A rule the event breaks, as a later migration might bring.
     await db.execute("ALTER TABLE events ADD CONSTRAINT no_admin CHECK (path <> '/admin')")
+    # This month's first instant: the event goes to this month's partition, which PostgreSQL
+    # names.
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     accepted = await http.post(
         "/event",
-        json={"site_id": "site-1", "event_type": "page_view", "path": "/admin", "event_id": "x"},
+        json={
+            "site_id": "site-1",
+            "event_type": "page_view",
+            "path": "/admin",
+            "event_id": "x",
+            "timestamp": month.isoformat(),
+        },
     )
     assert accepted.status_code == 202
     await eventually(
         lambda: reasons(dead_letters),
         [
-            'PostgreSQL refused it: new row for relation "events" violates check constraint '
-            '"no_admin"'
+            f'PostgreSQL refused it: new row for relation "events_{month:%Y_%m}" violates check '
+            'constraint "no_admin"'
         ],
     )
     await db.execute("ALTER TABLE events DROP CONSTRAINT no_admin")

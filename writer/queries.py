@@ -1,11 +1,17 @@
 """The writer's SQL."""
 
 # Store a batch of events and count the newly stored ones into the aggregates, in one statement.
-# Events whose site and event_id are already stored are skipped (ON CONFLICT DO NOTHING); so
-# is a later copy within the batch, the rows going in in array (stream) order: the first copy
-# is kept. Only the rows this statement inserted feed the aggregates, so a redelivered or
-# resent event never counts twice. Aggregate rows are written in key order so that concurrent
-# writers lock them in the same order. Returns the number of events newly stored.
+# The batch holds each (site_id, event_id) once (EventStore keeps the first copy, in stream
+# order). Which events are new is decided by event_ids, one row per stored (site_id,
+# event_id): events is partitioned by time (migration 0009) and cannot hold a unique key
+# without the time, and a resend need not carry the same time. The batch's ids go into
+# event_ids ON CONFLICT DO NOTHING, in key order so that concurrent writers wait on shared
+# ids in the same order, and only the events whose ids went in are stored. The unique index
+# sees every committed id and waits for an uncommitted one, so an id is stored once whichever
+# partitions its copies' times fall in. Only the rows this statement inserted feed the
+# aggregates, so a redelivered or resent event never counts twice. Aggregate rows are written
+# in key order so that concurrent writers lock them in the same order. Returns the number of
+# events newly stored.
 #
 # Sites: a site the batch brings for the first time is registered with the defaults. Each
 # event's `day` is its calendar day in its site's time zone; the site's row is read FOR SHARE,
@@ -23,15 +29,8 @@
 # (site, event type, day) and all-time bitmaps; a bitmap row is rewritten only when the batch
 # sets a bit it did not have, and daily_totals.users grows by the bits it did not have.
 _INSERT_EVENTS = """
-inserted AS (
-    INSERT INTO events (event_id, site_id, event_type, path, user_id,
-                        occurred_at, referrer, properties, received_at,
-                        visitor_id, browser, os, device, referrer_host, referrer_source,
-                        utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
-    SELECT event_id, site_id, event_type, path, user_id,
-           occurred_at, referrer, properties::jsonb, received_at,
-           visitor_id, browser, os, device, referrer_host, referrer_source,
-           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country
+batch AS (
+    SELECT *
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
         $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
@@ -41,7 +40,25 @@ inserted AS (
            occurred_at, referrer, properties, received_at,
            visitor_id, browser, os, device, referrer_host, referrer_source,
            utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
+),
+new_ids AS (
+    INSERT INTO event_ids (site_id, event_id)
+    SELECT site_id, event_id FROM batch
+    ORDER BY site_id, event_id
     ON CONFLICT (site_id, event_id) DO NOTHING
+    RETURNING site_id, event_id
+),
+inserted AS (
+    INSERT INTO events (event_id, site_id, event_type, path, user_id,
+                        occurred_at, referrer, properties, received_at,
+                        visitor_id, browser, os, device, referrer_host, referrer_source,
+                        utm_source, utm_medium, utm_campaign, utm_term, utm_content, country)
+    SELECT event_id, site_id, event_type, path, user_id,
+           occurred_at, referrer, properties::jsonb, received_at,
+           visitor_id, browser, os, device, referrer_host, referrer_source,
+           utm_source, utm_medium, utm_campaign, utm_term, utm_content, country
+    FROM batch
+    WHERE (site_id, event_id) IN (SELECT site_id, event_id FROM new_ids)
     RETURNING site_id, event_type, occurred_at, path, user_id, visitor_id
 )
 """
@@ -227,6 +244,53 @@ counted AS (
     ON CONFLICT (site_id, day, reason) DO UPDATE SET count = f.count + excluded.count
 )
 SELECT count(*) > 0 FROM window_added
+"""
+
+# Storage upkeep (writer.storage), each step in a transaction of its own that first takes the
+# advisory lock $1 (core.schema.STORAGE_UPKEEP_LOCK_KEY: writers sharing the database take
+# turns, and a change of a site's zone waits) and bounds its wait for table locks, so that a
+# long report holding a lock delays the step, not the stores and reports queued behind it: a
+# step that times out is done on the next run.
+LOCK_STORAGE_UPKEEP = "SELECT pg_advisory_xact_lock($1)"
+BOUND_LOCK_WAIT = "SET LOCAL lock_timeout = '1s'"
+DATABASE_NOW = "SELECT now()"
+
+# $1 the first of a month: its partition of events, created (rows of that month the default
+# partition holds move into it); whether it was new.
+CREATE_EVENT_PARTITION = "SELECT create_event_partition($1::date)"
+
+# The months events has partitions for, oldest first.
+EVENT_PARTITION_MONTHS = """
+SELECT to_date(substring(c.relname FROM 8), 'YYYY_MM') AS month
+FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$'
+ORDER BY 1
+"""
+
+# $1 the first of a month: its partition dropped, each site's earliest event in it noted in
+# sites.first_event_at first; whether there was one.
+DROP_EVENT_PARTITION = "SELECT drop_event_partition($1::date)"
+
+# $1 the retention cutoff: the default partition's events before it deleted, each site's
+# earliest noted as DROP_EVENT_PARTITION does.
+DELETE_OLD_DEFAULT_EVENTS = """
+WITH dropped AS (
+    DELETE FROM events_default WHERE occurred_at < $1
+    RETURNING site_id, occurred_at
+)
+UPDATE sites AS s SET first_event_at = least(s.first_event_at, f.first)
+FROM (SELECT site_id, min(occurred_at) AS first FROM dropped GROUP BY site_id) AS f
+WHERE s.site_id = f.site_id
+"""
+
+# $1 the window's start: up to $2 ids stored before it let go (EVENT_ID_WINDOW_DAYS); how many.
+FORGET_OLD_EVENT_IDS = """
+WITH forgotten AS (
+    DELETE FROM event_ids
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM event_ids WHERE stored_at < $1 LIMIT $2))
+    RETURNING 1
+)
+SELECT count(*) FROM forgotten
 """
 
 # --- Rebuilding a site's aggregates from its stored events (writer/rebuild.py) --------------

@@ -46,6 +46,7 @@ ALL_TIME_AGGREGATES = ("all_time_path_views", "all_time_user_bitmaps")
 # The site's other tables that grow with its traffic, and why a rebuild leaves them be.
 NOT_REBUILT = {
     "events": "the raw events a rebuild counts",
+    "event_ids": "the ids of the events stored, which make storing idempotent",
     "sites": "the registry: names, zones, origins",
     "site_users": "user numbers: the bitmaps of days outside the range refer to them",
     "site_user_counters": "the next user number of each site",

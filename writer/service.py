@@ -1,4 +1,5 @@
-"""The writer as a running service: its connections, its schema, its consumer task."""
+"""The writer as a running service: its connections, its schema, its consumer task, and the
+upkeep of its storage (writer.storage)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from runtime.metrics import watch_pool
 from writer.consumer import EventConsumer
 from writer.dead_letters import DeadLetters
 from writer.metrics import watch_lag
+from writer.storage import StorageUpkeep
 from writer.store import EventStore
 
 
@@ -43,6 +45,13 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
         pool = await create_pool(settings, max_size=max(4, settings.writer_concurrency))
         resources.push_async_callback(pool.close)
         await migrate(pool)
+        upkeep = StorageUpkeep(
+            pool,
+            retention_days=settings.raw_event_retention_days,
+            event_id_window_days=settings.event_id_window_days,
+        )
+        keeping_up = asyncio.create_task(upkeep.keep_up(), name="the writer's storage upkeep")
+        resources.callback(keeping_up.cancel)
 
         js = nc.jetstream()
         if settings.stream_archive_days:

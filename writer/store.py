@@ -32,9 +32,19 @@ class EventStore:
         after any failure, including one after the commit. Raises one of REFUSALS when
         PostgreSQL refuses some row.
         """
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(Row._fields)
+        # The first copy of each (site_id, event_id), in order: the statement takes each once.
+        firsts: dict[tuple[str, str], Row] = {}
+        for row in rows:
+            firsts.setdefault((row.site_id, row.event_id), row)
+        columns = list(zip(*firsts.values(), strict=True)) if firsts else [()] * len(Row._fields)
         async with self._pool.acquire() as connection:
-            stored: int = await connection.fetchval(STORE_EVENTS, *map(list, columns))
+            # Prepared anew (unnamed) for every batch, so that PostgreSQL plans it for this
+            # batch's arrays (under a millisecond). Cached, it would get the generic plan after
+            # five batches, which guesses 10 rows per array: with a DISTINCT ON this statement
+            # once had, that plan nested-looped over thousands of rows, 10-20 times slower
+            # (docs/benchmarks.md, "Partitioned raw events").
+            statement = await connection.prepare(STORE_EVENTS, name="")
+            stored: int = await statement.fetchval(*map(list, columns))
         return stored
 
     async def store_filtered(self, window: FilteredTraffic) -> bool:

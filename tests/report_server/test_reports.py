@@ -11,24 +11,17 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
-from analytics.internal.v1.stream_pb2 import EventContext
-from analytics.v1.event_pb2 import Event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import FieldViolation, InvalidArgument
-from core.migrator import migrate
-from report_server.database import ReportDatabase
 from report_server.reports import Counts, ReportReader, SeriesResult, parse_breakdown
-from report_server.scope import Filter, Scope, parse_scope
+from report_server.scope import Filter, parse_scope
 from report_server.sites import SiteRegistry
 from tests.support import report_oracle as oracle
 from tests.support.report_oracle import StoredEvent
-from writer.decoding import row_of
-from writer.store import EventStore
+from tests.support.report_store import scope, store
 
-RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
-NOW = datetime(2025, 11, 20, 15, 0, tzinfo=UTC)
 # Each zone the issue names, with the days of its 2025 clock changes.
 CLOCK_CHANGES = [
     ("America/New_York", date(2025, 3, 9)),
@@ -44,30 +37,6 @@ CLOCK_CHANGES = [
 ]
 PATHS = ("/", "/pricing", "/blog/a", "/blog/b", "/docs")
 REFERRERS = (None, "https://www.google.com/search?q=x", "https://News.ycombinator.com/", "junk")
-
-
-@pytest.fixture
-async def reports(pool: asyncpg.Pool) -> ReportReader:
-    await migrate(pool)
-    return ReportReader(ReportDatabase(pool, acquire_timeout=10, statement_timeout=60), lambda: NOW)
-
-
-async def store(pool: asyncpg.Pool, events: Sequence[StoredEvent]) -> None:
-    rows = []
-    for stored in events:
-        event = Event(
-            event_id=stored.event_id,
-            site_id=stored.site_id,
-            event_type=stored.event_type,
-            path=stored.path,
-            user_id=stored.user_id or "",
-            referrer=stored.referrer or "",
-            properties=stored.properties,
-        )
-        event.timestamp.FromDatetime(stored.at)
-        context = EventContext(visitor_id=stored.visitor_id) if stored.visitor_id else None
-        rows.append(row_of(event, RECEIVED, context=context))
-    await EventStore(pool).store(rows)
 
 
 def every_ten_minutes(site: str, first: datetime, hours: int) -> list[StoredEvent]:
@@ -95,16 +64,6 @@ def nonempty(series: SeriesResult) -> dict[str, tuple[int, int]]:
         for p in series.points
         if p.counts != Counts(0, 0)
     }
-
-
-def scope(site: str, first: date, last: date, zone: str, *filters: Filter) -> Scope:
-    return parse_scope(
-        site,
-        start_date=first.isoformat(),
-        end_date=last.isoformat(),
-        timezone=zone,
-        filters=[(f.dimension, f.operator, list(f.values)) for f in filters],
-    )
 
 
 @pytest.mark.parametrize(("zone", "day"), CLOCK_CHANGES)
@@ -352,7 +311,9 @@ async def test_a_range_keyword_counts_the_days_ending_today_in_the_zone(
             {"filters": [("color", "is", ["red"])]},
             (
                 "filters[0].dimension",
-                "must be one of event_type, path, referrer_host or property:<key>, got 'color'",
+                "must be one of event_type, path, referrer_host, browser, os, device, country, "
+                "entry_page, exit_page, source, utm_source, utm_medium, utm_campaign, utm_term, "
+                "utm_content or property:<key>, got 'color'",
             ),
         ),
         (

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x10\n\x08timezone\x18\x07 \x01(\t\x12\r\n\x05range\x18\x08 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\"\x86\x01\n\x05Scope\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\r\n\x05range\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12%\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x14.analytics.v1.Filter\"=\n\x06\x46ilter\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x94\x01\n\x06Period\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0eMetricsRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x0f\n\x07\x63ompare\x18\x02 \x01(\x08\";\n\x06Metric\x12\r\n\x05value\x18\x01 \x01(\x04\x12\x15\n\x08previous\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_previous\"\xbc\x01\n\x07Metrics\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12-\n\x0fprevious_period\x18\x03 \x01(\x0b\x32\x14.analytics.v1.Period\x12#\n\x05views\x18\x04 \x01(\x0b\x32\x14.analytics.v1.Metric\x12&\n\x08visitors\x18\x05 \x01(\x0b\x32\x14.analytics.v1.Metric\"I\n\x11TimeSeriesRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x10\n\x08interval\x18\x02 \x01(\t\"c\n\x06\x42ucket\x12\r\n\x05label\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05views\x18\x03 \x01(\x04\x12\x10\n\x08visitors\x18\x04 \x01(\x04\"|\n\nTimeSeries\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x10\n\x08interval\x18\x03 \x01(\t\x12%\n\x07\x62uckets\x18\x04 \x03(\x0b\x32\x14.analytics.v1.Bucket\"z\n\x10\x42reakdownRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x11\n\tdimension\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x0e\n\x06offset\x18\x05 \x01(\r\">\n\x0c\x42reakdownRow\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x12\x10\n\x08visitors\x18\x03 \x01(\x04\"\x93\x01\n\tBreakdown\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x11\n\tdimension\x18\x03 \x01(\t\x12(\n\x04rows\x18\x04 \x03(\x0b\x32\x1a.analytics.v1.BreakdownRow\x12\x12\n\ntotal_rows\x18\x05 \x01(\x04\"#\n\x10WatchLiveRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\"\\\n\tLiveEvent\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\nLiveUpdate\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.analytics.v1.LiveEvent\x12\x10\n\x08visitors\x18\x02 \x01(\x04\"3\n\rExportRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\"\xcb\x02\n\rExportedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08referrer\x18\x07 \x01(\t\x12?\n\nproperties\x18\x08 \x03(\x0b\x32+.analytics.v1.ExportedEvent.PropertiesEntry\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x19GetFilteredTrafficRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\"\x87\x01\n\x0f\x46ilteredTraffic\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12.\n\x04\x64\x61ys\x18\x04 \x03(\x0b\x32 .analytics.v1.FilteredTrafficDay\x12\r\n\x05total\x18\x05 \x01(\x04\"@\n\x12\x46ilteredTrafficDay\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32\x9a\x04\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Stats\x12\x41\n\nGetMetrics\x12\x1c.analytics.v1.MetricsRequest\x1a\x15.analytics.v1.Metrics\x12J\n\rGetTimeSeries\x12\x1f.analytics.v1.TimeSeriesRequest\x1a\x18.analytics.v1.TimeSeries\x12G\n\x0cGetBreakdown\x12\x1e.analytics.v1.BreakdownRequest\x1a\x17.analytics.v1.Breakdown\x12G\n\tWatchLive\x12\x1e.analytics.v1.WatchLiveRequest\x1a\x18.analytics.v1.LiveUpdate0\x01\x12J\n\x0c\x45xportEvents\x12\x1b.analytics.v1.ExportRequest\x1a\x1b.analytics.v1.ExportedEvent0\x01\x12\\\n\x12GetFilteredTraffic\x12\'.analytics.v1.GetFilteredTrafficRequest\x1a\x1d.analytics.v1.FilteredTrafficb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61nalytics/v1/report.proto\x12\x0c\x61nalytics.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x0fGetStatsRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\x12\x10\n\x08timezone\x18\x07 \x01(\t\x12\r\n\x05range\x18\x08 \x01(\t\"\xa3\x01\n\x05Stats\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x13\n\x0btotal_views\x18\x03 \x01(\x04\x12\x14\n\x0cunique_users\x18\x04 \x01(\x04\x12*\n\ttop_paths\x18\x05 \x03(\x0b\x32\x17.analytics.v1.PathViews\x12\x12\n\nstart_date\x18\x06 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x07 \x01(\t\"(\n\tPathViews\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\"\x86\x01\n\x05Scope\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\r\n\x05range\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12%\n\x07\x66ilters\x18\x06 \x03(\x0b\x32\x14.analytics.v1.Filter\"=\n\x06\x46ilter\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x94\x01\n\x06Period\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\x10\n\x08timezone\x18\x03 \x01(\t\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x0eMetricsRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x0f\n\x07\x63ompare\x18\x02 \x01(\x08\x12\x0f\n\x07metrics\x18\x03 \x03(\t\";\n\x06Metric\x12\r\n\x05value\x18\x01 \x01(\x04\x12\x15\n\x08previous\x18\x02 \x01(\x04H\x00\x88\x01\x01\x42\x0b\n\t_previous\":\n\x05Ratio\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x15\n\x08previous\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_previous\"\xe7\x02\n\x07Metrics\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12-\n\x0fprevious_period\x18\x03 \x01(\x0b\x32\x14.analytics.v1.Period\x12#\n\x05views\x18\x04 \x01(\x0b\x32\x14.analytics.v1.Metric\x12&\n\x08visitors\x18\x05 \x01(\x0b\x32\x14.analytics.v1.Metric\x12$\n\x06visits\x18\x06 \x01(\x0b\x32\x14.analytics.v1.Metric\x12(\n\x0b\x62ounce_rate\x18\x07 \x01(\x0b\x32\x13.analytics.v1.Ratio\x12,\n\x0fviews_per_visit\x18\x08 \x01(\x0b\x32\x13.analytics.v1.Ratio\x12+\n\x0evisit_duration\x18\t \x01(\x0b\x32\x13.analytics.v1.Ratio\"Z\n\x11TimeSeriesRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x10\n\x08interval\x18\x02 \x01(\t\x12\x0f\n\x07metrics\x18\x03 \x03(\t\"\x83\x01\n\x06\x42ucket\x12\r\n\x05label\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05views\x18\x03 \x01(\x04\x12\x10\n\x08visitors\x18\x04 \x01(\x04\x12\x13\n\x06visits\x18\x05 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_visits\"|\n\nTimeSeries\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x10\n\x08interval\x18\x03 \x01(\t\x12%\n\x07\x62uckets\x18\x04 \x03(\x0b\x32\x14.analytics.v1.Bucket\"\x8b\x01\n\x10\x42reakdownRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\x12\x11\n\tdimension\x18\x02 \x01(\t\x12\x10\n\x08order_by\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\x0e\n\x06offset\x18\x05 \x01(\r\x12\x0f\n\x07metrics\x18\x06 \x03(\t\"^\n\x0c\x42reakdownRow\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05views\x18\x02 \x01(\x04\x12\x10\n\x08visitors\x18\x03 \x01(\x04\x12\x13\n\x06visits\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\t\n\x07_visits\"\x93\x01\n\tBreakdown\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12$\n\x06period\x18\x02 \x01(\x0b\x32\x14.analytics.v1.Period\x12\x11\n\tdimension\x18\x03 \x01(\t\x12(\n\x04rows\x18\x04 \x03(\x0b\x32\x1a.analytics.v1.BreakdownRow\x12\x12\n\ntotal_rows\x18\x05 \x01(\x04\"#\n\x10WatchLiveRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\"\\\n\tLiveEvent\x12\x12\n\nevent_type\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\nLiveUpdate\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.analytics.v1.LiveEvent\x12\x10\n\x08visitors\x18\x02 \x01(\x04\"3\n\rExportRequest\x12\"\n\x05scope\x18\x01 \x01(\x0b\x32\x13.analytics.v1.Scope\"\xcb\x02\n\rExportedEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07site_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08referrer\x18\x07 \x01(\t\x12?\n\nproperties\x18\x08 \x03(\x0b\x32+.analytics.v1.ExportedEvent.PropertiesEntry\x12/\n\x0breceived_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x19GetFilteredTrafficRequest\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\"\x87\x01\n\x0f\x46ilteredTraffic\x12\x0f\n\x07site_id\x18\x01 \x01(\t\x12\x12\n\nstart_date\x18\x02 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x03 \x01(\t\x12.\n\x04\x64\x61ys\x18\x04 \x03(\x0b\x32 .analytics.v1.FilteredTrafficDay\x12\r\n\x05total\x18\x05 \x01(\x04\"@\n\x12\x46ilteredTrafficDay\x12\x0b\n\x03\x64\x61y\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\x32\x9a\x04\n\rReportService\x12>\n\x08GetStats\x12\x1d.analytics.v1.GetStatsRequest\x1a\x13.analytics.v1.Stats\x12\x41\n\nGetMetrics\x12\x1c.analytics.v1.MetricsRequest\x1a\x15.analytics.v1.Metrics\x12J\n\rGetTimeSeries\x12\x1f.analytics.v1.TimeSeriesRequest\x1a\x18.analytics.v1.TimeSeries\x12G\n\x0cGetBreakdown\x12\x1e.analytics.v1.BreakdownRequest\x1a\x17.analytics.v1.Breakdown\x12G\n\tWatchLive\x12\x1e.analytics.v1.WatchLiveRequest\x1a\x18.analytics.v1.LiveUpdate0\x01\x12J\n\x0c\x45xportEvents\x12\x1b.analytics.v1.ExportRequest\x1a\x1b.analytics.v1.ExportedEvent0\x01\x12\\\n\x12GetFilteredTraffic\x12\'.analytics.v1.GetFilteredTrafficRequest\x1a\x1d.analytics.v1.FilteredTrafficb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,41 +47,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERIOD']._serialized_start=642
   _globals['_PERIOD']._serialized_end=790
   _globals['_METRICSREQUEST']._serialized_start=792
-  _globals['_METRICSREQUEST']._serialized_end=861
-  _globals['_METRIC']._serialized_start=863
-  _globals['_METRIC']._serialized_end=922
-  _globals['_METRICS']._serialized_start=925
-  _globals['_METRICS']._serialized_end=1113
-  _globals['_TIMESERIESREQUEST']._serialized_start=1115
-  _globals['_TIMESERIESREQUEST']._serialized_end=1188
-  _globals['_BUCKET']._serialized_start=1190
-  _globals['_BUCKET']._serialized_end=1289
-  _globals['_TIMESERIES']._serialized_start=1291
-  _globals['_TIMESERIES']._serialized_end=1415
-  _globals['_BREAKDOWNREQUEST']._serialized_start=1417
-  _globals['_BREAKDOWNREQUEST']._serialized_end=1539
-  _globals['_BREAKDOWNROW']._serialized_start=1541
-  _globals['_BREAKDOWNROW']._serialized_end=1603
-  _globals['_BREAKDOWN']._serialized_start=1606
-  _globals['_BREAKDOWN']._serialized_end=1753
-  _globals['_WATCHLIVEREQUEST']._serialized_start=1755
-  _globals['_WATCHLIVEREQUEST']._serialized_end=1790
-  _globals['_LIVEEVENT']._serialized_start=1792
-  _globals['_LIVEEVENT']._serialized_end=1884
-  _globals['_LIVEUPDATE']._serialized_start=1886
-  _globals['_LIVEUPDATE']._serialized_end=1956
-  _globals['_EXPORTREQUEST']._serialized_start=1958
-  _globals['_EXPORTREQUEST']._serialized_end=2009
-  _globals['_EXPORTEDEVENT']._serialized_start=2012
-  _globals['_EXPORTEDEVENT']._serialized_end=2343
-  _globals['_EXPORTEDEVENT_PROPERTIESENTRY']._serialized_start=2294
-  _globals['_EXPORTEDEVENT_PROPERTIESENTRY']._serialized_end=2343
-  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_start=2345
-  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_end=2427
-  _globals['_FILTEREDTRAFFIC']._serialized_start=2430
-  _globals['_FILTEREDTRAFFIC']._serialized_end=2565
-  _globals['_FILTEREDTRAFFICDAY']._serialized_start=2567
-  _globals['_FILTEREDTRAFFICDAY']._serialized_end=2631
-  _globals['_REPORTSERVICE']._serialized_start=2634
-  _globals['_REPORTSERVICE']._serialized_end=3172
+  _globals['_METRICSREQUEST']._serialized_end=878
+  _globals['_METRIC']._serialized_start=880
+  _globals['_METRIC']._serialized_end=939
+  _globals['_RATIO']._serialized_start=941
+  _globals['_RATIO']._serialized_end=999
+  _globals['_METRICS']._serialized_start=1002
+  _globals['_METRICS']._serialized_end=1361
+  _globals['_TIMESERIESREQUEST']._serialized_start=1363
+  _globals['_TIMESERIESREQUEST']._serialized_end=1453
+  _globals['_BUCKET']._serialized_start=1456
+  _globals['_BUCKET']._serialized_end=1587
+  _globals['_TIMESERIES']._serialized_start=1589
+  _globals['_TIMESERIES']._serialized_end=1713
+  _globals['_BREAKDOWNREQUEST']._serialized_start=1716
+  _globals['_BREAKDOWNREQUEST']._serialized_end=1855
+  _globals['_BREAKDOWNROW']._serialized_start=1857
+  _globals['_BREAKDOWNROW']._serialized_end=1951
+  _globals['_BREAKDOWN']._serialized_start=1954
+  _globals['_BREAKDOWN']._serialized_end=2101
+  _globals['_WATCHLIVEREQUEST']._serialized_start=2103
+  _globals['_WATCHLIVEREQUEST']._serialized_end=2138
+  _globals['_LIVEEVENT']._serialized_start=2140
+  _globals['_LIVEEVENT']._serialized_end=2232
+  _globals['_LIVEUPDATE']._serialized_start=2234
+  _globals['_LIVEUPDATE']._serialized_end=2304
+  _globals['_EXPORTREQUEST']._serialized_start=2306
+  _globals['_EXPORTREQUEST']._serialized_end=2357
+  _globals['_EXPORTEDEVENT']._serialized_start=2360
+  _globals['_EXPORTEDEVENT']._serialized_end=2691
+  _globals['_EXPORTEDEVENT_PROPERTIESENTRY']._serialized_start=2642
+  _globals['_EXPORTEDEVENT_PROPERTIESENTRY']._serialized_end=2691
+  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_start=2693
+  _globals['_GETFILTEREDTRAFFICREQUEST']._serialized_end=2775
+  _globals['_FILTEREDTRAFFIC']._serialized_start=2778
+  _globals['_FILTEREDTRAFFIC']._serialized_end=2913
+  _globals['_FILTEREDTRAFFICDAY']._serialized_start=2915
+  _globals['_FILTEREDTRAFFICDAY']._serialized_end=2979
+  _globals['_REPORTSERVICE']._serialized_start=2982
+  _globals['_REPORTSERVICE']._serialized_end=3520
 # @@protoc_insertion_point(module_scope)

@@ -196,7 +196,13 @@ class Filter(_message.Message):
     OPERATOR_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
     dimension: _builtins.str
-    """"event_type", "path", "referrer_host", or "property:<key>" (a property's value)."""
+    """An event's own: "event_type", "path", "referrer_host", "browser", "os", "device",
+    "country", or "property:<key>" (a property's value). A visit's, shared by its events:
+    "entry_page", "exit_page" (its first and last page view's path), "source" (the referrer
+    source of its first event: search, social, direct, other), "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content" (its first event's). A filter on a visit's
+    dimension chooses visits, and counts their events. A missing value is "".
+    """
     operator: _builtins.str
     """"is": equal to one of values; "prefix": starting with one of values."""
     @_builtins.property
@@ -261,19 +267,28 @@ class MetricsRequest(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     COMPARE_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     compare: _builtins.bool
     """Also count the period of equal length just before the range."""
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The metrics wanted, of "views", "visitors", "visits", "bounce_rate", "views_per_visit",
+        "visit_duration"; none: all. Views and visitors are always counted; the visit metrics
+        (which read and sort every event of the range) only when one of them is wanted.
+        """
+
     def __init__(
         self,
         *,
         scope: Global___Scope | None = ...,
         compare: _builtins.bool = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare", b"compare", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare", b"compare", "metrics", b"metrics", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,7 +320,41 @@ class Metric(_message.Message):
 Global___Metric: _TypeAlias = Metric  # noqa: Y015
 
 @_typing.final
+class Ratio(_message.Message):
+    """A ratio of two counts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    value: _builtins.float
+    previous: _builtins.float
+    """Set when the request asked to compare."""
+    def __init__(
+        self,
+        *,
+        value: _builtins.float = ...,
+        previous: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_previous", b"_previous", "previous", b"previous"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_previous", b"_previous", "previous", b"previous", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__previous: _TypeAlias = _typing.Literal["previous"]  # noqa: Y015
+    _WhichOneofArgType__previous: _TypeAlias = _typing.Literal["_previous", b"_previous"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__previous) -> _WhichOneofReturnType__previous | None: ...
+
+Global___Ratio: _TypeAlias = Ratio  # noqa: Y015
+
+@_typing.final
 class Metrics(_message.Message):
+    """A visit is a visitor's events with no gap over 30 minutes between two of them (ties in time
+    ordered by event_id), whatever order they arrived in. It counts in the period (and bucket)
+    of its first event, as it stands at the period's end. A visit counts when one of its events
+    passes the event filters and it passes the visit filters; the visit metrics describe the
+    whole visit.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SITE_ID_FIELD_NUMBER: _builtins.int
@@ -313,6 +362,10 @@ class Metrics(_message.Message):
     PREVIOUS_PERIOD_FIELD_NUMBER: _builtins.int
     VIEWS_FIELD_NUMBER: _builtins.int
     VISITORS_FIELD_NUMBER: _builtins.int
+    VISITS_FIELD_NUMBER: _builtins.int
+    BOUNCE_RATE_FIELD_NUMBER: _builtins.int
+    VIEWS_PER_VISIT_FIELD_NUMBER: _builtins.int
+    VISIT_DURATION_FIELD_NUMBER: _builtins.int
     site_id: _builtins.str
     @_builtins.property
     def period(self) -> Global___Period: ...
@@ -330,6 +383,24 @@ class Metrics(_message.Message):
         server derived, if any.
         """
 
+    @_builtins.property
+    def visits(self) -> Global___Metric:
+        """Visits that start in the period."""
+
+    @_builtins.property
+    def bounce_rate(self) -> Global___Ratio:
+        """The percentage (0 to 100) of those visits with exactly one page view (event_type
+        "page_view"); 0 without visits.
+        """
+
+    @_builtins.property
+    def views_per_visit(self) -> Global___Ratio:
+        """Their page views per visit; 0 without visits."""
+
+    @_builtins.property
+    def visit_duration(self) -> Global___Ratio:
+        """Their mean duration in seconds, from a visit's first event to its last; 0 without visits."""
+
     def __init__(
         self,
         *,
@@ -338,10 +409,14 @@ class Metrics(_message.Message):
         previous_period: Global___Period | None = ...,
         views: Global___Metric | None = ...,
         visitors: Global___Metric | None = ...,
+        visits: Global___Metric | None = ...,
+        bounce_rate: Global___Ratio | None = ...,
+        views_per_visit: Global___Ratio | None = ...,
+        visit_duration: Global___Ratio | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "previous_period", b"previous_period", "views", b"views", "visitors", b"visitors"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "period", b"period", "previous_period", b"previous_period", "views", b"views", "views_per_visit", b"views_per_visit", "visit_duration", b"visit_duration", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "previous_period", b"previous_period", "site_id", b"site_id", "views", b"views", "visitors", b"visitors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_rate", b"bounce_rate", "period", b"period", "previous_period", b"previous_period", "site_id", b"site_id", "views", b"views", "views_per_visit", b"views_per_visit", "visit_duration", b"visit_duration", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -353,21 +428,29 @@ class TimeSeriesRequest(_message.Message):
 
     SCOPE_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     interval: _builtins.str
     """"minute" (a range of at most one day), "hour" (at most 31 days), "day", "week" (ISO,
     from Monday) or "month"; empty means "day". At most 1000 buckets.
     """
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Of "views", "visitors", "visits"; none: all. Views and visitors are always counted;
+        visits only when wanted.
+        """
+
     def __init__(
         self,
         *,
         scope: Global___Scope | None = ...,
         interval: _builtins.str = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "metrics", b"metrics", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,6 +464,7 @@ class Bucket(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     VIEWS_FIELD_NUMBER: _builtins.int
     VISITORS_FIELD_NUMBER: _builtins.int
+    VISITS_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     """The bucket's start in the time zone: "2025-11-14" for days, weeks and months,
     "2025-11-14T10:00:00+01:00" for hours and minutes (the offset tells the two hours of a
@@ -388,6 +472,8 @@ class Bucket(_message.Message):
     """
     views: _builtins.int
     visitors: _builtins.int
+    visits: _builtins.int
+    """Visits that start in the bucket (their first event falls in it); set when wanted."""
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -397,12 +483,15 @@ class Bucket(_message.Message):
         start: _timestamp_pb2.Timestamp | None = ...,
         views: _builtins.int = ...,
         visitors: _builtins.int = ...,
+        visits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "start", b"start", "visits", b"visits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "start", b"start", "views", b"views", "visitors", b"visitors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "label", b"label", "start", b"start", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__visits: _TypeAlias = _typing.Literal["visits"]  # noqa: Y015
+    _WhichOneofArgType__visits: _TypeAlias = _typing.Literal["_visits", b"_visits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visits) -> _WhichOneofReturnType__visits | None: ...
 
 Global___Bucket: _TypeAlias = Bucket  # noqa: Y015
 
@@ -445,15 +534,22 @@ class BreakdownRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     dimension: _builtins.str
-    """"path", "referrer_host", "event_type", or "property:<key>"."""
+    """One of Filter.dimension's."""
     order_by: _builtins.str
-    """"visitors" (the default) or "views", descending; ties by value ascending."""
+    """"visitors" (the default), "views" or "visits", descending; ties by value ascending."""
     limit: _builtins.int
     """1 to 1000; 0 means 10."""
     offset: _builtins.int
     @_builtins.property
     def scope(self) -> Global___Scope: ...
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Of "views", "visitors", "visits"; none: all. Views and visitors are always counted;
+        visits when wanted or ranked by.
+        """
+
     def __init__(
         self,
         *,
@@ -462,10 +558,11 @@ class BreakdownRequest(_message.Message):
         order_by: _builtins.str = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        metrics: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "limit", b"limit", "offset", b"offset", "order_by", b"order_by", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "limit", b"limit", "metrics", b"metrics", "offset", b"offset", "order_by", b"order_by", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -478,21 +575,31 @@ class BreakdownRow(_message.Message):
     VALUE_FIELD_NUMBER: _builtins.int
     VIEWS_FIELD_NUMBER: _builtins.int
     VISITORS_FIELD_NUMBER: _builtins.int
+    VISITS_FIELD_NUMBER: _builtins.int
     value: _builtins.str
     views: _builtins.int
+    """The events (that pass the filters) of the value, and their distinct visitors."""
     visitors: _builtins.int
+    visits: _builtins.int
+    """The visits (that start in the period) holding one of those events. For a visit's
+    dimension: the visits of that value. Events outside those visits (no visitor, or a visit
+    begun before the period) have "" for a visit's dimension. Set when wanted.
+    """
     def __init__(
         self,
         *,
         value: _builtins.str = ...,
         views: _builtins.int = ...,
         visitors: _builtins.int = ...,
+        visits: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "visits", b"visits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["value", b"value", "views", b"views", "visitors", b"visitors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_visits", b"_visits", "value", b"value", "views", b"views", "visitors", b"visitors", "visits", b"visits"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__visits: _TypeAlias = _typing.Literal["visits"]  # noqa: Y015
+    _WhichOneofArgType__visits: _TypeAlias = _typing.Literal["_visits", b"_visits"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__visits) -> _WhichOneofReturnType__visits | None: ...
 
 Global___BreakdownRow: _TypeAlias = BreakdownRow  # noqa: Y015
 

@@ -87,23 +87,23 @@ class ReportServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetMetrics(self, request, context):
-        """Views and visitors over a range, and optionally over the period of equal length before it.
+        """Views, visitors and visits (with bounce rate, views per visit and visit duration) over a
+        range, and optionally over the period of equal length before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTimeSeries(self, request, context):
-        """Views and visitors per minute, hour, day, week or month over a range; every bucket
-        present, empty ones as zero.
+        """Views, visitors and visits per minute, hour, day, week or month over a range; every
+        bucket present, empty ones as zero.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetBreakdown(self, request, context):
-        """Views and visitors per value of one dimension (path, referrer host, event type, or a
-        property's values), ranked.
+        """Views, visitors and visits per value of one dimension (see Filter.dimension), ranked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,15 +40,15 @@ class ReportServiceStub:
     range of days or all time.
     """
     GetMetrics: _grpc.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]
-    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    """Views, visitors and visits (with bounce rate, views per visit and visit duration) over a
+    range, and optionally over the period of equal length before it.
+    """
     GetTimeSeries: _grpc.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]
-    """Views and visitors per minute, hour, day, week or month over a range; every bucket
-    present, empty ones as zero.
+    """Views, visitors and visits per minute, hour, day, week or month over a range; every
+    bucket present, empty ones as zero.
     """
     GetBreakdown: _grpc.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]
-    """Views and visitors per value of one dimension (path, referrer host, event type, or a
-    property's values), ranked.
-    """
+    """Views, visitors and visits per value of one dimension (see Filter.dimension), ranked."""
     WatchLive: _grpc.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]
     """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
     client cancels. A watcher that falls behind is dropped (the stream ends with
@@ -73,15 +73,15 @@ class ReportServiceAsyncStub(ReportServiceStub):
     range of days or all time.
     """
     GetMetrics: _aio.UnaryUnaryMultiCallable[_report_pb2.MetricsRequest, _report_pb2.Metrics]  # type: ignore[assignment]
-    """Views and visitors over a range, and optionally over the period of equal length before it."""
+    """Views, visitors and visits (with bounce rate, views per visit and visit duration) over a
+    range, and optionally over the period of equal length before it.
+    """
     GetTimeSeries: _aio.UnaryUnaryMultiCallable[_report_pb2.TimeSeriesRequest, _report_pb2.TimeSeries]  # type: ignore[assignment]
-    """Views and visitors per minute, hour, day, week or month over a range; every bucket
-    present, empty ones as zero.
+    """Views, visitors and visits per minute, hour, day, week or month over a range; every
+    bucket present, empty ones as zero.
     """
     GetBreakdown: _aio.UnaryUnaryMultiCallable[_report_pb2.BreakdownRequest, _report_pb2.Breakdown]  # type: ignore[assignment]
-    """Views and visitors per value of one dimension (path, referrer host, event type, or a
-    property's values), ranked.
-    """
+    """Views, visitors and visits per value of one dimension (see Filter.dimension), ranked."""
     WatchLive: _aio.UnaryStreamMultiCallable[_report_pb2.WatchLiveRequest, _report_pb2.LiveUpdate]  # type: ignore[assignment]
     """Each event of a site as it is accepted, and the visitors of the last 5 minutes, until the
     client cancels. A watcher that falls behind is dropped (the stream ends with
@@ -115,7 +115,9 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _report_pb2.MetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_report_pb2.Metrics, _abc.Awaitable[_report_pb2.Metrics]]:
-        """Views and visitors over a range, and optionally over the period of equal length before it."""
+        """Views, visitors and visits (with bounce rate, views per visit and visit duration) over a
+        range, and optionally over the period of equal length before it.
+        """
 
     @_abc_1.abstractmethod
     def GetTimeSeries(
@@ -123,8 +125,8 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _report_pb2.TimeSeriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_report_pb2.TimeSeries, _abc.Awaitable[_report_pb2.TimeSeries]]:
-        """Views and visitors per minute, hour, day, week or month over a range; every bucket
-        present, empty ones as zero.
+        """Views, visitors and visits per minute, hour, day, week or month over a range; every
+        bucket present, empty ones as zero.
         """
 
     @_abc_1.abstractmethod
@@ -133,9 +135,7 @@ class ReportServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _report_pb2.BreakdownRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_report_pb2.Breakdown, _abc.Awaitable[_report_pb2.Breakdown]]:
-        """Views and visitors per value of one dimension (path, referrer host, event type, or a
-        property's values), ranked.
-        """
+        """Views, visitors and visits per value of one dimension (see Filter.dimension), ranked."""
 
     @_abc_1.abstractmethod
     def WatchLive(

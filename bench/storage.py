@@ -1,0 +1,250 @@
+"""Measurements of the partitioned raw storage (issue #24), on a PostgreSQL of your choosing
+(`--dsn`, default the machine's on 127.0.0.1:5432; each makes and drops its own databases).
+
+    python -m bench.storage migration 5000000     # migration 0009 timed on N events of 0007
+    python -m bench.storage statement ../main 30  # the writer's statement against another
+                                                   # checkout's, batch by batch, alternated
+    python -m bench.storage partitions            # report-shaped queries, monthly vs weekly
+
+docs/benchmarks.md ("Partitioned raw events") has the figures and what they say.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from bench.dataset import EventFactory
+from core.event_ids import new_event_id
+from core.migrator import migrate
+from writer.decoding import row_of
+from writer.queries import STORE_EVENTS
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/"
+BATCH = 5000
+
+# 0007's events, N of them over 12 months, 1,000 sites, a third anonymous: what 0009 converts.
+FILL_UNDER_0007 = """
+INSERT INTO events (event_id, site_id, event_type, path, user_id, occurred_at, referrer,
+                    properties, received_at, stored_at, visitor_id, browser, os, device,
+                    referrer_host, referrer_source, country)
+SELECT md5(n::text)::uuid::text, 'site-' || (n % 1000), 'page_view', '/page/' || (n % 500),
+       CASE WHEN n % 3 = 0 THEN NULL ELSE 'user-' || (n % 50000) END,
+       t, CASE WHEN n % 4 = 0 THEN 'https://www.google.com/' END,
+       CASE WHEN n % 2 = 0 THEN '{"plan": "pro"}' ELSE '{}' END::jsonb,
+       t + interval '1 second', t + interval '2 seconds',
+       CASE WHEN n % 3 = 0 THEN n % 100000 END, 'Chrome', 'Linux', 'desktop',
+       CASE WHEN n % 4 = 0 THEN 'google.com' END, CASE WHEN n % 4 = 0 THEN 'search' END, 'DE'
+FROM generate_series($1::bigint, $2::bigint) AS n,
+     LATERAL (SELECT timestamptz '2024-11-01 00:00Z' + n * ($3::float8 * interval '1 second'))
+     AS s(t)
+"""
+
+SIZES_AFTER = """
+SELECT (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits
+        WHERE inhparent = 'events'::regclass) AS events,
+       pg_size_pretty(pg_total_relation_size('event_ids')) AS event_ids,
+       (SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass) AS partitions
+"""
+
+
+async def _fresh_database(dsn: str, name: str) -> str:
+    admin = await asyncpg.connect(dsn + "postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return dsn + name
+
+
+async def time_migration(dsn: str, total: int) -> None:
+    url = await _fresh_database(dsn, "bench_storage_migration")
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, command_timeout=None)
+    try:
+        await migrate(pool, up_to=7)
+        step = 365 * 86400 / total
+        for first in range(0, total, 1_000_000):
+            await pool.execute(FILL_UNDER_0007, first, min(total, first + 1_000_000) - 1, step)
+        await pool.execute("VACUUM ANALYZE events")
+        size = await pool.fetchval("SELECT pg_size_pretty(pg_total_relation_size('events'))")
+        print(f"{total:,} events under 0007: events and its indexes {size}")
+        started = time.perf_counter()
+        await migrate(pool)
+        spent = time.perf_counter() - started
+        after = await pool.fetchrow(SIZES_AFTER)
+        assert after is not None
+        print(
+            f"0009 applied in {spent:.0f} s; events {after['events']} in {after['partitions']} "
+            f"partitions, event_ids {after['event_ids']}"
+        )
+    finally:
+        await pool.close()
+
+
+_MIGRATE = (
+    "import asyncio, asyncpg, sys\nfrom core.migrator import migrate\n"
+    "async def main():\n    pool = await asyncpg.create_pool(sys.argv[1], min_size=1, max_size=1)\n"
+    "    await migrate(pool)\n    await pool.close()\nasyncio.run(main())\n"
+)
+
+
+async def compare_statements(dsn: str, other: Path, rounds: int) -> None:
+    """Each round stores the same new 5,000 events through each checkout's statement, on a
+    database migrated by that checkout, in alternating order; each statement run as its
+    EventStore runs it (this one prepared anew per batch; the other through asyncpg's cache,
+    as before)."""
+    spec = importlib.util.spec_from_file_location("other_queries", other / "writer/queries.py")
+    assert spec is not None
+    assert spec.loader is not None
+    other_queries = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other_queries)
+    urls = {}
+    for name, tree in (("other", other), ("this", Path.cwd())):
+        urls[name] = await _fresh_database(dsn, f"bench_storage_{name}")
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", _MIGRATE, urls[name]],
+            cwd=tree,
+            env={"PYTHONPATH": str(tree)},
+            check=True,
+        )
+    other_connection = await asyncpg.connect(urls["other"])
+    this_connection = await asyncpg.connect(urls["this"])
+
+    async def store_other(columns: list[list[object]]) -> int:
+        stored: int = await other_connection.fetchval(other_queries.STORE_EVENTS, *columns)
+        return stored
+
+    async def store_this(columns: list[list[object]]) -> int:
+        statement = await this_connection.prepare(STORE_EVENTS, name="")
+        stored: int = await statement.fetchval(*columns)
+        return stored
+
+    factory = EventFactory(seed=3)
+    now = datetime.now(UTC)
+    spent: dict[str, list[float]] = {"other": [], "this": []}
+    runs: list[tuple[str, Callable[[list[list[object]]], Awaitable[int]]]] = [
+        ("other", store_other),
+        ("this", store_this),
+    ]
+    try:
+        for round_ in range(rounds):
+            ids = [new_event_id() for _ in range(BATCH)]
+            events = factory.events(BATCH, now - timedelta(days=3), timedelta(days=3), ids)
+            columns = [
+                list(column) for column in zip(*[row_of(e, now) for e in events], strict=True)
+            ]
+            for name, store in runs if round_ % 2 == 0 else reversed(runs):
+                started = time.perf_counter()
+                if await store(columns) != BATCH:
+                    raise RuntimeError(f"{name}: not every event was stored")
+                spent[name].append(time.perf_counter() - started)
+    finally:
+        await other_connection.close()
+        await this_connection.close()
+    for name, seconds in spent.items():
+        median = statistics.median(seconds)
+        quartiles = [round(q * 1000) for q in statistics.quantiles(seconds)]
+        print(
+            f"{name}: median {median * 1000:.0f} ms per {BATCH:,}-event batch, "
+            f"{BATCH / median:,.0f} ev/s (quartiles {quartiles} ms, {rounds} rounds)"
+        )
+
+
+PARTITIONED = """
+CREATE TABLE events (site_id text COLLATE "C" NOT NULL, event_id text COLLATE "C" NOT NULL,
+                     occurred_at timestamptz NOT NULL, path text NOT NULL)
+PARTITION BY RANGE (occurred_at);
+CREATE INDEX ON events (site_id, occurred_at);
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+"""
+# Two years of 5,000 events a day over 20 sites.
+FILL_PARTITIONED = """
+INSERT INTO events
+SELECT 'site-' || (n % 20), n::text, timestamptz '2024-01-01 00:00Z' + n * interval '17.28 s',
+       '/p' || (n % 50)
+FROM generate_series(0, 3649999) AS n
+"""
+# $1 site, $2 start, $3 end: as report_server's queries read the events.
+QUERIES = {
+    "30 days of a site": "SELECT count(*), count(DISTINCT path) FROM events "
+    "WHERE site_id = $1 AND occurred_at >= $2 AND occurred_at < $3",
+    "a site's first event": "SELECT min(occurred_at) FROM events WHERE site_id = $1",
+}
+
+
+async def compare_partitionings(dsn: str, rounds: int = 50) -> None:
+    """The same two years of events in monthly and in weekly partitions: the time of a
+    report-shaped query over 30 days and of the site's first event (no pruning), asked the way
+    the report server asks (prepared, parameters), medians over `rounds` calls."""
+    for period in ("month", "week"):
+        url = await _fresh_database(dsn, "bench_storage_partitions")
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(PARTITIONED)
+            start = datetime(2024, 1, 1, tzinfo=UTC)
+            while start < datetime(2026, 1, 1, tzinfo=UTC):
+                end = (
+                    (start + timedelta(days=32)).replace(day=1)
+                    if period == "month"
+                    else start + timedelta(days=7)
+                )
+                await connection.execute(
+                    f"CREATE TABLE events_{start:%Y%m%d} PARTITION OF events "
+                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+                start = end
+            await connection.execute(FILL_PARTITIONED)
+            await connection.execute("VACUUM ANALYZE events")
+            count = await connection.fetchval(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+            )
+            start = datetime(2025, 11, 1, tzinfo=UTC)
+            for label, sql in QUERIES.items():
+                args: list[object] = ["site-3"]
+                if "$2" in sql:
+                    args += [start, start + timedelta(days=30)]
+                times = []
+                for _ in range(rounds):
+                    started = time.perf_counter()
+                    await connection.fetch(sql, *args)
+                    times.append(time.perf_counter() - started)
+                print(
+                    f"{count} partitions of a {period}: {label}: median "
+                    f"{statistics.median(times) * 1000:.2f} ms"
+                )
+        finally:
+            await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.storage", description=__doc__)
+    parser.add_argument("--dsn", default=DEFAULT_DSN, help="server URL, ending in '/'")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migration").add_argument("events", type=int)
+    statement = commands.add_parser("statement")
+    statement.add_argument("other", type=Path, help="the other checkout")
+    statement.add_argument("rounds", type=int)
+    commands.add_parser("partitions")
+    args = parser.parse_args()
+    if args.command == "migration":
+        asyncio.run(time_migration(args.dsn, args.events))
+    elif args.command == "statement":
+        asyncio.run(compare_statements(args.dsn, args.other.resolve(), args.rounds))
+    else:
+        asyncio.run(compare_partitionings(args.dsn))
+
+
+if __name__ == "__main__":
+    main()
