@@ -43,6 +43,13 @@ def main() -> None:
         metavar="N",
         help="events in the large stats history (default 10,000,000; the small one is N/10)",
     )
+    parser.add_argument(
+        "--small-events",
+        type=int,
+        metavar="N",
+        help="events in the small stats history, the one the large one's figures are held "
+        "against (default: --events / 10), e.g. --events 50000000 --small-events 10000000",
+    )
     parser.add_argument("--writer-events", type=int, metavar="N", help="events per writer run")
     parser.add_argument("--seconds", type=float, help="length of each HTTP and gRPC run")
     parser.add_argument(
@@ -93,7 +100,7 @@ def main() -> None:
         "runs": args.runs,
         "phases": tuple(args.only) if args.only else None,
         "stats_large": args.events,
-        "stats_small": args.events // 10 if args.events else None,
+        "stats_small": args.small_events or (args.events // 10 if args.events else None),
         "writer_events": args.writer_events,
         "http_seconds": args.seconds,
         "grpc_seconds": args.seconds,

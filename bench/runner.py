@@ -73,6 +73,7 @@ from bench.stats_load import (
     Datasets,
     Days,
     build_datasets,
+    disk_bytes,
     grpc_p50s_ms,
     http_p50s_ms,
     range_ending,
@@ -1007,6 +1008,24 @@ def _load_phase(ctx: Context) -> None:
         f"({max(share for _, share in shape.traffic.sites):.0%} of the events): a weekday "
         f"in the middle of the {shape.days} days, the last {RANGE_DAYS} days, and all time."
     )
+    for label, url, events in (
+        (count_label(plan.stats_small), ctx.datasets.small_url, plan.stats_small),
+        (count_label(plan.stats_large), ctx.datasets.large_url, plan.stats_large),
+    ):
+        raw, aggregates = asyncio.run(disk_bytes(url))
+        millions = events / 1_000_000
+        ctx.table.add(
+            Row(
+                f"disk per million stored events, {label} history (pg_total_relation_size)",
+                f"{(raw + aggregates) / millions / 2**20:,.0f} MiB: events "
+                f"{raw / millions / 2**20:,.0f} MiB, aggregates and the rest "
+                f"{aggregates / millions / 2**20:,.0f} MiB ({(raw + aggregates) / events:,.0f} "
+                f"bytes per event; {(raw + aggregates) / 2**30:,.1f} GiB in all)",
+                "",
+                "",
+                INFO,
+            )
+        )
     migrations = asyncio.run(time_migrations(ctx.datasets.large_url))
     ctx.table.add(
         Row(

@@ -124,6 +124,33 @@ def build_datasets(
     return Datasets(url_of["stats_small"], url_of["stats_large"], small, large, (first, rest))
 
 
+# What a history takes on disk: the events table and every table the writer keeps beside it,
+# their indexes and TOAST included.
+DISK_BYTES = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname = 'events'), 0),
+       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname <> 'events'), 0)
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+"""
+
+
+async def disk_bytes(database_url: str) -> tuple[int, int]:
+    """(events, everything else) in bytes. A partitioned events table counts its partitions
+    (pg_total_relation_size of the parent is 0, so they are summed through pg_inherits)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        sizes = await connection.fetchrow(DISK_BYTES)
+        assert sizes is not None
+        events, others = sizes
+        partitions = await connection.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+            "WHERE inhparent = 'events'::regclass"
+        )
+    finally:
+        await connection.close()
+    return int(events) + int(partitions), int(others)
+
+
 # A report asked of a stub (ReportServiceAsyncStub exists for the type checker only).
 Call: TypeAlias = "Callable[[report_pb2_grpc.ReportServiceAsyncStub], Awaitable[object]]"
 

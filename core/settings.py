@@ -287,6 +287,14 @@ class Settings:
         _Integer(1, 5),
         "replicas of the streams in a NATS cluster (3 survives the loss of a server)",
     )
+    stream_archive_days: int = _setting(
+        "STREAM_ARCHIVE_DAYS",
+        0,
+        _Integer(0, 36_500),
+        "keep a copy of every message the stream stores for this many days in the stream "
+        "`<STREAM_NAME>_ARCHIVE` (created by the writer), for `analytics-replay consume`; `0`: "
+        "keep none",
+    )
     writer_durable: str = _setting(
         "WRITER_DURABLE", "writer", _Token(), "the writer's durable consumer"
     )

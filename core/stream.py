@@ -149,7 +149,43 @@ class DeadLetterStream:
         )
 
 
-async def ensure_stream(js: JetStreamContext, stream: EventStream | DeadLetterStream) -> None:
+@dataclass(frozen=True)
+class ArchiveStream:
+    """A copy of every message the event stream stores, kept for `max_age` seconds whether the
+    writer acknowledged it or not (the work-queue stream forgets it then), so that events can
+    be stored again from it (`analytics-replay consume`). It takes the event stream's live
+    subjects: what JetStream republishes there, once per stored message, in order."""
+
+    name: str
+    subjects: str
+    max_age: float
+    replicas: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArchiveStream:
+        return cls(
+            f"{settings.stream_name}_ARCHIVE",
+            EventStream.from_settings(settings).live_subjects,
+            max_age=settings.stream_archive_days * 86_400.0,
+            replicas=settings.stream_replicas,
+        )
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[self.subjects],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.max_age,
+            max_msg_size=MAX_STREAM_MESSAGE_BYTES,
+            num_replicas=self.replicas,
+        )
+
+
+async def ensure_stream(
+    js: JetStreamContext, stream: EventStream | DeadLetterStream | ArchiveStream
+) -> None:
     """Create the stream, or bring an existing one to our configuration; safe to race. While
     JetStream is not ready (a cluster electing its leader, say) it waits, saying so."""
     config = stream.config()

@@ -28,8 +28,8 @@
 # keeps that number (its own is then never used, a harmless gap). The numbers set bits in the
 # (site, event type, day) and all-time bitmaps; a bitmap row is rewritten only when the batch
 # sets a bit it did not have, and daily_totals.users grows by the bits it did not have.
-STORE_EVENTS = """
-WITH batch AS (
+_INSERT_EVENTS = """
+batch AS (
     SELECT *
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -60,7 +60,14 @@ inserted AS (
     FROM batch
     WHERE (site_id, event_id) IN (SELECT site_id, event_id FROM new_ids)
     RETURNING site_id, event_type, occurred_at, path, user_id, visitor_id
-),
+)
+"""
+
+# Counting the events of a CTE named `inserted` (site_id, event_type, occurred_at, path, user_id,
+# visitor_id) into every aggregate: what the writer does for the events it newly stored, and
+# what a rebuild (writer/rebuild.py) does for the stored events of a site's day. One text for
+# both, so that an aggregate added here is rebuilt as it is kept.
+_COUNT_INSERTED = """
 batch_sites AS (
     SELECT DISTINCT site_id FROM inserted
 ),
@@ -204,6 +211,11 @@ totals AS (
     DO UPDATE SET views = d.views + excluded.views, users = d.users + excluded.users,
                   anonymous_visitors = d.anonymous_visitors + excluded.anonymous_visitors
 )
+"""
+
+STORE_EVENTS = f"""
+WITH {_INSERT_EVENTS},
+{_COUNT_INSERTED}
 SELECT count(*) FROM inserted
 """
 
@@ -280,3 +292,64 @@ WITH forgotten AS (
 )
 SELECT count(*) FROM forgotten
 """
+
+# --- Rebuilding a site's aggregates from its stored events (writer/rebuild.py) --------------
+
+# $1 site_id: its zone, the row locked until the transaction ends. The writer reads a site's
+# row FOR SHARE before it counts any of the site's events (STORE_EVENTS' `zones`, which every
+# aggregate it writes comes from), so this waits for the site's batches in flight to commit,
+# and its batches after wait for this transaction: the events a rebuild reads are exactly those
+# already counted, and every later one is counted on top of the rebuilt rows.
+LOCK_SITE_FOR_REBUILD = "SELECT time_zone FROM sites WHERE site_id = $1 FOR UPDATE"
+
+# $1 site_id: the instants of its first and last stored events (NULLs when it has none).
+SITE_EVENT_SPAN = "SELECT min(occurred_at), max(occurred_at) FROM events WHERE site_id = $1"
+
+# $1 site_id, $2 day: take the day's path views out of the all-time ones before the day is
+# counted again, which adds them back (all-time user bitmaps only gain bits, so they are made
+# again from the daily ones at the end: REBUILD_ALL_TIME).
+UNCOUNT_DAY_PATH_VIEWS = """
+UPDATE all_time_path_views AS a SET views = a.views - d.views
+FROM daily_path_views AS d
+WHERE d.site_id = $1 AND d.day = $2
+  AND a.site_id = d.site_id AND a.event_type = d.event_type AND a.path = d.path
+"""
+
+# $1 site_id, $2 day; one per daily aggregate table (format with the table's name).
+DELETE_DAY = "DELETE FROM {table} WHERE site_id = $1 AND day = $2"
+
+# $1 site_id, $2 day, $3 the site's time zone: count the day's stored events into every
+# aggregate, with the writer's own statement. The instants of a local day's midnights are
+# looked for with a margin and the day checked event by event, so that a zone whose clocks
+# skip midnight loses nothing. Returns the events counted.
+REBUILD_DAY = f"""
+WITH inserted AS (
+    SELECT site_id, event_type, occurred_at, path, user_id, visitor_id
+    FROM events
+    WHERE site_id = $1
+      AND occurred_at >= (($2::date)::timestamp AT TIME ZONE $3) - interval '3 hours'
+      AND occurred_at < (($2::date + 1)::timestamp AT TIME ZONE $3) + interval '3 hours'
+      AND (occurred_at AT TIME ZONE $3)::date = $2::date
+),
+{_COUNT_INSERTED}
+SELECT count(*) FROM inserted
+"""
+
+# $1 site_id: the all-time aggregates made again from the daily ones (every event is counted on
+# exactly one day, so its days add up to all time; days whose raw events are gone still count).
+REBUILD_ALL_TIME = (
+    "DELETE FROM all_time_path_views WHERE site_id = $1",
+    """
+    INSERT INTO all_time_path_views (site_id, event_type, path, views)
+    SELECT site_id, event_type, path, sum(views) FROM daily_path_views
+    WHERE site_id = $1
+    GROUP BY site_id, event_type, path
+    """,
+    "DELETE FROM all_time_user_bitmaps WHERE site_id = $1",
+    """
+    INSERT INTO all_time_user_bitmaps (site_id, event_type, chunk, bits)
+    SELECT site_id, event_type, chunk, bit_or(bits) FROM daily_user_bitmaps
+    WHERE site_id = $1
+    GROUP BY site_id, event_type, chunk
+    """,
+)

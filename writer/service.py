@@ -11,7 +11,7 @@ from core.database import answers, create_pool
 from core.migrator import migrate
 from core.nats_connection import close_nats, connect_nats
 from core.settings import Settings
-from core.stream import DeadLetterStream, EventStream
+from core.stream import ArchiveStream, DeadLetterStream, EventStream, ensure_stream
 from runtime.health import Readiness
 from runtime.lifecycle import until_stopping
 from runtime.metrics import watch_pool
@@ -54,6 +54,8 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
         resources.callback(keeping_up.cancel)
 
         js = nc.jetstream()
+        if settings.stream_archive_days:
+            await ensure_stream(js, ArchiveStream.from_settings(settings))
         consumer = EventConsumer(
             js,
             EventStore(pool),
