@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from core.retry import describe
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,3 +98,36 @@ async def bucket_contents(kv: KeyValue) -> dict[str, bytes]:
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
     return contents
+
+
+async def make_bucket_hold(kv: KeyValue, wanted: Mapping[str, bytes]) -> int:
+    """Put each wanted value the bucket lacks or holds otherwise, delete each key it holds
+    beyond them; how many keys were put or deleted. The database is the truth: this repairs a
+    bucket that missed a change (NATS was down when it was made)."""
+    held = await bucket_contents(kv)
+    changes = 0
+    for key, value in wanted.items():
+        if held.get(key) != value:
+            await kv.put(key, value)
+            changes += 1
+    for key in held.keys() - wanted.keys():
+        await kv.delete(key)
+        changes += 1
+    return changes
+
+
+async def reconciling(
+    reconcile: Callable[[], Awaitable[int]],
+    interval: float,
+    what: str,
+    passing: tuple[type[BaseException], ...],
+) -> None:
+    """Run `reconcile` at once and then every `interval` seconds, until cancelled; an error of
+    `passing` (a dependency away) is logged and tried again next time."""
+    while True:
+        try:
+            if changes := await reconcile():
+                logger.info("reconciled the %s: %d keys put or deleted", what, changes)
+        except passing as error:
+            logger.warning("could not reconcile the %s: %s", what, describe(error))
+        await asyncio.sleep(interval)

@@ -10,7 +10,6 @@ heals a change lost to a NATS outage.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from core.access import (
 from core.database import POSTGRES_UNAVAILABLE, create_pool, reachable
 from core.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 from core.events import site_id_violations
-from core.kv_watch import WatchedBucket, bucket_contents
+from core.kv_watch import WatchedBucket, make_bucket_hold, reconciling
 from core.nats_connection import close_nats, connect_nats
 from core.retry import describe
 from core.schema import wait_for_schema
@@ -221,26 +220,11 @@ class CredentialRegistry:
             row["secret_sha256"]: _grant_of(_credential(row), row["secret_sha256"]).to_json()
             for row in rows
         }
-        held = await bucket_contents(self._kv)
-        changes = 0
-        for digest, value in wanted.items():
-            if held.get(digest) != value:
-                await self._kv.put(digest, value)
-                changes += 1
-        for digest in held.keys() - wanted.keys():
-            await self._kv.delete(digest)
-            changes += 1
-        return changes
+        return await make_bucket_hold(self._kv, wanted)
 
     async def run(self) -> None:
         """Reconcile at once and then every interval, until cancelled."""
-        while True:
-            try:
-                if changes := await self.reconcile():
-                    logger.info("reconciled the credentials: %d keys put or deleted", changes)
-            except _PASSING as error:
-                logger.warning("could not reconcile the credentials: %s", describe(error))
-            await asyncio.sleep(self._interval)
+        await reconciling(self.reconcile, self._interval, "credentials", _PASSING)
 
 
 def _violations(

@@ -7,7 +7,6 @@ changes left wrong, and deletes the records of sites that are gone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -15,7 +14,7 @@ import nats.errors
 from nats.js.kv import KeyValue
 
 from core.database import POSTGRES_UNAVAILABLE
-from core.kv_watch import WatchedBucket, bucket_contents
+from core.kv_watch import WatchedBucket, make_bucket_hold, reconciling
 from core.retry import describe
 from core.site_records import SiteRecord
 from core.sites import Site
@@ -80,23 +79,8 @@ class SitePublisher:
             ).to_json()
             for row in rows
         }
-        held = await bucket_contents(self._kv)
-        changes = 0
-        for site_id, value in wanted.items():
-            if held.get(site_id) != value:
-                await self._kv.put(site_id, value)
-                changes += 1
-        for site_id in held.keys() - wanted.keys():
-            await self._kv.delete(site_id)
-            changes += 1
-        return changes
+        return await make_bucket_hold(self._kv, wanted)
 
     async def run(self) -> None:
         """Reconcile at once and then every interval, until cancelled."""
-        while True:
-            try:
-                if changes := await self.reconcile():
-                    logger.info("reconciled the site records: %d keys put or deleted", changes)
-            except _PASSING as error:
-                logger.warning("could not reconcile the site records: %s", describe(error))
-            await asyncio.sleep(self._interval)
+        await reconciling(self.reconcile, self._interval, "site records", _PASSING)
