@@ -84,19 +84,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         # A method answering with a stream yields its answers, or writes them (context.write)
         # and returns, as grpc's health service does.
-        wrapped = answer_stream if inspect.isasyncgenfunction(behavior) else answer
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        made: Handler = make(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        return made
+        return rewrapped(handler, answer_stream if inspect.isasyncgenfunction(behavior) else answer)
 
 
 def _begin(context: Context) -> float:
@@ -117,3 +105,20 @@ def _failure_code(failure: BaseException) -> grpc.StatusCode:
     if isinstance(failure, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
+
+
+def rewrapped(handler: Handler, behavior: Callable[..., Any]) -> Handler:
+    """`handler` with `behavior` in place of its own: the same kind of call (unary or streaming
+    each way) and the same (de)serializers, for interceptors that wrap a method."""
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    made: Handler = make(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+    return made

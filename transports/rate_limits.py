@@ -21,6 +21,7 @@ from core.rate_limits import TokenBuckets, admit
 from transports.client_ip import TrustedProxies, client_ip, grpc_peer_ip
 from transports.grpc_errors import Context, abort
 from transports.grpc_interceptors import Handler as GrpcHandler
+from transports.grpc_interceptors import rewrapped
 from transports.http_app import Handler, Reply, Request, Routes
 
 CREDENTIAL = "credential:"
@@ -128,16 +129,4 @@ class _CallerInterceptor(grpc.aio.ServerInterceptor):
             async for response in behavior(request, context):
                 yield response
 
-        wrapped = answer_stream if inspect.isasyncgenfunction(behavior) else answer
-        make = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        made: GrpcHandler = make(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        return made
+        return rewrapped(handler, answer_stream if inspect.isasyncgenfunction(behavior) else answer)
