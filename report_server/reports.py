@@ -36,6 +36,7 @@ from report_server.periods import (
     resolve,
 )
 from report_server.report_queries import (
+    AGGREGATE_ALL_TIME,
     AGGREGATE_DAYS,
     AGGREGATE_SERIES,
     BREAKDOWN,
@@ -266,6 +267,10 @@ class ReportReader:
             before = await self._visit_filtered_counts(scope, previous) if previous else None
             return MetricsResult(period, current, previous, before, visits, before_visits)
         kinds = _aggregate_kinds(scope.filters)
+        if site_days and kinds is not None and previous is None and scope.keyword == "all":
+            all_time = await self._all_time(scope.site_id, period, kinds.names)
+            if all_time is not None:
+                return MetricsResult(period, all_time, None, None, visits, None)
         if site_days and kinds is not None:
             firsts = [previous.first, period.first] if previous else [period.first]
             rows = await self._database.fetch(
@@ -280,6 +285,17 @@ class ReportReader:
         current = Counts(row["views"], row["visitors"])
         before = Counts(row["previous_views"], row["previous_visitors"]) if previous else None
         return MetricsResult(period, current, previous, before, visits, before_visits)
+
+    async def _all_time(
+        self, site_id: str, period: Period, kinds: list[str] | None
+    ) -> Counts | None:
+        """The counts of every day the aggregates hold, if `period` holds them all."""
+        [row] = await self._database.fetch(AGGREGATE_ALL_TIME, site_id, kinds)
+        if row["first_day"] is not None and not (
+            period.first <= row["first_day"] and row["last_day"] <= period.last
+        ):
+            return None
+        return Counts(row["views"], row["visitors"])
 
     async def _visit_metrics(self, scope: Scope, period: Period) -> VisitCounts:
         [row] = await self._fetch_visits(VISIT_METRICS, scope, period, [])

@@ -284,6 +284,39 @@ async def test_all_time_starts_on_the_day_of_the_sites_first_event(
     assert result.current.views == 1
 
 
+@pytest.mark.parametrize("filters", [[], [("event_type", "is", ["page_view"])]])
+async def test_all_time_in_the_sites_zone_counts_every_stored_day_exactly(
+    reports: ReportReader, pool: asyncpg.Pool, filters: list[tuple[str, str, list[str]]]
+) -> None:
+    events = every_ten_minutes("s", datetime(2025, 11, 10, 5, tzinfo=UTC), hours=5 * 24)
+    others = every_ten_minutes("other", datetime(2025, 11, 12, tzinfo=UTC), hours=24)
+    await store(pool, events + others)
+
+    asked = parse_scope("s", range_keyword="all", filters=filters)
+    result = await reports.metrics(asked, compare=False)
+
+    expected = oracle.selected(
+        events, "s", date(2025, 11, 10), date(2025, 11, 20), ZoneInfo("UTC"), asked.filters
+    )
+    assert (result.current.views, result.current.visitors) == oracle.counts(expected)
+
+
+async def test_all_time_leaves_out_an_event_stamped_after_today(
+    reports: ReportReader, pool: asyncpg.Pool
+) -> None:
+    # NOW is 2025-11-20T15:00Z; a client's clock may run minutes ahead, into the next day.
+    events = [
+        StoredEvent("1", "s", "page_view", "/", datetime(2025, 11, 19, 9, tzinfo=UTC), "u1"),
+        StoredEvent("2", "s", "page_view", "/", datetime(2025, 11, 21, 0, 5, tzinfo=UTC), "u2"),
+    ]
+    await store(pool, events)
+
+    result = await reports.metrics(parse_scope("s", range_keyword="all"), compare=False)
+
+    assert (result.period.first, result.period.last) == (date(2025, 11, 19), date(2025, 11, 20))
+    assert result.current == Counts(1, 1)
+
+
 async def test_a_range_keyword_counts_the_days_ending_today_in_the_zone(
     reports: ReportReader, pool: asyncpg.Pool
 ) -> None:
