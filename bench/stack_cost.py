@@ -171,7 +171,7 @@ def _table(door: str, variants: list[Variant], costs: dict[str, list[Cost]]) -> 
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     for group in GROUPS:
-        row(group, lambda cost, group=group: cost.us_per_event(group), "{:.1f}")
+        row(group, functools.partial(Cost.us_per_event, group=group), "{:.1f}")
     row("**all processes**", lambda cost: cost.total_us, "**{:.1f}**")
     row("events a commit", lambda cost: cost.events_per_commit, "{:,.0f}")
     row("accepted ev/s", lambda cost: cost.run.rate, "{:,.0f}")

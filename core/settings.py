@@ -257,6 +257,7 @@ class Settings:
         _Integer(1, 64),
         "processes serving those two ports (`analytics-ingest`, `analytics-report`, `make "
         "run`'s API); more than one when one core is the limit, see below",
+        shown_default="`1`; `make run`: one per core",
     )
     share_ports: bool = _setting(
         "SHARE_PORTS",

@@ -224,13 +224,13 @@ class EventConsumer:
         return batch
 
     async def _fetch_decoded(
-        self, subscription: JetStreamContext.PullSubscription, messages: int, timeout: float
+        self, subscription: JetStreamContext.PullSubscription, messages: int, wait: float
     ) -> list[_Fetched]:
-        """Up to `messages` messages, decoded; empty if none came within `timeout`."""
+        """Up to `messages` messages, decoded; empty if none came within `wait` seconds."""
 
         async def fetch() -> list[Msg]:
             try:
-                return await subscription.fetch(messages, timeout=timeout)
+                return await subscription.fetch(messages, timeout=wait)
             except TimeoutError:
                 return []  # nothing to do
 
