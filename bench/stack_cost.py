@@ -11,7 +11,8 @@ between runs on a busy machine: every variant gets the same work, and CPU time, 
 at saturation, hardly depends on what else runs. Each run is measured from its first request
 until the writer has acknowledged everything (so every event's storing is counted); commits
 are PostgreSQL's transactions committed in the database meanwhile (the writer's, and the
-report server's few).
+report server's few). What each group uses with no load is measured too (5 s before the HTTP
+run): a cost per second, which a run at a low rate spreads over few events.
 
 Each variant is `NAME:VAR=VALUE,...`, settings for every service process (an earlier commit's
 tree first on the path compares code, as in bench.overhead). All run on one embedded NATS and
@@ -47,6 +48,7 @@ DATABASE = "analytics"
 COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 # The groups of the table, in its order; the load generator is wrk or the gRPC client.
 GROUPS = ("ingest", "NATS", "writer", "PostgreSQL", "report", "load generator")
+IDLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,14 @@ def _measured(cluster: Cluster, database_url: str, load: Callable[[], StackRun])
     return Cost(run, {name: cores * seconds for name, cores in cpu.cores.items()}, commits)
 
 
+def _idle_cores(cluster: Cluster) -> dict[str, float]:
+    """Cores each group uses with no load (the report server's and PostgreSQL's own work,
+    polls): a cost per second, which a run spreads over its events."""
+    with measuring(cluster.cpu_groups(), None) as cpu:
+        time.sleep(IDLE_SECONDS)
+    return cpu.cores
+
+
 def _turn(
     cluster: Cluster,
     variant: Variant,
@@ -103,9 +113,9 @@ def _turn(
     grpc_rate: float,
     seconds: float,
     grpc_calls: int,
-) -> tuple[Cost, Cost]:
-    """The variant's services started, one paced HTTP run and one paced IngestBatch run, the
-    services stopped."""
+) -> tuple[dict[str, float], Cost, Cost]:
+    """The variant's services started, their idle use measured, one paced HTTP run and one
+    paced IngestBatch run, the services stopped."""
     database_url = cluster.postgres.url(DATABASE)
     env = {"API_PROCESSES": "2", **RAISED_LIMITS, **variant.env}
     started: list[Process] = []
@@ -118,6 +128,7 @@ def _turn(
         ingest = cluster.start_api("ingest", "ingest_server", database_url, env)
         started.append(ingest.process)
         url = f"http://{ingest.http}/event"
+        idle = _idle_cores(cluster)
         http = _measured(
             cluster,
             database_url,
@@ -143,7 +154,7 @@ def _turn(
         )
         for process in started:
             process.check_alive()
-        return http, grpc
+        return idle, http, grpc
     finally:
         for process in reversed(started):
             cluster.stop(process)
@@ -178,6 +189,19 @@ def _table(door: str, variants: list[Variant], costs: dict[str, list[Cost]]) -> 
     return "\n".join(lines)
 
 
+def _idle_table(variants: list[Variant], idle: dict[str, list[dict[str, float]]]) -> str:
+    """Median cores per group with no load, one column per variant."""
+    names = [variant.name for variant in variants]
+    lines = [
+        "| idle: cores | " + " | ".join(names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
+    for group in ("ingest", "NATS", "writer", "PostgreSQL", "report"):
+        cells = [f"{statistics.median(i.get(group, 0.0) for i in idle[n]):.3f}" for n in names]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stack_cost", description=__doc__)
     parser.add_argument("variants", nargs="*", default=["current:"])
@@ -191,6 +215,7 @@ def main() -> None:
     costs: dict[str, dict[str, list[Cost]]] = {
         door: {variant.name: [] for variant in variants} for door in ("HTTP", "gRPC")
     }
+    idle: dict[str, list[dict[str, float]]] = {variant.name: [] for variant in variants}
     bodies = EventFactory(TrafficShape(), seed=3).json_bodies(200, *recent_window())
     with Cluster() as cluster:
         database_url = cluster.postgres.url(DATABASE)
@@ -210,7 +235,8 @@ def main() -> None:
         )
         for number in range(1, arguments.rounds + 1):
             for variant in variants:
-                http, grpc = turn(variant)
+                idle_cores, http, grpc = turn(variant)
+                idle[variant.name].append(idle_cores)
                 costs["HTTP"][variant.name].append(http)
                 costs["gRPC"][variant.name].append(grpc)
                 print(f"round {number}", _describe(variant.name, "HTTP", http), flush=True)
@@ -219,6 +245,8 @@ def main() -> None:
     print(_table("HTTP POST /event", variants, costs["HTTP"]))
     print()
     print(_table("gRPC IngestBatch", variants, costs["gRPC"]))
+    print()
+    print(_idle_table(variants, idle))
     sys.exit(0)
 
 

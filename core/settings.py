@@ -325,7 +325,7 @@ class Settings:
     # a thousand (docs/benchmarks.md, "What an event costs the whole stack").
     writer_linger: float = _setting(
         "WRITER_LINGER",
-        0.1,
+        0.25,
         _Seconds(zero=True),
         "seconds the writer waits for more events when a fetch brings fewer than "
         "`WRITER_BATCH_SIZE`, so that a steady flow is stored in fewer, larger transactions "

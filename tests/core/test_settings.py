@@ -29,7 +29,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
         writer_durable="writer",
         writer_batch_size=5000,
         writer_concurrency=2,
-        writer_linger=0.1,
+        writer_linger=0.25,
         writer_ack_wait=30.0,
         writer_max_deliveries=5,
         publish_timeout=5.0,
