@@ -96,6 +96,16 @@ def _measured(cluster: Cluster, database_url: str, load: Callable[[], StackRun])
     return Cost(run, {name: cores * seconds for name, cores in cpu.cores.items()}, commits)
 
 
+async def _vacuum(database_url: str) -> None:
+    """What autovacuum would do to the tables the last turn grew, done before this turn's
+    runs rather than during them."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("VACUUM (ANALYZE)")
+    finally:
+        await connection.close()
+
+
 def _idle_cores(cluster: Cluster) -> dict[str, float]:
     """Cores each group uses with no load (the report server's and PostgreSQL's own work,
     polls): a cost per second, which a run spreads over its events."""
@@ -117,6 +127,7 @@ def _turn(
     """The variant's services started, their idle use measured, one paced HTTP run and one
     paced IngestBatch run, the services stopped."""
     database_url = cluster.postgres.url(DATABASE)
+    asyncio.run(_vacuum(database_url))
     env = {"API_PROCESSES": "2", **RAISED_LIMITS, **variant.env}
     started: list[Process] = []
     try:
