@@ -322,7 +322,7 @@ class Settings:
         "its own commit",
     )
     # A transaction costs PostgreSQL and the writer much the same whether it holds ten events or
-    # a thousand (docs/benchmarks.md, "What an event costs the whole stack").
+    # a thousand (docs/benchmarks.md, "Whole stack").
     writer_linger: float = _setting(
         "WRITER_LINGER",
         0.25,

@@ -126,7 +126,7 @@ def row_of(
 ) -> Row:
     # Each field is read once and the row made in one call: this runs for every event stored,
     # and a row made and then _replace()d with the context cost the writer an eighth of its CPU
-    # (docs/benchmarks.md, "What an event costs the whole stack").
+    # (docs/benchmarks.md, "Whole stack").
     event_id, site_id, event_type, path = (
         event.event_id,
         event.site_id,
