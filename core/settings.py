@@ -85,12 +85,18 @@ class _Integer(Kind[int]):
 
 
 class _Seconds(Kind[float]):
+    def __init__(self, *, zero: bool = False) -> None:
+        """`zero`: 0 is allowed (it turns something off)."""
+        self.zero = zero
+
     def parse(self, name: str, raw: str) -> float:
         try:
             value = float(raw)
         except ValueError:
             raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
-        if not 0 < value <= 3600:
+        if self.zero and not 0 <= value <= 3600:
+            raise ConfigError(name, f"must be between 0 and 3600, got {raw}")
+        if not self.zero and not 0 < value <= 3600:
             raise ConfigError(name, f"must be more than 0 and at most 3600, got {raw}")
         return value
 
@@ -251,6 +257,7 @@ class Settings:
         _Integer(1, 64),
         "processes serving those two ports (`analytics-ingest`, `analytics-report`, `make "
         "run`'s API); more than one when one core is the limit, see below",
+        shown_default="`1`; `make run`: one per core",
     )
     share_ports: bool = _setting(
         "SHARE_PORTS",
@@ -313,6 +320,17 @@ class Settings:
         _Integer(1, 16),
         "batches the writer stores at once, each in its own transaction and acknowledged after "
         "its own commit",
+    )
+    # A transaction costs PostgreSQL and the writer much the same whether it holds ten events or
+    # a thousand (docs/benchmarks.md, "Whole stack").
+    writer_linger: float = _setting(
+        "WRITER_LINGER",
+        0.25,
+        _Seconds(zero=True),
+        "seconds the writer waits for more events when a fetch brings fewer than "
+        "`WRITER_BATCH_SIZE`, so that a steady flow is stored in fewer, larger transactions "
+        "(events become visible in reports up to that much later); `0`: store what each fetch "
+        "brings at once",
     )
     writer_ack_wait: float = _setting(
         "WRITER_ACK_WAIT",

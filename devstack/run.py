@@ -1,8 +1,9 @@
 """`make run`: the whole stack in one terminal.
 
 Starts an embedded NATS server and PostgreSQL cluster (data kept in DATA_DIR across restarts)
-unless NATS_URL / DATABASE_URL point elsewhere, then the writer and one API process serving both
-gRPC services and the HTTP shim. Ctrl-C stops everything in order: the API first (in-flight
+unless NATS_URL / DATABASE_URL point elsewhere, then the writer and the API: one process per core
+(API_PROCESSES, as `make bench` measured best), each serving both gRPC services and the HTTP
+shim. Ctrl-C stops everything in order: the API first (in-flight
 requests finish), then the writer (its batch in hand is stored), then the servers.
 """
 
@@ -35,6 +36,8 @@ API_START_TIMEOUT_SECONDS = 60.0
 # The development stack is open where production is private (README "Access"): the seeds'
 # requests, without a key or token, work unchanged. A variable set in the environment wins.
 OPEN_FOR_DEVELOPMENT = {"INGEST_OPEN": "1", "REPORTS_OPEN": "1", "KEYLESS_BACKFILL_DAYS": "36500"}
+# The most API_PROCESSES takes (core.settings).
+MAX_API_PROCESSES = 64
 # The name of the admin token each start makes (revoking the one of the start before).
 ADMIN_TOKEN_NAME = "make run"
 
@@ -57,7 +60,7 @@ def main() -> None:
             env, origins = _start_servers(settings, running)
             # The writer's own routes, on a port of their own (it has no HTTP door).
             env.setdefault("WRITER_HTTP_LISTEN", f"127.0.0.1:{free_port()}")
-            for name, value in OPEN_FOR_DEVELOPMENT.items():
+            for name, value in {**OPEN_FOR_DEVELOPMENT, **benchmarked(os.cpu_count())}.items():
                 env.setdefault(name, value)
             children = []
             for name, module in (("writer", "writer"), ("API", "devstack.api")):
@@ -77,6 +80,14 @@ def main() -> None:
         print("\nanalytics-run: stopped", file=sys.stderr)
     except (EmbeddedServerError, ProcessExited) as error:
         sys.exit(f"analytics-run: {error}")
+
+
+def benchmarked(cpus: int | None) -> dict[str, str]:
+    """The settings `make bench`'s whole-stack phase measured best, for a machine of `cpus`
+    cores (None: unknown): one API process per core, since one process's core is what limits
+    HTTP ingestion (docs/benchmarks.md, "Whole stack"). A variable set in the environment
+    wins."""
+    return {"API_PROCESSES": str(min(MAX_API_PROCESSES, cpus or 1))}
 
 
 def _start_servers(settings: Settings, running: ExitStack) -> tuple[dict[str, str], dict[str, str]]:
@@ -166,6 +177,7 @@ def _print_banner(
         "sites, reports, live events (a browser)\n"
         f"  gRPC      {settings.grpc_listen}   "
         "analytics.v1.IngestService, ReportService, SiteService, AdminService\n"
+        f"  API       {env['API_PROCESSES']} processes serving both ports (API_PROCESSES)\n"
         f"  Writer    {http_scheme(settings)}://{env['WRITER_HTTP_LISTEN']}   "
         "/metrics, /healthz, /readyz\n"
         f"  NATS      {redacted(env['NATS_URL'])}   {origins['NATS_URL']}\n"

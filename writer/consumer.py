@@ -43,6 +43,9 @@ from writer.metrics import BATCH_EVENTS, COMMIT_SECONDS, DEAD_LETTERS, EVENTS
 from writer.store import REFUSALS, EventStore
 
 FETCH_TIMEOUT_SECONDS = 0.5
+# How long the fetch that tops up a lingering batch waits for its answer: what came during the
+# linger is already on the server, so this is a round trip, not a wait for new events.
+TOP_UP_TIMEOUT_SECONDS = 0.05
 # How long a message that could not be stored waits before its next delivery.
 REDELIVERY_DELAY_SECONDS = 1.0
 
@@ -81,8 +84,10 @@ class BatchSize:
         self._events = events
         self._events_per_message = float(MAX_MESSAGE_EVENTS)
 
-    def messages(self) -> int:
-        return max(1, min(self._events, round(self._events / self._events_per_message)))
+    def messages(self, events: int | None = None) -> int:
+        """Messages for about `events` events (the batch size's by default)."""
+        events = self._events if events is None else events
+        return max(1, min(events, round(events / self._events_per_message)))
 
     def observe(self, messages: int, events: int) -> None:
         if messages:
@@ -117,7 +122,10 @@ class EventConsumer:
         concurrency: int,
         ack_wait: float,
         max_deliveries: int,
+        linger: float = 0.0,
     ) -> None:
+        """`linger`: seconds to wait for more events when a fetch brings fewer than
+        `batch_size` (WRITER_LINGER)."""
         self._js = js
         self._store = store
         self._stream = stream
@@ -128,6 +136,7 @@ class EventConsumer:
         self._concurrency = concurrency
         self._ack_wait = ack_wait
         self._max_deliveries = max_deliveries
+        self._linger = linger
         self._stopping = asyncio.Event()
         # The messages fetched and not yet acknowledged or handed back, by their reply subject
         # (one per delivery), with when JetStream last heard of them from us.
@@ -192,19 +201,40 @@ class EventConsumer:
                 await subscription.unsubscribe()
 
     async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[_Fetched]:
-        """The next batch, decoded; empty if none came in time."""
+        """The next batch, decoded; empty if none came in time. A batch of fewer than
+        batch_size events waits `linger` and takes what came meanwhile (up to batch_size):
+        under a steady flow, the same events go in fewer transactions, each of which costs
+        PostgreSQL and the writer about as much with a few events as with hundreds."""
+        batch = await self._fetch_decoded(
+            subscription, self._batch.messages(), FETCH_TIMEOUT_SECONDS
+        )
+        events = _events_in(batch)
+        self._batch.observe(len(batch), events)
+        if batch and events < self._batch_size and self._linger:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._linger)
+            if not self._stopping.is_set():
+                more = await self._fetch_decoded(
+                    subscription,
+                    self._batch.messages(self._batch_size - events),
+                    TOP_UP_TIMEOUT_SECONDS,
+                )
+                batch += more
+                self._batch.observe(len(batch), events + _events_in(more))
+        return batch
+
+    async def _fetch_decoded(
+        self, subscription: JetStreamContext.PullSubscription, messages: int, wait: float
+    ) -> list[_Fetched]:
+        """Up to `messages` messages, decoded; empty if none came within `wait` seconds."""
 
         async def fetch() -> list[Msg]:
             try:
-                return await subscription.fetch(
-                    self._batch.messages(), timeout=FETCH_TIMEOUT_SECONDS
-                )
+                return await subscription.fetch(messages, timeout=wait)
             except TimeoutError:
                 return []  # nothing to do
 
-        batch = await self._decode(await self._retrying("fetching", fetch))
-        self._batch.observe(len(batch), sum(len(item.contents.rows) for item in batch))
-        return batch
+        return await self._decode(await self._retrying("fetching", fetch))
 
     async def _fetch_delivered(
         self, subscription: JetStreamContext.PullSubscription
@@ -451,6 +481,10 @@ class EventConsumer:
                 f" message {sequence}" if sequence is not None else "",
                 describe(error),
             )
+
+
+def _events_in(batch: Sequence[_Fetched]) -> int:
+    return sum(len(item.contents.rows) for item in batch)
 
 
 def _request_ids(entries: Sequence[_Entry]) -> Iterator[str]:

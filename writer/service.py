@@ -66,6 +66,7 @@ async def running_writer(settings: Settings) -> AsyncIterator[RunningWriter]:
             concurrency=settings.writer_concurrency,
             ack_wait=settings.writer_ack_wait,
             max_deliveries=settings.writer_max_deliveries,
+            linger=settings.writer_linger,
         )
         stopping = asyncio.Event()
         task = asyncio.create_task(consumer.run(stopping), name="the writer's consumer")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devstack.embedded import accepts_connections, free_port
+from devstack.run import benchmarked
 from tests.support.waiting import eventually
 
 SEED_EVENT = {
@@ -129,3 +130,15 @@ def test_make_run_refuses_a_taken_http_port_before_starting_anything(
     )
     assert finished.stdout == ""
     assert not data_dir.exists()
+
+
+def test_make_run_starts_one_api_process_per_core() -> None:
+    assert benchmarked(2) == {"API_PROCESSES": "2"}
+
+
+def test_make_run_starts_one_api_process_where_the_cores_are_unknown() -> None:
+    assert benchmarked(None) == {"API_PROCESSES": "1"}
+
+
+def test_make_run_starts_no_more_api_processes_than_the_setting_allows() -> None:
+    assert benchmarked(256) == {"API_PROCESSES": "64"}
