@@ -43,9 +43,9 @@ proto: $(STAMP)
 proto-check: $(STAMP)
 	rm -rf $(VENV)/gen-check && mkdir -p $(VENV)/gen-check
 	$(call protoc,$(VENV)/gen-check)
-	diff -r $(VENV)/gen-check/analytics gen/analytics
+	diff -r -x __pycache__ $(VENV)/gen-check/analytics gen/analytics
 	$(call client_protoc,$(VENV)/gen-check/client)
-	diff -r $(VENV)/gen-check/client $(CLIENT_GEN)
+	diff -r -x __pycache__ $(VENV)/gen-check/client $(CLIENT_GEN)
 
 # Re-pin every dependency to the newest release that pyproject.toml allows.
 lock:
