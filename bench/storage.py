@@ -3,7 +3,8 @@
 
     python -m bench.storage migration 5000000     # migration 0009 timed on N events of 0007
     python -m bench.storage statement ../main 30  # the writer's statement against another
-                                                   # checkout's, batch by batch, alternated
+                                                   # checkout's, batch by batch, alternated:
+                                                   # time, PostgreSQL CPU and WAL per event
     python -m bench.storage partitions            # report-shaped queries, monthly vs weekly
 
 docs/benchmarks.md ("Partitioned raw events") has the figures and what they say.
@@ -19,16 +20,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 
 from bench.dataset import EventFactory
+from bench.writer_load import PLAIN_INSERT_AND_UPSERT, REFERENCE_BATCH
 from core.event_ids import new_event_id
 from core.migrator import migrate
-from writer.decoding import row_of
-from writer.queries import STORE_EVENTS
+from writer.decoding import Row, row_of
+from writer.store import EventStore
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/"
 BATCH = 5000
@@ -99,11 +102,100 @@ _MIGRATE = (
 )
 
 
-async def compare_statements(dsn: str, other: Path, rounds: int) -> None:
-    """Each round stores the same new 5,000 events through each checkout's statement, on a
-    database migrated by that checkout, in alternating order; each statement run as its
-    EventStore runs it (this one prepared anew per batch; the other through asyncpg's cache,
-    as before)."""
+def _backend_cpu_seconds(pid: int) -> float | None:
+    """CPU time a PostgreSQL backend of this machine has used (Linux), None if unreadable."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class _Contender:
+    """One way of storing the rounds' events, on a database of its own."""
+
+    name: str
+    store: Callable[[list[Row]], Awaitable[int]]
+    pool: asyncpg.Pool
+    backend: int
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    wal: list[int] = field(default_factory=list)
+
+    async def timed(self, rows: list[Row]) -> None:
+        lsn = await self.pool.fetchval(WAL_POSITION)
+        cpu = _backend_cpu_seconds(self.backend)
+        started = time.perf_counter()
+        stored = await self.store(rows)
+        self.wall.append(time.perf_counter() - started)
+        cpu_after = _backend_cpu_seconds(self.backend)
+        if cpu is not None and cpu_after is not None:
+            self.cpu.append(cpu_after - cpu)
+        self.wal.append(await self.pool.fetchval(WAL_SINCE, lsn))
+        if stored != len(rows):
+            raise RuntimeError(f"{self.name}: {stored} of {len(rows)} events stored")
+
+
+# What PostgreSQL wrote to its WAL meanwhile, every database of the server together: alone on
+# the server, one statement at a time, that is the statement's own.
+WAL_POSITION = "SELECT pg_current_wal_insert_lsn()"
+WAL_SINCE = "SELECT (pg_current_wal_insert_lsn() - $1::pg_lsn)::bigint"
+
+
+# The bench's reference as it was before 0009, when events had its key on (site_id, event_id).
+PLAIN_KEYED = PLAIN_INSERT_AND_UPSERT.replace(
+    "ON CONFLICT DO NOTHING", "ON CONFLICT (site_id, event_id) DO NOTHING"
+)
+
+
+def _plain(statement: str) -> Callable[[asyncpg.Pool, list[Row]], Awaitable[int]]:
+    """The bench's reference: the rows' first nine columns, in its batches."""
+
+    async def store_plain(pool: asyncpg.Pool, rows: list[Row]) -> int:
+        stored = 0
+        async with pool.acquire() as connection:
+            for first in range(0, len(rows), REFERENCE_BATCH):
+                part = rows[first : first + REFERENCE_BATCH]
+                columns = [list(column) for column in zip(*part, strict=True)][:9]
+                stored += await connection.fetchval(statement, *columns)
+        return stored
+
+    return store_plain
+
+
+async def _store_this(pool: asyncpg.Pool, rows: list[Row]) -> int:
+    return await EventStore(pool).store(rows)
+
+
+def _report(contenders: list[_Contender]) -> None:
+    first = contenders[0]
+    for one in contenders:
+        median = statistics.median(one.wall)
+        quartiles = [round(q * 1000) for q in statistics.quantiles(one.wall)]
+        cpu = f"{sum(one.cpu) / len(one.cpu) / BATCH * 1e6:.1f} µs" if one.cpu else "unknown"
+        against = ""
+        if one is not first and one.cpu and first.cpu:
+            ratios = [a / b for a, b in zip(one.cpu, first.cpu, strict=True) if b]
+            against = f", {statistics.median(ratios):.3f}x the first's CPU round by round"
+        print(
+            f"{one.name}: median {median * 1000:.0f} ms per {BATCH:,}-event batch, "
+            f"{BATCH / median:,.0f} ev/s (quartiles {quartiles} ms, {len(one.wall)} rounds); "
+            f"PostgreSQL CPU {cpu} per event{against}; "
+            f"WAL {statistics.median(one.wal) / BATCH:,.0f} bytes per event"
+        )
+
+
+async def compare_statements(
+    dsn: str, other: Path, rounds: int, *, other_cached: bool, references: bool
+) -> None:
+    """Each round stores the same new 5,000 events through each contender, each on a database
+    of its own, in an order turning round by round: the other checkout's statement on a
+    database that checkout migrated (through asyncpg's statement cache, as its writer ran it
+    before 0009, or prepared anew per batch with `other_cached` false, as since), this
+    checkout's `EventStore.store`, and with `references` the bench's plain statement (writer
+    phase) on this schema and, as it was before 0009, on 0008's with its key on (site_id,
+    event_id). Prints each one's wall time per batch, its PostgreSQL backend's CPU time per
+    event (when the server runs on this machine) and the WAL written per event."""
     spec = importlib.util.spec_from_file_location("other_queries", other / "writer/queries.py")
     assert spec is not None
     assert spec.loader is not None
@@ -119,47 +211,60 @@ async def compare_statements(dsn: str, other: Path, rounds: int) -> None:
             env={"PYTHONPATH": str(tree)},
             check=True,
         )
-    other_connection = await asyncpg.connect(urls["other"])
-    this_connection = await asyncpg.connect(urls["this"])
+    pools: list[asyncpg.Pool] = []
+    contenders: list[_Contender] = []
 
-    async def store_other(columns: list[list[object]]) -> int:
-        stored: int = await other_connection.fetchval(other_queries.STORE_EVENTS, *columns)
+    async def contender(
+        name: str, url: str, store: Callable[[asyncpg.Pool, list[Row]], Awaitable[int]]
+    ) -> None:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        pools.append(pool)
+        backend: int = await pool.fetchval("SELECT pg_backend_pid()")
+
+        async def run(rows: list[Row]) -> int:
+            return await store(pool, rows)
+
+        contenders.append(_Contender(name, run, pool, backend))
+
+    async def store_other(pool: asyncpg.Pool, rows: list[Row]) -> int:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        async with pool.acquire() as connection:
+            if other_cached:
+                stored: int = await connection.fetchval(other_queries.STORE_EVENTS, *columns)
+            else:
+                statement = await connection.prepare(other_queries.STORE_EVENTS, name="")
+                stored = await statement.fetchval(*columns)
         return stored
 
-    async def store_this(columns: list[list[object]]) -> int:
-        statement = await this_connection.prepare(STORE_EVENTS, name="")
-        stored: int = await statement.fetchval(*columns)
-        return stored
+    await contender(f"other ({other.name})", urls["other"], store_other)
+    await contender("this (EventStore.store)", urls["this"], _store_this)
+    if references:
+        for name, version, statement in (
+            ("plain statement", None, PLAIN_INSERT_AND_UPSERT),
+            ("plain statement, 0008 schema", 8, PLAIN_KEYED),
+        ):
+            url = await _fresh_database(dsn, f"bench_storage_plain_{version or 'now'}")
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+            try:
+                await migrate(pool, up_to=version)
+            finally:
+                await pool.close()
+            await contender(name, url, _plain(statement))
 
     factory = EventFactory(seed=3)
     now = datetime.now(UTC)
-    spent: dict[str, list[float]] = {"other": [], "this": []}
-    runs: list[tuple[str, Callable[[list[list[object]]], Awaitable[int]]]] = [
-        ("other", store_other),
-        ("this", store_this),
-    ]
     try:
         for round_ in range(rounds):
             ids = [new_event_id() for _ in range(BATCH)]
             events = factory.events(BATCH, now - timedelta(days=3), timedelta(days=3), ids)
-            columns = [
-                list(column) for column in zip(*[row_of(e, now) for e in events], strict=True)
-            ]
-            for name, store in runs if round_ % 2 == 0 else reversed(runs):
-                started = time.perf_counter()
-                if await store(columns) != BATCH:
-                    raise RuntimeError(f"{name}: not every event was stored")
-                spent[name].append(time.perf_counter() - started)
+            rows = [row_of(e, now) for e in events]
+            turn = round_ % len(contenders)
+            for one in contenders[turn:] + contenders[:turn]:
+                await one.timed(rows)
     finally:
-        await other_connection.close()
-        await this_connection.close()
-    for name, seconds in spent.items():
-        median = statistics.median(seconds)
-        quartiles = [round(q * 1000) for q in statistics.quantiles(seconds)]
-        print(
-            f"{name}: median {median * 1000:.0f} ms per {BATCH:,}-event batch, "
-            f"{BATCH / median:,.0f} ev/s (quartiles {quartiles} ms, {rounds} rounds)"
-        )
+        for pool in pools:
+            await pool.close()
+    _report(contenders)
 
 
 PARTITIONED = """
@@ -236,12 +341,30 @@ def main() -> None:
     statement = commands.add_parser("statement")
     statement.add_argument("other", type=Path, help="the other checkout")
     statement.add_argument("rounds", type=int)
+    statement.add_argument(
+        "--other-unnamed",
+        action="store_true",
+        help="prepare the other's statement anew per batch (its writer's way since 0009)",
+    )
+    statement.add_argument(
+        "--references",
+        action="store_true",
+        help="also the bench's plain statement, on this schema and on 0008's",
+    )
     commands.add_parser("partitions")
     args = parser.parse_args()
     if args.command == "migration":
         asyncio.run(time_migration(args.dsn, args.events))
     elif args.command == "statement":
-        asyncio.run(compare_statements(args.dsn, args.other.resolve(), args.rounds))
+        asyncio.run(
+            compare_statements(
+                args.dsn,
+                args.other.resolve(),
+                args.rounds,
+                other_cached=not args.other_unnamed,
+                references=args.references,
+            )
+        )
     else:
         asyncio.run(compare_partitionings(args.dsn))
 

@@ -6,12 +6,13 @@
 # event_id): events is partitioned by time (migration 0009) and cannot hold a unique key
 # without the time, and a resend need not carry the same time. The batch's ids go into
 # event_ids ON CONFLICT DO NOTHING, in key order so that concurrent writers wait on shared
-# ids in the same order, and only the events whose ids went in are stored. The unique index
-# sees every committed id and waits for an uncommitted one, so an id is stored once whichever
-# partitions its copies' times fall in. Only the rows this statement inserted feed the
-# aggregates, so a redelivered or resent event never counts twice. Aggregate rows are written
-# in key order so that concurrent writers lock them in the same order. Returns the number of
-# events newly stored.
+# ids in the same order (the index's bytewise order whatever the database's collation: the
+# order EventStore sends them in), and only the events whose ids went in are stored. The
+# unique index sees every committed id and waits for an uncommitted one, so an id is stored
+# once whichever partitions its copies' times fall in. Only the rows this statement inserted
+# feed the aggregates, so a redelivered or resent event never counts twice. Aggregate rows are
+# written in key order so that concurrent writers lock them in the same order. Returns the
+# number of events newly stored.
 #
 # Sites: a site the batch brings for the first time is registered with the defaults. Each
 # event's `day` is its calendar day in its site's time zone; the site's row is read FOR SHARE,
@@ -44,7 +45,7 @@ batch AS (
 new_ids AS (
     INSERT INTO event_ids (site_id, event_id)
     SELECT site_id, event_id FROM batch
-    ORDER BY site_id, event_id
+    ORDER BY site_id COLLATE "C", event_id COLLATE "C"
     ON CONFLICT (site_id, event_id) DO NOTHING
     RETURNING site_id, event_id
 ),

@@ -36,7 +36,12 @@ class EventStore:
         firsts: dict[tuple[str, str], Row] = {}
         for row in rows:
             firsts.setdefault((row.site_id, row.event_id), row)
-        columns = list(zip(*firsts.values(), strict=True)) if firsts else [()] * len(Row._fields)
+        # Sent in key order, the order the statement inserts the ids in (Python's order of str
+        # is the bytewise order of their UTF-8): PostgreSQL's sort of them is then one pass
+        # over sorted input, and the rows go in site by site. PostgreSQL's CPU per event, not
+        # the writer's, is what limits the drain (docs/benchmarks.md, "Writer").
+        ordered = [firsts[key] for key in sorted(firsts)]
+        columns = list(zip(*ordered, strict=True)) if ordered else [()] * len(Row._fields)
         async with self._pool.acquire() as connection:
             # Prepared anew (unnamed) for every batch, so that PostgreSQL plans it for this
             # batch's arrays (under a millisecond). Cached, it would get the generic plan after

@@ -216,6 +216,14 @@ async def test_of_two_copies_in_one_batch_the_first_is_stored(
     assert await pool.fetchval("SELECT path FROM events") == "/first"
 
 
+async def test_of_two_copies_in_a_batch_out_of_key_order_the_first_is_stored(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([received("b", path="/first"), received("a"), received("b", path="/second")])
+
+    assert await pool.fetchval("SELECT path FROM events WHERE event_id = 'b'") == "/first"
+
+
 async def test_views_are_counted_per_site_type_day_and_path(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
