@@ -121,6 +121,10 @@ def filtered_contents_of(data: bytes) -> MessageContents:
     return MessageContents((), _EPOCH, (), (), [], [], {}, window)
 
 
+# The context fields of a row whose event carries none (an event not from a browser).
+_NOTHING_DERIVED: tuple[None, ...] = (None,) * 12
+
+
 def row_of(
     event: Event, received_at: datetime, index: int = 0, context: EventContext | None = None
 ) -> Row:
@@ -140,21 +144,24 @@ def row_of(
     if occurred_at is None:
         raise UnstorableEvent(f"event {index} timestamp is out of range")
     properties = event.properties
-    encoded = (
-        json.dumps(dict(properties), ensure_ascii=False, sort_keys=True) if properties else "{}"
-    )
-    if context is None:
-        return Row(
-            event_id,
-            site_id,
-            event_type,
-            path,
-            event.user_id or None,
-            occurred_at,
-            event.referrer or None,
-            encoded,
-            received_at,
+    derived = (
+        _NOTHING_DERIVED
+        if context is None
+        else (
+            context.visitor_id or None,
+            context.browser or None,
+            context.os or None,
+            context.device or None,
+            context.referrer_host or None,
+            context.referrer_source or None,
+            context.utm_source or None,
+            context.utm_medium or None,
+            context.utm_campaign or None,
+            context.utm_term or None,
+            context.utm_content or None,
+            context.country or None,
         )
+    )
     return Row(
         event_id,
         site_id,
@@ -163,20 +170,9 @@ def row_of(
         event.user_id or None,
         occurred_at,
         event.referrer or None,
-        encoded,
+        json.dumps(dict(properties), ensure_ascii=False, sort_keys=True) if properties else "{}",
         received_at,
-        context.visitor_id or None,
-        context.browser or None,
-        context.os or None,
-        context.device or None,
-        context.referrer_host or None,
-        context.referrer_source or None,
-        context.utm_source or None,
-        context.utm_medium or None,
-        context.utm_campaign or None,
-        context.utm_term or None,
-        context.utm_content or None,
-        context.country or None,
+        *derived,
     )
 
 
