@@ -5,6 +5,7 @@
     python -m bench.storage statement ../main 30  # the writer's statement against another
                                                    # checkout's, batch by batch, alternated:
                                                    # time, PostgreSQL CPU and WAL per event
+                                                   # (--batch N: events per batch)
     python -m bench.storage partitions            # report-shaped queries, monthly vs weekly
 
 docs/benchmarks.md ("Partitioned raw events") has the figures and what they say.
@@ -167,28 +168,28 @@ async def _store_this(pool: asyncpg.Pool, rows: list[Row]) -> int:
     return await EventStore(pool).store(rows)
 
 
-def _report(contenders: list[_Contender]) -> None:
+def _report(contenders: list[_Contender], batch: int) -> None:
     first = contenders[0]
     for one in contenders:
         median = statistics.median(one.wall)
-        quartiles = [round(q * 1000) for q in statistics.quantiles(one.wall)]
-        cpu = f"{sum(one.cpu) / len(one.cpu) / BATCH * 1e6:.1f} µs" if one.cpu else "unknown"
+        quartiles = [round(q * 1000, 1) for q in statistics.quantiles(one.wall)]
+        cpu = f"{sum(one.cpu) / len(one.cpu) / batch * 1e6:.1f} µs" if one.cpu else "unknown"
         against = ""
         if one is not first and one.cpu and first.cpu:
             ratios = [a / b for a, b in zip(one.cpu, first.cpu, strict=True) if b]
             against = f", {statistics.median(ratios):.3f}x the first's CPU round by round"
         print(
-            f"{one.name}: median {median * 1000:.0f} ms per {BATCH:,}-event batch, "
-            f"{BATCH / median:,.0f} ev/s (quartiles {quartiles} ms, {len(one.wall)} rounds); "
+            f"{one.name}: median {median * 1000:.1f} ms per {batch:,}-event batch, "
+            f"{batch / median:,.0f} ev/s (quartiles {quartiles} ms, {len(one.wall)} rounds); "
             f"PostgreSQL CPU {cpu} per event{against}; "
-            f"WAL {statistics.median(one.wal) / BATCH:,.0f} bytes per event"
+            f"WAL {statistics.median(one.wal) / batch:,.0f} bytes per event"
         )
 
 
 async def compare_statements(
-    dsn: str, other: Path, rounds: int, *, other_cached: bool, references: bool
+    dsn: str, other: Path, rounds: int, *, other_cached: bool, references: bool, batch: int
 ) -> None:
-    """Each round stores the same new 5,000 events through each contender, each on a database
+    """Each round stores the same `batch` new events through each contender, each on a database
     of its own, in an order turning round by round: the other checkout's statement on a
     database that checkout migrated (through asyncpg's statement cache, as its writer ran it
     before 0009, or prepared anew per batch with `other_cached` false, as since), this
@@ -255,8 +256,8 @@ async def compare_statements(
     now = datetime.now(UTC)
     try:
         for round_ in range(rounds):
-            ids = [new_event_id() for _ in range(BATCH)]
-            events = factory.events(BATCH, now - timedelta(days=3), timedelta(days=3), ids)
+            ids = [new_event_id() for _ in range(batch)]
+            events = factory.events(batch, now - timedelta(days=3), timedelta(days=3), ids)
             rows = [row_of(e, now) for e in events]
             turn = round_ % len(contenders)
             for one in contenders[turn:] + contenders[:turn]:
@@ -264,7 +265,7 @@ async def compare_statements(
     finally:
         for pool in pools:
             await pool.close()
-    _report(contenders)
+    _report(contenders, batch)
 
 
 PARTITIONED = """
@@ -347,6 +348,12 @@ def main() -> None:
         help="prepare the other's statement anew per batch (its writer's way since 0009)",
     )
     statement.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"events per batch (default {BATCH:,}; the writer's are smaller under a steady flow)",
+    )
+    statement.add_argument(
         "--references",
         action="store_true",
         help="also the bench's plain statement, on this schema and on 0008's",
@@ -363,6 +370,7 @@ def main() -> None:
                 args.rounds,
                 other_cached=not args.other_unnamed,
                 references=args.references,
+                batch=args.batch,
             )
         )
     else:

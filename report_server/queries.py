@@ -1,7 +1,8 @@
 """GetStats's SQL. In the site's time zone every query reads the aggregate tables the writer
 keeps by the site's days, never the raw events, and reads a bounded number of rows: one day's
-totals and paths, per day of a range (a day's totals, its paths, its user bitmaps), or, for all
-time, the all-time aggregates. Days of another zone are counted from the events (ZONED_STATS).
+totals and paths, per day of a range (a day's totals and user bitmaps; its paths, or those of
+its week when the range holds the whole week), or, for all time, the all-time aggregates. Days
+of another zone are counted from the events (ZONED_STATS).
 
 Each answer is one statement, so that its totals and its top paths are read from one snapshot
 (two statements could see a writer's commit between them) in one round trip. It returns one
@@ -42,7 +43,12 @@ DAY_STATS = _answer(
     LIMIT $4""",
 )
 
-# $1 site_id, $2 event_type, $3 first day, $4 last day (both included), $5 limit
+# A range's top paths add up, for each of its whole weeks whose rollup (weekly_path_views) adds up
+# to the week's days' totals, the rollup's rows: one per path instead of seven. Its other days
+# (at its ends, and whole weeks not rolled up or given events since) are added up from
+# daily_path_views. Migration 0010 says why a rollup that adds up is exact.
+# $1 site_id, $2 event_type, $3 first day, $4 last day (both included), $5 limit, $6 the first
+# whole week's Monday, $7 the Monday after the last whole week ($6 = $7 = $4 + 1: none)
 RANGE_STATS = _answer(
     totals="""
     SELECT
@@ -53,8 +59,28 @@ RANGE_STATS = _answer(
                WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
                GROUP BY chunk) AS chunks) AS unique_users""",
     top_paths="""
-    SELECT path, sum(views)::bigint AS views FROM daily_path_views
-    WHERE site_id = $1 AND event_type = $2 AND day BETWEEN $3 AND $4
+    WITH rolled_up AS (
+        SELECT week FROM (
+            SELECT week, sum(views) AS views FROM weekly_path_views
+            WHERE site_id = $1 AND event_type = $2 AND week >= $6 AND week < $7
+            GROUP BY week
+        ) AS rollups
+        JOIN (
+            SELECT week_of(day) AS week, sum(views) AS views FROM daily_totals
+            WHERE site_id = $1 AND event_type = $2 AND day >= $6 AND day < $7
+            GROUP BY 1
+        ) AS days USING (week, views)
+    )
+    SELECT path, sum(views)::bigint AS views
+    FROM (
+        SELECT path, views FROM weekly_path_views
+        WHERE site_id = $1 AND event_type = $2 AND week IN (SELECT week FROM rolled_up)
+        UNION ALL
+        SELECT path, views FROM daily_path_views
+        WHERE site_id = $1 AND event_type = $2 AND day = ANY (ARRAY(
+            SELECT day::date FROM generate_series($3::date, $4::date, interval '1 day') AS day
+            WHERE week_of(day::date) NOT IN (SELECT week FROM rolled_up)))
+    ) AS counted
     GROUP BY path
     ORDER BY views DESC, path ASC
     LIMIT $5""",

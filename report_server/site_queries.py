@@ -48,6 +48,7 @@ ALL_SITE_RECORDS = (
 DELETE_SITE_DAYS = (
     "DELETE FROM daily_totals WHERE site_id = $1",
     "DELETE FROM daily_path_views WHERE site_id = $1",
+    "DELETE FROM weekly_path_views WHERE site_id = $1",
     "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
     "DELETE FROM daily_visitor_bitmaps WHERE site_id = $1",
 )
@@ -55,6 +56,12 @@ RECOUNT_SITE_DAYS = (
     """
     INSERT INTO daily_path_views (site_id, event_type, day, path, views)
     SELECT site_id, event_type, (occurred_at AT TIME ZONE $2)::date, path, count(*)
+    FROM events WHERE site_id = $1
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
+    SELECT site_id, event_type, week_of((occurred_at AT TIME ZONE $2)::date), path, count(*)
     FROM events WHERE site_id = $1
     GROUP BY 1, 2, 3, 4
     """,

@@ -1,0 +1,57 @@
+"""Migration 0010 on a database the writer filled before it: the path views of the days already
+counted are rolled up in their weeks, once the weeks are over."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import asyncpg
+
+from core.migrator import migrate
+
+# daily_path_views as 0009's writer kept them: (site_id, event_type, day, path, views).
+DAYS_BEFORE_0010 = [
+    ("site-1", "page_view", date(2025, 11, 9), "/a", 4),  # a Sunday
+    ("site-1", "page_view", date(2025, 11, 10), "/a", 2),  # the Monday after
+    ("site-1", "page_view", date(2025, 11, 16), "/a", 1),  # the Sunday after that
+    ("site-1", "page_view", date(2025, 11, 12), "/b", 3),
+    ("site-1", "signup", date(2025, 11, 12), "/b", 5),
+    ("site-2", "page_view", date(2025, 11, 12), "/a", 6),
+]
+WEEKS = "SELECT site_id, event_type, week, path, views FROM weekly_path_views ORDER BY 1, 2, 3, 4"
+
+
+async def migrated(pool: asyncpg.Pool) -> None:
+    await migrate(pool, up_to=9)
+    await pool.executemany(
+        "INSERT INTO daily_path_views (site_id, event_type, day, path, views)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        DAYS_BEFORE_0010,
+    )
+    await migrate(pool)
+
+
+async def test_the_days_counted_before_0010_are_added_up_in_their_weeks(
+    pool: asyncpg.Pool,
+) -> None:
+    await migrated(pool)
+
+    assert [tuple(row) for row in await pool.fetch(WEEKS)] == [
+        ("site-1", "page_view", date(2025, 11, 3), "/a", 4),
+        ("site-1", "page_view", date(2025, 11, 10), "/a", 3),
+        ("site-1", "page_view", date(2025, 11, 10), "/b", 3),
+        ("site-1", "signup", date(2025, 11, 10), "/b", 5),
+        ("site-2", "page_view", date(2025, 11, 10), "/a", 6),
+    ]
+
+
+async def test_a_week_not_over_is_left_to_the_upkeep(pool: asyncpg.Pool) -> None:
+    await migrate(pool, up_to=9)
+    await pool.execute(
+        "INSERT INTO daily_path_views (site_id, event_type, day, path, views)"
+        " VALUES ('site-1', 'page_view', current_date, '/a', 1)"
+    )
+
+    await migrate(pool)
+
+    assert await pool.fetch(WEEKS) == []
