@@ -62,7 +62,7 @@ SELECT (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inh
 """
 
 
-async def _fresh_database(dsn: str, name: str) -> str:
+async def fresh_database(dsn: str, name: str) -> str:
     admin = await asyncpg.connect(dsn + "postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -73,7 +73,7 @@ async def _fresh_database(dsn: str, name: str) -> str:
 
 
 async def time_migration(dsn: str, total: int) -> None:
-    url = await _fresh_database(dsn, "bench_storage_migration")
+    url = await fresh_database(dsn, "bench_storage_migration")
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1, command_timeout=None)
     try:
         await migrate(pool, up_to=7)
@@ -204,7 +204,7 @@ async def compare_statements(
     spec.loader.exec_module(other_queries)
     urls = {}
     for name, tree in (("other", other), ("this", Path.cwd())):
-        urls[name] = await _fresh_database(dsn, f"bench_storage_{name}")
+        urls[name] = await fresh_database(dsn, f"bench_storage_{name}")
         await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-c", _MIGRATE, urls[name]],
@@ -244,7 +244,7 @@ async def compare_statements(
             ("plain statement", None, PLAIN_INSERT_AND_UPSERT),
             ("plain statement, 0008 schema", 8, PLAIN_KEYED),
         ):
-            url = await _fresh_database(dsn, f"bench_storage_plain_{version or 'now'}")
+            url = await fresh_database(dsn, f"bench_storage_plain_{version or 'now'}")
             pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
             try:
                 await migrate(pool, up_to=version)
@@ -295,7 +295,7 @@ async def compare_partitionings(dsn: str, rounds: int = 50) -> None:
     report-shaped query over 30 days and of the site's first event (no pruning), asked the way
     the report server asks (prepared, parameters), medians over `rounds` calls."""
     for period in ("month", "week"):
-        url = await _fresh_database(dsn, "bench_storage_partitions")
+        url = await fresh_database(dsn, "bench_storage_partitions")
         connection = await asyncpg.connect(url)
         try:
             await connection.execute(PARTITIONED)
