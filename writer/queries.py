@@ -284,12 +284,12 @@ FROM (SELECT site_id, min(occurred_at) AS first FROM dropped GROUP BY site_id) A
 WHERE s.site_id = f.site_id
 """
 
-# $1 a week's Monday: its path views rolled up from its days (migration 0010) for every site and
-# event type whose rollup is missing or no longer adds up to the days' totals (events came for
-# the week after it was rolled up); whether there was any. A (site, event type)'s rows are
-# rewritten whole, from one snapshot of its days. A path never leaves a day's rows (only a
-# rebuild or a change of zone remakes them, and they remake the weeks too), so no row of a
-# rollup outlives its path.
+# $1 a week's Monday: its path views and user bitmaps rolled up from its days (migration 0010)
+# for every site and event type whose rollup is missing or no longer adds up to the days'
+# totals (events came for the week after it was rolled up); whether there was any. A (site,
+# event type)'s rows are rewritten whole, paths and bitmaps from one snapshot of its days. A
+# path or a chunk never leaves a day's rows (only a rebuild or a change of zone remakes them,
+# and they remake the weeks too), so no row of a rollup outlives what it adds up.
 ROLL_UP_WEEK = """
 WITH week_totals AS (
     SELECT site_id, event_type, sum(views) AS views FROM daily_totals
@@ -303,13 +303,21 @@ stale AS (
         WHERE w.site_id = t.site_id AND w.event_type = t.event_type AND w.week = $1::date
     )
 ),
-rolled_up AS (
+paths AS (
     INSERT INTO weekly_path_views AS w (site_id, event_type, week, path, views)
     SELECT d.site_id, d.event_type, $1::date, d.path, sum(d.views)
     FROM daily_path_views AS d JOIN stale AS s USING (site_id, event_type)
     WHERE d.day >= $1::date AND d.day < $1::date + 7
     GROUP BY d.site_id, d.event_type, d.path
     ON CONFLICT (site_id, event_type, week, path) DO UPDATE SET views = excluded.views
+),
+bitmaps AS (
+    INSERT INTO weekly_user_bitmaps AS w (site_id, event_type, week, chunk, bits)
+    SELECT d.site_id, d.event_type, $1::date, d.chunk, bit_or(d.bits)
+    FROM daily_user_bitmaps AS d JOIN stale AS s USING (site_id, event_type)
+    WHERE d.day >= $1::date AND d.day < $1::date + 7
+    GROUP BY d.site_id, d.event_type, d.chunk
+    ON CONFLICT (site_id, event_type, week, chunk) DO UPDATE SET bits = excluded.bits
 )
 SELECT count(*) > 0 FROM stale
 """
@@ -366,14 +374,28 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
-# $1 site_id, $2 first day, $3 last day: the path views of the weeks those days fall in rolled
-# up again from their days (ROLL_UP_WEEK's rollups, which the days' new rows could otherwise
-# leave out of date with the same totals).
+# $1 site_id, $2 first day, $3 last day: the weeks those days fall in rolled up again from
+# their days (ROLL_UP_WEEK's rollups, which the days' new rows could otherwise leave out of date
+# with the same totals), while the site's row is locked: none of its events is stored between
+# these statements.
 REBUILD_WEEKS = (
-    "DELETE FROM weekly_path_views WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)",
+    """
+    DELETE FROM weekly_path_views
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
+    """
+    DELETE FROM weekly_user_bitmaps
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
     """
     INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
     SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
+    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_user_bitmaps (site_id, event_type, week, chunk, bits)
+    SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
     WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
     GROUP BY 1, 2, 3, 4
     """,

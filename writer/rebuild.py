@@ -46,7 +46,12 @@ DAILY_AGGREGATES = (
 )
 # The aggregates of longer periods, made again from the daily ones: the range's weeks (rolled up
 # again), and all time.
-LONGER_AGGREGATES = ("weekly_path_views", "all_time_path_views", "all_time_user_bitmaps")
+LONGER_AGGREGATES = (
+    "weekly_path_views",
+    "weekly_user_bitmaps",
+    "all_time_path_views",
+    "all_time_user_bitmaps",
+)
 # The site's other tables that grow with its traffic, and why a rebuild leaves them be.
 NOT_REBUILT = {
     "events": "the raw events a rebuild counts",

@@ -172,29 +172,48 @@ async def test_top_paths_of_a_range_add_its_whole_weeks_and_its_days_around_them
     )
 
 
+@pytest.mark.parametrize("rolled", [False, True], ids=["days", "weeks rolled up"])
+async def test_a_user_of_several_whole_weeks_and_the_days_around_them_counts_once(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool, rolled: bool
+) -> None:
+    await stored(store, "2025-11-08", ("/a", "u1"))  # a Saturday before the whole weeks
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/a", "u2"))
+    await stored(store, "2025-11-18", ("/a", "u2"), ("/a", "u3"))
+    await stored(store, "2025-11-24", ("/a", "u4"))  # the Monday after them
+    if rolled:
+        await rolled_up(pool)
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-08", end_date="2025-11-24")
+
+    assert (result.total_views, result.unique_users) == (6, 4)
+
+
 async def test_a_range_reads_a_whole_week_from_its_rollup_while_it_adds_up_to_its_days(
     store: EventStore, reader: StatsReader, pool: asyncpg.Pool
 ) -> None:
-    await stored(store, "2025-11-11", ("/a", ""), ("/a", ""), ("/b", ""))
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/a", "u2"), ("/b", "u1"))
     await rolled_up(pool)
-    # The same total over other paths: only the rollup can say so.
+    # The same total over other paths, and fewer users: only the rollup can say so.
     await pool.execute("UPDATE weekly_path_views SET views = 3 - views")
+    await pool.execute("UPDATE weekly_user_bitmaps SET bits = bits & (bits >> 1)")
 
     result = await site_stats(reader, "site-1", start_date="2025-11-10", end_date="2025-11-16")
 
     assert result.top_paths == [PathViews(path="/b", views=2), PathViews(path="/a", views=1)]
+    assert result.unique_users == 1
 
 
 async def test_a_whole_week_given_events_after_its_rollup_is_read_from_its_days(
     store: EventStore, reader: StatsReader, pool: asyncpg.Pool
 ) -> None:
-    await stored(store, "2025-11-11", ("/a", ""), ("/b", ""))
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/b", "u1"))
     await rolled_up(pool)
-    await stored(store, "2025-11-13", ("/b", ""))
+    await stored(store, "2025-11-13", ("/b", "u2"))
 
     result = await site_stats(reader, "site-1", start_date="2025-11-10", end_date="2025-11-16")
 
     assert result.top_paths == [PathViews(path="/b", views=2), PathViews(path="/a", views=1)]
+    assert result.unique_users == 2
 
 
 async def test_a_one_day_range_reports_that_date(store: EventStore, reader: StatsReader) -> None:

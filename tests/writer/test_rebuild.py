@@ -170,20 +170,35 @@ async def test_a_rebuild_rolls_up_the_weeks_of_its_days_again(
 ) -> None:
     rows = events(300, seed=1)
     await store.store(rows)
+    # Out of date: the rebuild makes them again.
     await pool.execute(
         "INSERT INTO weekly_path_views VALUES ($1, 'page_view', '2025-03-03', '/c', 99)", SITE
-    )  # out of date: the rebuild makes it again
+    )
+    await pool.execute(
+        "INSERT INTO weekly_user_bitmaps VALUES ($1, 'page_view', '2025-03-03', 0, ~0::bit(8192))",
+        SITE,
+    )
 
     await rebuild_all(pool)
 
     weeks: dict[tuple[object, ...], int] = defaultdict(int)
+    users: dict[tuple[object, ...], set[str]] = defaultdict(set)
     for row in rows:
         day = row.occurred_at.astimezone(ZoneInfo(ZONE)).date()
-        weeks[(row.event_type, day - timedelta(days=day.weekday()), row.path)] += 1
+        week = (row.event_type, day - timedelta(days=day.weekday()))
+        weeks[(*week, row.path)] += 1
+        if row.user_id:
+            users[week].add(row.user_id)
     found = await pool.fetch(
         "SELECT event_type, week, path, views FROM weekly_path_views WHERE site_id = $1", SITE
     )
+    found_users = await pool.fetch(
+        "SELECT event_type, week, sum(bit_count(bits))::int FROM weekly_user_bitmaps"
+        " WHERE site_id = $1 GROUP BY 1, 2",
+        SITE,
+    )
     assert {tuple(row) for row in found} == {(*key, views) for key, views in weeks.items()}
+    assert {tuple(row) for row in found_users} == {(*key, len(who)) for key, who in users.items()}
 
 
 async def test_a_rebuild_reports_each_day_of_the_site_in_its_zone(

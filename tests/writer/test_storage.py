@@ -255,6 +255,23 @@ async def test_the_upkeep_rolls_up_the_path_views_of_the_weeks_that_are_over(
     assert await weeks(pool) == [(date(2025, 12, 1), "/a", 2), (date(2025, 12, 1), "/b", 1)]
 
 
+async def test_the_upkeep_rolls_up_the_users_of_a_week_with_its_path_views(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store(
+        [
+            event("mon", datetime(2025, 12, 1, 10, tzinfo=UTC), user_id="u1"),
+            event("wed-1", datetime(2025, 12, 3, 10, tzinfo=UTC), user_id="u1"),
+            event("wed-2", datetime(2025, 12, 3, 11, tzinfo=UTC), user_id="u2"),
+        ]
+    )
+
+    await upkeep(pool).run(NOW)
+
+    users = await pool.fetchval("SELECT sum(bit_count(bits)) FROM weekly_user_bitmaps")
+    assert users == 2
+
+
 async def test_a_week_is_rolled_up_from_the_tuesday_after_it_when_it_is_over_in_every_zone(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
