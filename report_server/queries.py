@@ -44,19 +44,18 @@ DAY_STATS = _answer(
 )
 
 # A range reads each of its whole weeks from the week's rollups (weekly_path_views and
-# weekly_user_bitmaps) if its path views add up to the week's days' totals: a row per path and
-# a bitmap per chunk instead of seven. Its other days (at its ends, and whole weeks not rolled up
-# or given events since) it reads from the daily tables. Migration 0010 says why a rollup that
-# adds up is exact.
+# weekly_user_bitmaps) if the views they add up to (weekly_rollups) are the week's days' totals:
+# a row per path and a bitmap per chunk instead of seven. Its other days (at its ends, and the
+# whole weeks not rolled up or given events since) it reads from the daily tables. Migration
+# 0010 says why a rollup that adds up is exact.
 # $1 site_id, $2 event_type, $3 first day, $4 last day (both included), $5 limit, $6 the first
 # whole week's Monday, $7 the Monday after the last whole week ($6 = $7 = $4 + 1: none)
 RANGE_STATS = _answer(
     common="""
 WITH rolled_up AS (
     SELECT week FROM (
-        SELECT week, sum(views) AS views FROM weekly_path_views
+        SELECT week, views::numeric AS views FROM weekly_rollups
         WHERE site_id = $1 AND event_type = $2 AND week >= $6 AND week < $7
-        GROUP BY week
     ) AS rollups
     JOIN (
         SELECT week_of(day) AS week, sum(views) AS views FROM daily_totals

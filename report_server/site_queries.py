@@ -50,6 +50,7 @@ DELETE_SITE_DAYS = (
     "DELETE FROM daily_path_views WHERE site_id = $1",
     "DELETE FROM weekly_path_views WHERE site_id = $1",
     "DELETE FROM weekly_user_bitmaps WHERE site_id = $1",
+    "DELETE FROM weekly_rollups WHERE site_id = $1",
     "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
     "DELETE FROM daily_visitor_bitmaps WHERE site_id = $1",
 )
@@ -105,5 +106,11 @@ ROLL_UP_SITE_WEEKS = (
     SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
     WHERE site_id = $1
     GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_rollups (site_id, event_type, week, views)
+    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
+    WHERE site_id = $1
+    GROUP BY 1, 2, 3
     """,
 )

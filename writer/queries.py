@@ -285,11 +285,12 @@ WHERE s.site_id = f.site_id
 """
 
 # $1 a week's Monday: its path views and user bitmaps rolled up from its days (migration 0010)
-# for every site and event type whose rollup is missing or no longer adds up to the days'
-# totals (events came for the week after it was rolled up); whether there was any. A (site,
-# event type)'s rows are rewritten whole, paths and bitmaps from one snapshot of its days. A
-# path or a chunk never leaves a day's rows (only a rebuild or a change of zone remakes them,
-# and they remake the weeks too), so no row of a rollup outlives what it adds up.
+# for every site and event type whose rollup is missing or adds up to other views than the
+# days' totals (events came for the week after it was rolled up); whether there was any. A
+# (site, event type)'s rows are rewritten whole, its paths, its bitmaps and the views they add up
+# to from one snapshot of its days. A path or a chunk never leaves a day's rows (only a rebuild
+# or a change of zone remakes them, and they remake the weeks too), so no row of a rollup
+# outlives what it adds up.
 ROLL_UP_WEEK = """
 WITH week_totals AS (
     SELECT site_id, event_type, sum(views) AS views FROM daily_totals
@@ -297,11 +298,16 @@ WITH week_totals AS (
     GROUP BY site_id, event_type
 ),
 stale AS (
-    SELECT t.site_id, t.event_type FROM week_totals AS t
+    SELECT t.site_id, t.event_type, t.views FROM week_totals AS t
     WHERE t.views IS DISTINCT FROM (
-        SELECT sum(w.views) FROM weekly_path_views AS w
-        WHERE w.site_id = t.site_id AND w.event_type = t.event_type AND w.week = $1::date
+        SELECT r.views FROM weekly_rollups AS r
+        WHERE r.site_id = t.site_id AND r.event_type = t.event_type AND r.week = $1::date
     )
+),
+rollups AS (
+    INSERT INTO weekly_rollups AS r (site_id, event_type, week, views)
+    SELECT site_id, event_type, $1::date, views FROM stale
+    ON CONFLICT (site_id, event_type, week) DO UPDATE SET views = excluded.views
 ),
 paths AS (
     INSERT INTO weekly_path_views AS w (site_id, event_type, week, path, views)
@@ -388,6 +394,10 @@ REBUILD_WEEKS = (
     WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
     """,
     """
+    DELETE FROM weekly_rollups
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
+    """
     INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
     SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
     WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
@@ -398,6 +408,12 @@ REBUILD_WEEKS = (
     SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
     WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
     GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_rollups (site_id, event_type, week, views)
+    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
+    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
+    GROUP BY 1, 2, 3
     """,
 )
 

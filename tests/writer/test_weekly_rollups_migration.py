@@ -60,6 +60,20 @@ async def test_the_days_counted_before_0010_are_added_up_in_their_weeks(
     ]
 
 
+async def test_each_weeks_rollup_records_the_views_it_adds_up_to(pool: asyncpg.Pool) -> None:
+    await migrated(pool)
+
+    rollups = await pool.fetch(
+        "SELECT site_id, event_type, week, views FROM weekly_rollups ORDER BY 1, 2, 3"
+    )
+    assert [tuple(row) for row in rollups] == [
+        ("site-1", "page_view", date(2025, 11, 3), 4),
+        ("site-1", "page_view", date(2025, 11, 10), 6),
+        ("site-1", "signup", date(2025, 11, 10), 5),
+        ("site-2", "page_view", date(2025, 11, 10), 6),
+    ]
+
+
 async def test_the_users_of_the_days_counted_before_0010_are_ORed_in_their_weeks(
     pool: asyncpg.Pool,
 ) -> None:
