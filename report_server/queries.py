@@ -97,17 +97,21 @@ other_days AS (
     LIMIT $5""",
 )
 
+# All time's total is its paths' views added up (each event is counted under one path), read in
+# the scan that ranks them: the site's paths, however many days it has stored.
 # $1 site_id, $2 event_type, $3 limit
 ALL_TIME_STATS = _answer(
+    common="""
+WITH paths AS MATERIALIZED (
+    SELECT path, views FROM all_time_path_views WHERE site_id = $1 AND event_type = $2
+)""",
     totals="""
     SELECT
-        (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
-         WHERE site_id = $1 AND event_type = $2) AS total_views,
+        (SELECT coalesce(sum(views), 0)::bigint FROM paths) AS total_views,
         (SELECT coalesce(sum(bit_count(bits)), 0)::bigint FROM all_time_user_bitmaps
          WHERE site_id = $1 AND event_type = $2) AS unique_users""",
     top_paths="""
-    SELECT path, views FROM all_time_path_views
-    WHERE site_id = $1 AND event_type = $2
+    SELECT path, views FROM paths
     ORDER BY views DESC, path ASC
     LIMIT $3""",
 )

@@ -244,6 +244,17 @@ async def test_all_time_counts_every_day_and_each_user_once(
     assert await site_stats(reader, "site-1") == summary("site-1", 4, 2, ("/a", 3), ("/b", 1))
 
 
+async def test_all_time_totals_the_views_of_paths_beyond_the_top_ones(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2024-02-29", ("/a", ""), ("/a", ""), ("/b", ""))
+    await stored(store, "2025-11-14", ("/c", ""), ("/a", ""))
+
+    result = await site_stats(reader, "site-1", limit=1)
+
+    assert result == summary("site-1", 5, 0, ("/a", 3))
+
+
 async def test_users_beyond_one_bitmap_chunk_are_counted_exactly(
     store: EventStore, reader: StatsReader
 ) -> None:
