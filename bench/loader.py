@@ -65,6 +65,17 @@ async def make_partitions(dsn: str, shape: DatasetShape) -> None:
         await pool.close()
 
 
+async def roll_up_weeks(dsn: str, shape: DatasetShape) -> None:
+    """The weeks of the history rolled up, as the writer's upkeep would have done once each was
+    over (it looks back only a few weeks)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        upkeep = StorageUpkeep(pool, retention_days=0, event_id_window_days=0)
+        await upkeep.roll_up_weeks(datetime.now(UTC), since=shape.all_days[0])
+    finally:
+        await pool.close()
+
+
 def load(
     dsn: str,
     shape: DatasetShape,

@@ -27,7 +27,7 @@ from analytics.v1 import report_pb2, report_pb2_grpc
 from bench.cluster import BenchError
 from bench.dataset import DatasetShape
 from bench.http_load import run_wrk
-from bench.loader import LoadResult, load, make_partitions, register_sites
+from bench.loader import LoadResult, load, make_partitions, register_sites, roll_up_weeks
 from bench.writer_load import create_database, migrate_database
 from core.settings import Address
 
@@ -74,7 +74,8 @@ async def _vacuum_analyze(database_url: str) -> None:
     try:
         await connection.execute(
             "VACUUM (ANALYZE) daily_totals, daily_path_views, daily_user_bitmaps, "
-            "all_time_path_views, all_time_user_bitmaps, site_users, site_user_counters, sites"
+            "weekly_path_views, weekly_user_bitmaps, all_time_path_views, all_time_user_bitmaps, "
+            "site_users, site_user_counters, sites"
         )
         await connection.execute("VACUUM (ANALYZE) events")
     finally:
@@ -110,6 +111,7 @@ def build_datasets(
     first = load(
         url_of["stats_small"], shape, small, workers=workers, batch_size=batch_size, seed=11
     )
+    asyncio.run(roll_up_weeks(url_of["stats_small"], shape))
     asyncio.run(_vacuum_analyze(url_of["stats_small"]))
     asyncio.run(_copy_database(admin_url, "stats_small", "stats_large"))
     rest = load(
@@ -120,6 +122,7 @@ def build_datasets(
         batch_size=batch_size,
         seed=12,
     )
+    asyncio.run(roll_up_weeks(url_of["stats_large"], shape))
     asyncio.run(_vacuum_analyze(url_of["stats_large"]))
     return Datasets(url_of["stats_small"], url_of["stats_large"], small, large, (first, rest))
 

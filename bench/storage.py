@@ -5,6 +5,7 @@
     python -m bench.storage statement ../main 30  # the writer's statement against another
                                                    # checkout's, batch by batch, alternated:
                                                    # time, PostgreSQL CPU and WAL per event
+                                                   # (--batch N: events per batch)
     python -m bench.storage partitions            # report-shaped queries, monthly vs weekly
 
 docs/benchmarks.md ("Partitioned raw events") has the figures and what they say.
@@ -61,7 +62,7 @@ SELECT (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inh
 """
 
 
-async def _fresh_database(dsn: str, name: str) -> str:
+async def fresh_database(dsn: str, name: str) -> str:
     admin = await asyncpg.connect(dsn + "postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -72,7 +73,7 @@ async def _fresh_database(dsn: str, name: str) -> str:
 
 
 async def time_migration(dsn: str, total: int) -> None:
-    url = await _fresh_database(dsn, "bench_storage_migration")
+    url = await fresh_database(dsn, "bench_storage_migration")
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1, command_timeout=None)
     try:
         await migrate(pool, up_to=7)
@@ -167,28 +168,28 @@ async def _store_this(pool: asyncpg.Pool, rows: list[Row]) -> int:
     return await EventStore(pool).store(rows)
 
 
-def _report(contenders: list[_Contender]) -> None:
+def _report(contenders: list[_Contender], batch: int) -> None:
     first = contenders[0]
     for one in contenders:
         median = statistics.median(one.wall)
-        quartiles = [round(q * 1000) for q in statistics.quantiles(one.wall)]
-        cpu = f"{sum(one.cpu) / len(one.cpu) / BATCH * 1e6:.1f} µs" if one.cpu else "unknown"
+        quartiles = [round(q * 1000, 1) for q in statistics.quantiles(one.wall)]
+        cpu = f"{sum(one.cpu) / len(one.cpu) / batch * 1e6:.1f} µs" if one.cpu else "unknown"
         against = ""
         if one is not first and one.cpu and first.cpu:
             ratios = [a / b for a, b in zip(one.cpu, first.cpu, strict=True) if b]
             against = f", {statistics.median(ratios):.3f}x the first's CPU round by round"
         print(
-            f"{one.name}: median {median * 1000:.0f} ms per {BATCH:,}-event batch, "
-            f"{BATCH / median:,.0f} ev/s (quartiles {quartiles} ms, {len(one.wall)} rounds); "
+            f"{one.name}: median {median * 1000:.1f} ms per {batch:,}-event batch, "
+            f"{batch / median:,.0f} ev/s (quartiles {quartiles} ms, {len(one.wall)} rounds); "
             f"PostgreSQL CPU {cpu} per event{against}; "
-            f"WAL {statistics.median(one.wal) / BATCH:,.0f} bytes per event"
+            f"WAL {statistics.median(one.wal) / batch:,.0f} bytes per event"
         )
 
 
 async def compare_statements(
-    dsn: str, other: Path, rounds: int, *, other_cached: bool, references: bool
+    dsn: str, other: Path, rounds: int, *, other_cached: bool, references: bool, batch: int
 ) -> None:
-    """Each round stores the same new 5,000 events through each contender, each on a database
+    """Each round stores the same `batch` new events through each contender, each on a database
     of its own, in an order turning round by round: the other checkout's statement on a
     database that checkout migrated (through asyncpg's statement cache, as its writer ran it
     before 0009, or prepared anew per batch with `other_cached` false, as since), this
@@ -203,7 +204,7 @@ async def compare_statements(
     spec.loader.exec_module(other_queries)
     urls = {}
     for name, tree in (("other", other), ("this", Path.cwd())):
-        urls[name] = await _fresh_database(dsn, f"bench_storage_{name}")
+        urls[name] = await fresh_database(dsn, f"bench_storage_{name}")
         await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-c", _MIGRATE, urls[name]],
@@ -243,7 +244,7 @@ async def compare_statements(
             ("plain statement", None, PLAIN_INSERT_AND_UPSERT),
             ("plain statement, 0008 schema", 8, PLAIN_KEYED),
         ):
-            url = await _fresh_database(dsn, f"bench_storage_plain_{version or 'now'}")
+            url = await fresh_database(dsn, f"bench_storage_plain_{version or 'now'}")
             pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
             try:
                 await migrate(pool, up_to=version)
@@ -255,8 +256,8 @@ async def compare_statements(
     now = datetime.now(UTC)
     try:
         for round_ in range(rounds):
-            ids = [new_event_id() for _ in range(BATCH)]
-            events = factory.events(BATCH, now - timedelta(days=3), timedelta(days=3), ids)
+            ids = [new_event_id() for _ in range(batch)]
+            events = factory.events(batch, now - timedelta(days=3), timedelta(days=3), ids)
             rows = [row_of(e, now) for e in events]
             turn = round_ % len(contenders)
             for one in contenders[turn:] + contenders[:turn]:
@@ -264,7 +265,7 @@ async def compare_statements(
     finally:
         for pool in pools:
             await pool.close()
-    _report(contenders)
+    _report(contenders, batch)
 
 
 PARTITIONED = """
@@ -294,7 +295,7 @@ async def compare_partitionings(dsn: str, rounds: int = 50) -> None:
     report-shaped query over 30 days and of the site's first event (no pruning), asked the way
     the report server asks (prepared, parameters), medians over `rounds` calls."""
     for period in ("month", "week"):
-        url = await _fresh_database(dsn, "bench_storage_partitions")
+        url = await fresh_database(dsn, "bench_storage_partitions")
         connection = await asyncpg.connect(url)
         try:
             await connection.execute(PARTITIONED)
@@ -347,6 +348,12 @@ def main() -> None:
         help="prepare the other's statement anew per batch (its writer's way since 0009)",
     )
     statement.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"events per batch (default {BATCH:,}; the writer's are smaller under a steady flow)",
+    )
+    statement.add_argument(
         "--references",
         action="store_true",
         help="also the bench's plain statement, on this schema and on 0008's",
@@ -363,6 +370,7 @@ def main() -> None:
                 args.rounds,
                 other_cached=not args.other_unnamed,
                 references=args.references,
+                batch=args.batch,
             )
         )
     else:

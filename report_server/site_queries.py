@@ -48,6 +48,9 @@ ALL_SITE_RECORDS = (
 DELETE_SITE_DAYS = (
     "DELETE FROM daily_totals WHERE site_id = $1",
     "DELETE FROM daily_path_views WHERE site_id = $1",
+    "DELETE FROM weekly_path_views WHERE site_id = $1",
+    "DELETE FROM weekly_user_bitmaps WHERE site_id = $1",
+    "DELETE FROM weekly_rollups WHERE site_id = $1",
     "DELETE FROM daily_user_bitmaps WHERE site_id = $1",
     "DELETE FROM daily_visitor_bitmaps WHERE site_id = $1",
 )
@@ -87,6 +90,27 @@ RECOUNT_SITE_DAYS = (
            count(DISTINCT user_id),
            count(DISTINCT visitor_id) FILTER (WHERE user_id IS NULL)
     FROM events WHERE site_id = $1
+    GROUP BY 1, 2, 3
+    """,
+)
+# Then ($1 site_id) its weeks rolled up from its days counted again (migration 0010).
+ROLL_UP_SITE_WEEKS = (
+    """
+    INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
+    SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
+    WHERE site_id = $1
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_user_bitmaps (site_id, event_type, week, chunk, bits)
+    SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
+    WHERE site_id = $1
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_rollups (site_id, event_type, week, views)
+    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
+    WHERE site_id = $1
     GROUP BY 1, 2, 3
     """,
 )

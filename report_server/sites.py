@@ -40,6 +40,7 @@ from report_server.site_queries import (
     LIST_SITES,
     LOCK_SITE,
     RECOUNT_SITE_DAYS,
+    ROLL_UP_SITE_WEEKS,
     UPDATE_SITE,
 )
 
@@ -172,6 +173,8 @@ class SiteRegistry:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
                     await connection.execute(statement, site_id, zone)
+                for statement in ROLL_UP_SITE_WEEKS:
+                    await connection.execute(statement, site_id)
         assert row is not None
         return await self._published(_site(row))
 

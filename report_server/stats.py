@@ -28,8 +28,9 @@ DEFAULT_EVENT_TYPE = "page_view"
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 # The longest range of days one query may cover: a year, leap day included. A range costs
-# time in proportion to its days (it merges one set of rows per day); all time has its own
-# aggregates and costs the same whatever the history.
+# time in proportion to its days (it merges one set of rows per day, and of paths per whole
+# week or day outside one); all time has its own aggregates and costs the same whatever the
+# history.
 MAX_RANGE_DAYS = 366
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: `\d` takes any script's
@@ -205,4 +206,15 @@ def _statement(site: str, kind: str, days: DayRange | None, limit: int) -> State
         return Statement(ALL_TIME_STATS, (site, kind, limit))
     if days.start == days.end:
         return Statement(DAY_STATS, (site, kind, days.start, limit))
-    return Statement(RANGE_STATS, (site, kind, days.start, days.end, limit))
+    return Statement(RANGE_STATS, (site, kind, days.start, days.end, limit, *whole_weeks(days)))
+
+
+def whole_weeks(days: DayRange) -> tuple[Date, Date]:
+    """The weeks (Monday to Sunday) wholly inside `days`: the first one's Monday and the Monday
+    after the last one; both the day after `days` when there is none."""
+    first = days.start + timedelta(days=(7 - days.start.weekday()) % 7)
+    after = days.end + timedelta(days=1)
+    until = after - timedelta(days=after.weekday())
+    if until <= first:
+        return after, after
+    return first, until

@@ -284,6 +284,50 @@ FROM (SELECT site_id, min(occurred_at) AS first FROM dropped GROUP BY site_id) A
 WHERE s.site_id = f.site_id
 """
 
+# $1 a week's Monday: its path views and user bitmaps rolled up from its days (migration 0010)
+# for every site and event type whose rollup is missing or adds up to other views than the
+# days' totals (events came for the week after it was rolled up); whether there was any. A
+# (site, event type)'s rows are rewritten whole, its paths, its bitmaps and the views they add up
+# to from one snapshot of its days. A path or a chunk never leaves a day's rows (only a rebuild
+# or a change of zone remakes them, and they remake the weeks too), so no row of a rollup
+# outlives what it adds up.
+ROLL_UP_WEEK = """
+WITH week_totals AS (
+    SELECT site_id, event_type, sum(views) AS views FROM daily_totals
+    WHERE day >= $1::date AND day < $1::date + 7
+    GROUP BY site_id, event_type
+),
+stale AS (
+    SELECT t.site_id, t.event_type, t.views FROM week_totals AS t
+    WHERE t.views IS DISTINCT FROM (
+        SELECT r.views FROM weekly_rollups AS r
+        WHERE r.site_id = t.site_id AND r.event_type = t.event_type AND r.week = $1::date
+    )
+),
+rollups AS (
+    INSERT INTO weekly_rollups AS r (site_id, event_type, week, views)
+    SELECT site_id, event_type, $1::date, views FROM stale
+    ON CONFLICT (site_id, event_type, week) DO UPDATE SET views = excluded.views
+),
+paths AS (
+    INSERT INTO weekly_path_views AS w (site_id, event_type, week, path, views)
+    SELECT d.site_id, d.event_type, $1::date, d.path, sum(d.views)
+    FROM daily_path_views AS d JOIN stale AS s USING (site_id, event_type)
+    WHERE d.day >= $1::date AND d.day < $1::date + 7
+    GROUP BY d.site_id, d.event_type, d.path
+    ON CONFLICT (site_id, event_type, week, path) DO UPDATE SET views = excluded.views
+),
+bitmaps AS (
+    INSERT INTO weekly_user_bitmaps AS w (site_id, event_type, week, chunk, bits)
+    SELECT d.site_id, d.event_type, $1::date, d.chunk, bit_or(d.bits)
+    FROM daily_user_bitmaps AS d JOIN stale AS s USING (site_id, event_type)
+    WHERE d.day >= $1::date AND d.day < $1::date + 7
+    GROUP BY d.site_id, d.event_type, d.chunk
+    ON CONFLICT (site_id, event_type, week, chunk) DO UPDATE SET bits = excluded.bits
+)
+SELECT count(*) > 0 FROM stale
+"""
+
 # $1 the window's start: up to $2 ids stored before it let go (EVENT_ID_WINDOW_DAYS); how many.
 FORGET_OLD_EVENT_IDS = """
 WITH forgotten AS (
@@ -335,6 +379,43 @@ WITH inserted AS (
 {_COUNT_INSERTED}
 SELECT count(*) FROM inserted
 """
+
+# $1 site_id, $2 first day, $3 last day: the weeks those days fall in rolled up again from
+# their days (ROLL_UP_WEEK's rollups, which the days' new rows could otherwise leave out of date
+# with the same totals), while the site's row is locked: none of its events is stored between
+# these statements.
+REBUILD_WEEKS = (
+    """
+    DELETE FROM weekly_path_views
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
+    """
+    DELETE FROM weekly_user_bitmaps
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
+    """
+    DELETE FROM weekly_rollups
+    WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
+    """,
+    """
+    INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
+    SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
+    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_user_bitmaps (site_id, event_type, week, chunk, bits)
+    SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
+    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
+    GROUP BY 1, 2, 3, 4
+    """,
+    """
+    INSERT INTO weekly_rollups (site_id, event_type, week, views)
+    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
+    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
+    GROUP BY 1, 2, 3
+    """,
+)
 
 # $1 site_id: the all-time aggregates made again from the daily ones (every event is counted on
 # exactly one day, so its days add up to all time; days whose raw events are gone still count).

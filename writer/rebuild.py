@@ -7,8 +7,8 @@ shares its text with STORE_EVENTS), so the numbers are those the writer would ha
 site's row is locked FOR UPDATE meanwhile; the writer reads it FOR SHARE before counting any
 of the site's events, so a rebuild during ingestion waits for the site's batches in flight and
 holds back the next ones for one day's work: no event is counted twice or missed, and the
-other sites' batches go on. At the end the all-time aggregates are made again from the daily
-ones. Running it again changes nothing.
+other sites' batches go on. At the end the rollups of the range's weeks and the all-time
+aggregates are made again from the daily ones. Running it again changes nothing.
 
 Users keep their numbers (site_users): the bitmaps of days outside the range refer to them.
 A user of a rebuilt day who has none gets the site's next one, as the writer would give it.
@@ -25,11 +25,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from core.schema import STORAGE_UPKEEP_LOCK_KEY
 from writer.queries import (
     DELETE_DAY,
     LOCK_SITE_FOR_REBUILD,
+    LOCK_STORAGE_UPKEEP,
     REBUILD_ALL_TIME,
     REBUILD_DAY,
+    REBUILD_WEEKS,
     SITE_EVENT_SPAN,
     UNCOUNT_DAY_PATH_VIEWS,
 )
@@ -41,8 +44,15 @@ DAILY_AGGREGATES = (
     "daily_user_bitmaps",
     "daily_visitor_bitmaps",
 )
-# The aggregates of all time, made again from the daily ones.
-ALL_TIME_AGGREGATES = ("all_time_path_views", "all_time_user_bitmaps")
+# The aggregates of longer periods, made again from the daily ones: the range's weeks (rolled up
+# again), and all time.
+LONGER_AGGREGATES = (
+    "weekly_rollups",
+    "weekly_path_views",
+    "weekly_user_bitmaps",
+    "all_time_path_views",
+    "all_time_user_bitmaps",
+)
 # The site's other tables that grow with its traffic, and why a rebuild leaves them be.
 NOT_REBUILT = {
     "events": "the raw events a rebuild counts",
@@ -130,7 +140,11 @@ async def rebuild(
         total += events
         progress(DayRebuilt(day, events, index + 1, days, total, time.perf_counter() - started))
     async with pool.acquire() as connection, connection.transaction():
+        # The storage upkeep rolls weeks up too; its lock first, as a change of zone takes it.
+        await connection.execute(LOCK_STORAGE_UPKEEP, STORAGE_UPKEEP_LOCK_KEY)
         await _lock_site(connection, site_id)
+        for statement in REBUILD_WEEKS:
+            await connection.execute(statement, site_id, first, last)
         for statement in REBUILD_ALL_TIME:
             await connection.execute(statement, site_id)
     return RebuildResult(max(days, 0), total, time.perf_counter() - started)

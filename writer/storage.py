@@ -1,11 +1,13 @@
-"""Keeping PostgreSQL's raw storage in shape while the writer runs: monthly partitions of
-events created ahead, raw events past RAW_EVENT_RETENTION_DAYS dropped a month at a time, and
-stored event ids past EVENT_ID_WINDOW_DAYS let go (migration 0009 says why each exists).
+"""Keeping PostgreSQL's storage in shape while the writer runs: monthly partitions of events
+created ahead, raw events past RAW_EVENT_RETENTION_DAYS dropped a month at a time, stored event
+ids past EVENT_ID_WINDOW_DAYS let go (migration 0009 says why each exists), and the path views
+of weeks that are over rolled up (migration 0010).
 
 The writer does this at its start and every UPKEEP_SECONDS. Nothing here can make an event fail
 to store: an event of a month without a partition goes to the default partition, and a step
 that cannot take its locks in time (a long report holds one) is logged and done on the next
-run. The aggregates are never touched, so no report read from them changes.
+run. No report's numbers change: the aggregates are only added to by rollups, which a report
+uses only where they add up to the days they roll up.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from writer.queries import (
     EVENT_PARTITION_MONTHS,
     FORGET_OLD_EVENT_IDS,
     LOCK_STORAGE_UPKEEP,
+    ROLL_UP_WEEK,
 )
 
 # How often a running writer does its upkeep. Partitions are made MONTHS_AHEAD months ahead,
@@ -36,6 +39,9 @@ UPKEEP_SECONDS = 3600.0
 MONTHS_AHEAD = 2
 # Ids let go per statement: each delete is a short transaction of its own.
 FORGET_CHUNK = 10_000
+# The weeks over that each upkeep rolls up, or up again when events came for them since: a week
+# given events later than that is read from its days, as exactly and more slowly.
+ROLL_UP_WEEKS = 6
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ class Upkept:
     created: list[date]  # the months whose partitions it created
     dropped: list[date]  # the months whose partitions it dropped
     forgotten_ids: int
+    rolled_up: list[date]  # the weeks (their Mondays) some site's path views were rolled up in
 
 
 def month_of(instant: datetime) -> date:
@@ -56,6 +63,11 @@ def month_of(instant: datetime) -> date:
 
 def next_month(month: date) -> date:
     return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def week_of(day: date) -> date:
+    """The Monday of `day`'s week, as the database's week_of (migration 0010)."""
+    return day - timedelta(days=day.weekday())
 
 
 class StorageUpkeep:
@@ -72,7 +84,8 @@ class StorageUpkeep:
         created = await self.create_partitions(now)
         dropped = await self.drop_old_partitions(now) if self._retention else []
         forgotten = await self.forget_old_ids(now) if self._window else 0
-        return Upkept(created, dropped, forgotten)
+        rolled_up = await self.roll_up_weeks(now)
+        return Upkept(created, dropped, forgotten, rolled_up)
 
     async def create_partitions(self, now: datetime, since: date | None = None) -> list[date]:
         """Partitions for every month from the latest one events has (or `since`) to
@@ -120,6 +133,19 @@ class StorageUpkeep:
             if count < FORGET_CHUNK:
                 return forgotten
 
+    async def roll_up_weeks(self, now: datetime, since: date | None = None) -> list[date]:
+        """Roll up the path views of the last ROLL_UP_WEEKS weeks over before `now` (of every
+        week from the one holding `since`), each in a transaction of its own. A week is over
+        once its Sunday has ended in every zone: from the Tuesday after it, in UTC."""
+        after = week_of(now.astimezone(UTC).date() - timedelta(days=1))
+        week = week_of(since) if since else after - timedelta(weeks=ROLL_UP_WEEKS)
+        rolled_up = []
+        while week < after:
+            if await self._step("rolling up a week's path views", ROLL_UP_WEEK, week):
+                rolled_up.append(week)
+            week += timedelta(weeks=1)
+        return rolled_up
+
     async def _step(self, what: str, statement: str, argument: object) -> bool:
         """Run one step in a transaction of its own; False if it waited too long for a lock
         (logged: the next run does it), else what the statement returns (True if nothing)."""
@@ -153,12 +179,13 @@ class StorageUpkeep:
             except asyncpg.PostgresError:
                 logger.exception("storage upkeep failed; the next upkeep tries again")
             else:
-                if upkept.created or upkept.dropped or upkept.forgotten_ids:
+                if upkept.created or upkept.dropped or upkept.forgotten_ids or upkept.rolled_up:
                     logger.info(
                         "storage upkeep: created partitions for %s, dropped those of %s, "
-                        "let go of %d event ids",
+                        "let go of %d event ids, rolled up path views of the weeks of %s",
                         [str(m) for m in upkept.created],
                         [str(m) for m in upkept.dropped],
                         upkept.forgotten_ids,
+                        [str(w) for w in upkept.rolled_up],
                     )
             await asyncio.sleep(UPKEEP_SECONDS)

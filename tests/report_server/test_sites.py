@@ -170,6 +170,25 @@ async def test_a_new_zone_counts_the_sites_stored_days_again_in_it(
     ]
 
 
+async def test_a_new_zone_counts_the_sites_weeks_again_in_it(
+    registry: SiteRegistry, pool: asyncpg.Pool
+) -> None:
+    # Sunday night in UTC is Monday morning in Berlin: the next week.
+    await store_at(pool, "shop", "2025-11-14T10:00:00Z", "2025-11-16T23:30:00Z", user_id="u1")
+
+    await registry.update("shop", SiteChanges(time_zone="Europe/Berlin"))
+
+    rows = await pool.fetch(
+        "SELECT week, path, views, (SELECT sum(bit_count(bits)) FROM weekly_user_bitmaps AS u"
+        "                           WHERE u.site_id = p.site_id AND u.week = p.week)"
+        " FROM weekly_path_views AS p WHERE site_id = 'shop' ORDER BY week"
+    )
+    assert [tuple(row) for row in rows] == [
+        (date(2025, 11, 10), "/", 1, 1),
+        (date(2025, 11, 17), "/", 1, 1),
+    ]
+
+
 async def test_a_new_zone_counts_the_sites_anonymous_visitors_again_in_it(
     registry: SiteRegistry, pool: asyncpg.Pool
 ) -> None:

@@ -16,9 +16,10 @@ from core.errors import FieldViolation, InvalidArgument
 from core.migrator import migrate
 from report_server.database import ReportDatabase
 from report_server.queries import RANGE_STATS
-from report_server.stats import StatsQuery, StatsReader
+from report_server.stats import DayRange, StatsQuery, StatsReader, whole_weeks
 from tests.support.stats import site_stats, summary
 from writer.decoding import row_of
+from writer.storage import StorageUpkeep
 from writer.store import EventStore
 
 _event_ids = count()
@@ -142,6 +143,79 @@ async def test_top_paths_of_a_range_add_up_each_paths_days_and_rank_ties_by_path
     ]
 
 
+async def rolled_up(pool: asyncpg.Pool) -> None:
+    """The weeks of November 2025 rolled up, as the writer's storage upkeep does once over."""
+    upkeep = StorageUpkeep(pool, retention_days=0, event_id_window_days=0)
+    await upkeep.roll_up_weeks(datetime(2025, 12, 15, tzinfo=UTC), since=date(2025, 11, 1))
+
+
+@pytest.mark.parametrize("rolled", [False, True], ids=["days", "weeks rolled up"])
+async def test_top_paths_of_a_range_add_its_whole_weeks_and_its_days_around_them(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool, rolled: bool
+) -> None:
+    # Wednesday the 5th to Wednesday the 19th of November: the week of the 10th is whole.
+    await stored(store, "2025-11-04", ("/a", ""))  # the first week's Tuesday: outside
+    await stored(store, "2025-11-05", ("/a", ""))
+    await stored(store, "2025-11-09", ("/b", ""))
+    await stored(store, "2025-11-10", ("/a", ""), ("/b", ""))
+    await stored(store, "2025-11-12", ("/b", ""))
+    await stored(store, "2025-11-16", ("/b", ""))
+    await stored(store, "2025-11-19", ("/a", ""))
+    await stored(store, "2025-11-20", ("/a", ""), ("/a", ""))  # the last week's Thursday
+    if rolled:
+        await rolled_up(pool)
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-05", end_date="2025-11-19")
+
+    assert result == summary(
+        "site-1", 7, 0, ("/b", 4), ("/a", 3), start_date="2025-11-05", end_date="2025-11-19"
+    )
+
+
+@pytest.mark.parametrize("rolled", [False, True], ids=["days", "weeks rolled up"])
+async def test_a_user_of_several_whole_weeks_and_the_days_around_them_counts_once(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool, rolled: bool
+) -> None:
+    await stored(store, "2025-11-08", ("/a", "u1"))  # a Saturday before the whole weeks
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/a", "u2"))
+    await stored(store, "2025-11-18", ("/a", "u2"), ("/a", "u3"))
+    await stored(store, "2025-11-24", ("/a", "u4"))  # the Monday after them
+    if rolled:
+        await rolled_up(pool)
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-08", end_date="2025-11-24")
+
+    assert (result.total_views, result.unique_users) == (6, 4)
+
+
+async def test_a_range_reads_a_whole_week_from_its_rollup_while_it_adds_up_to_its_days(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool
+) -> None:
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/a", "u2"), ("/b", "u1"))
+    await rolled_up(pool)
+    # The same total over other paths, and fewer users: only the rollup can say so.
+    await pool.execute("UPDATE weekly_path_views SET views = 3 - views")
+    await pool.execute("UPDATE weekly_user_bitmaps SET bits = bits & (bits >> 1)")
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-10", end_date="2025-11-16")
+
+    assert result.top_paths == [PathViews(path="/b", views=2), PathViews(path="/a", views=1)]
+    assert result.unique_users == 1
+
+
+async def test_a_whole_week_given_events_after_its_rollup_is_read_from_its_days(
+    store: EventStore, reader: StatsReader, pool: asyncpg.Pool
+) -> None:
+    await stored(store, "2025-11-11", ("/a", "u1"), ("/b", "u1"))
+    await rolled_up(pool)
+    await stored(store, "2025-11-13", ("/b", "u2"))
+
+    result = await site_stats(reader, "site-1", start_date="2025-11-10", end_date="2025-11-16")
+
+    assert result.top_paths == [PathViews(path="/b", views=2), PathViews(path="/a", views=1)]
+    assert result.unique_users == 2
+
+
 async def test_a_one_day_range_reports_that_date(store: EventStore, reader: StatsReader) -> None:
     await stored(store, "2025-11-14", ("/a", "u1"))
 
@@ -168,6 +242,17 @@ async def test_all_time_counts_every_day_and_each_user_once(
     await stored(store, "2025-11-14", ("/a", "u9"), event_type="signup")
 
     assert await site_stats(reader, "site-1") == summary("site-1", 4, 2, ("/a", 3), ("/b", 1))
+
+
+async def test_all_time_totals_the_views_of_paths_beyond_the_top_ones(
+    store: EventStore, reader: StatsReader
+) -> None:
+    await stored(store, "2024-02-29", ("/a", ""), ("/a", ""), ("/b", ""))
+    await stored(store, "2025-11-14", ("/c", ""), ("/a", ""))
+
+    result = await site_stats(reader, "site-1", limit=1)
+
+    assert result == summary("site-1", 5, 0, ("/a", 3))
 
 
 async def test_users_beyond_one_bitmap_chunk_are_counted_exactly(
@@ -282,7 +367,8 @@ async def test_one_day_agrees_with_the_merge_of_its_bitmaps(
 
     result = await site_stats(reader, "site-1", date="2025-11-14")
     day = date(2025, 11, 14)
-    merged = await pool.fetch(RANGE_STATS, "site-1", "page_view", day, day, 10)
+    weeks = whole_weeks(DayRange(day, day))
+    merged = await pool.fetch(RANGE_STATS, "site-1", "page_view", day, day, 10, *weeks)
 
     assert (
         (result.total_views, result.unique_users)

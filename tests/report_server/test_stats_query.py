@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from core.errors import FieldViolation, InvalidArgument
-from report_server.stats import DayRange, StatsQuery
+from report_server.stats import DayRange, StatsQuery, whole_weeks
 
 
 def violations_of(**fields: object) -> list[FieldViolation]:
@@ -120,3 +120,23 @@ def test_every_bad_bound_of_a_range_is_named() -> None:
         FieldViolation("start_date", "must be a calendar date as YYYY-MM-DD"),
         FieldViolation("end_date", "must be a calendar date as YYYY-MM-DD"),
     ]
+
+
+def test_the_whole_weeks_of_a_range_run_from_its_first_monday_to_its_last_sunday() -> None:
+    # Wednesday the 5th to Wednesday the 26th of November 2025.
+    days = DayRange(date(2025, 11, 5), date(2025, 11, 26))
+
+    assert whole_weeks(days) == (date(2025, 11, 10), date(2025, 11, 24))
+
+
+def test_a_range_from_a_monday_to_a_sunday_is_whole_weeks() -> None:
+    days = DayRange(date(2025, 11, 10), date(2025, 11, 23))
+
+    assert whole_weeks(days) == (date(2025, 11, 10), date(2025, 11, 24))
+
+
+def test_a_range_without_a_whole_week_has_none_after_its_last_day() -> None:
+    # Tuesday the 11th to Monday the 17th: seven days, but no Monday to Sunday.
+    days = DayRange(date(2025, 11, 11), date(2025, 11, 17))
+
+    assert whole_weeks(days) == (date(2025, 11, 18), date(2025, 11, 18))

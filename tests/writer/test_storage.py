@@ -1,7 +1,7 @@
 """The writer's storage upkeep (writer.storage): monthly partitions of the raw events made
 ahead, raw events dropped by retention while every report read from the aggregates stays as it
-was, event ids let go after their window; and an event stored once whatever happened to the
-partitions between its copies."""
+was, event ids let go after their window, the path views of weeks that are over rolled up; and
+an event stored once whatever happened to the partitions between its copies."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from report_server.sites import SiteChanges, SiteRegistry
 from report_server.stats import StatsQuery, StatsReader
 from writer.decoding import Row, row_of
 from writer.queries import EVENT_PARTITION_MONTHS
-from writer.storage import StorageUpkeep, month_of, next_month
+from writer.storage import ROLL_UP_WEEKS, StorageUpkeep, month_of, next_month
 from writer.store import EventStore
 
 # The upkeep's clock: with 30 days of retention, raw events before 2025-11-15T12:00Z go, so
@@ -230,3 +230,91 @@ async def test_past_the_id_window_a_resend_is_stored_and_counted_again(
     assert [tuple(row) for row in await pool.fetch("SELECT day, views FROM daily_totals")] == [
         (date(2025, 11, 20), 2)
     ]
+
+
+async def weeks(pool: asyncpg.Pool) -> list[tuple[date, str, int]]:
+    rows = await pool.fetch("SELECT week, path, views FROM weekly_path_views ORDER BY 1, 2")
+    return [tuple(row) for row in rows]
+
+
+async def test_the_upkeep_rolls_up_the_path_views_of_the_weeks_that_are_over(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    # The week from Monday the 1st of December; NOW is Monday the 15th.
+    await store.store(
+        [
+            event("mon", datetime(2025, 12, 1, 10, tzinfo=UTC), "/a"),
+            event("wed", datetime(2025, 12, 3, 10, tzinfo=UTC), "/b"),
+            event("sun", datetime(2025, 12, 7, 23, tzinfo=UTC), "/a"),
+        ]
+    )
+
+    upkept = await upkeep(pool).run(NOW)
+
+    assert upkept.rolled_up == [date(2025, 12, 1)]
+    assert await weeks(pool) == [(date(2025, 12, 1), "/a", 2), (date(2025, 12, 1), "/b", 1)]
+
+
+async def test_the_upkeep_rolls_up_the_users_of_a_week_with_its_path_views(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store(
+        [
+            event("mon", datetime(2025, 12, 1, 10, tzinfo=UTC), user_id="u1"),
+            event("wed-1", datetime(2025, 12, 3, 10, tzinfo=UTC), user_id="u1"),
+            event("wed-2", datetime(2025, 12, 3, 11, tzinfo=UTC), user_id="u2"),
+        ]
+    )
+
+    await upkeep(pool).run(NOW)
+
+    users = await pool.fetchval("SELECT sum(bit_count(bits)) FROM weekly_user_bitmaps")
+    assert users == 2
+
+
+async def test_a_week_is_rolled_up_from_the_tuesday_after_it_when_it_is_over_in_every_zone(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([event("mon", datetime(2025, 12, 8, 10, tzinfo=UTC))])
+
+    on_monday = await upkeep(pool).roll_up_weeks(datetime(2025, 12, 15, 23, 59, tzinfo=UTC))
+    on_tuesday = await upkeep(pool).roll_up_weeks(datetime(2025, 12, 16, tzinfo=UTC))
+
+    assert (on_monday, on_tuesday) == ([], [date(2025, 12, 8)])
+
+
+async def test_a_week_given_events_after_its_rollup_is_rolled_up_again(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([event("first", datetime(2025, 12, 2, 10, tzinfo=UTC), "/a")])
+    await upkeep(pool).run(NOW)
+    await store.store([event("late", datetime(2025, 12, 4, 10, tzinfo=UTC), "/b")])
+
+    upkept = await upkeep(pool).run(NOW)
+
+    assert upkept.rolled_up == [date(2025, 12, 1)]
+    assert await weeks(pool) == [(date(2025, 12, 1), "/a", 1), (date(2025, 12, 1), "/b", 1)]
+
+
+async def test_a_week_rolled_up_and_given_nothing_since_is_left_as_it_is(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([event("first", datetime(2025, 12, 2, 10, tzinfo=UTC), "/a")])
+    await upkeep(pool).run(NOW)
+
+    upkept = await upkeep(pool).run(NOW)
+
+    assert upkept.rolled_up == []
+
+
+async def test_weeks_before_the_last_few_are_rolled_up_only_when_asked_for(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    old = datetime(2025, 12, 1, 10, tzinfo=UTC) - timedelta(weeks=ROLL_UP_WEEKS)
+    await store.store([event("old", old)])
+
+    by_the_upkeep = await upkeep(pool).run(NOW)
+    asked_for = await upkeep(pool).roll_up_weeks(NOW, since=old.date())
+
+    assert by_the_upkeep.rolled_up == []
+    assert asked_for == [date(2025, 10, 20)]
