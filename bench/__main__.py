@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.runner import Plan, run
+from bench.stats_load import GROWTHS
 
 PHASES = ("http", "grpc", "writer", "stack", "stats", "limits")
 
@@ -49,6 +50,13 @@ def main() -> None:
         metavar="N",
         help="events in the small stats history, the one the large one's figures are held "
         "against (default: --events / 10), e.g. --events 50000000 --small-events 10000000",
+    )
+    parser.add_argument(
+        "--grow",
+        choices=GROWTHS,
+        help="what the large stats history has more of than the small one: events on the same "
+        "365 days (traffic, the default: every site busier) or days before them at the same "
+        "events a day (history: e.g. 2M over 365 days against 10M over 1,825)",
     )
     parser.add_argument("--writer-events", type=int, metavar="N", help="events per writer run")
     parser.add_argument("--seconds", type=float, help="length of each HTTP and gRPC run")
@@ -101,6 +109,7 @@ def main() -> None:
         "phases": tuple(args.only) if args.only else None,
         "stats_large": args.events,
         "stats_small": args.small_events or (args.events // 10 if args.events else None),
+        "stats_growth": args.grow,
         "writer_events": args.writer_events,
         "http_seconds": args.seconds,
         "grpc_seconds": args.seconds,

@@ -226,6 +226,11 @@ class DatasetShape:
             middle -= timedelta(days=1)
         return middle
 
+    def preceding(self, days: int) -> DatasetShape:
+        """The `days` days just before this history's first, with the same traffic: what a
+        store that has been receiving it for longer holds besides."""
+        return replace(self, last_day=self.all_days[0] - timedelta(days=1), days=days)
+
     def events_per_day(self, total: int) -> dict[date, int]:
         """Split `total` events over the days (weekends at 70 %), summing exactly to it."""
         weights = {day: 0.7 if day.weekday() >= 5 else 1.0 for day in self.all_days}

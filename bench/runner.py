@@ -72,10 +72,12 @@ from bench.stats_load import (
     RANGE_DAYS,
     Datasets,
     Days,
+    Growth,
     build_datasets,
     disk_bytes,
     grpc_p50s_ms,
     http_p50s_ms,
+    large_shape,
     range_ending,
     time_migrations,
 )
@@ -147,6 +149,8 @@ class Plan:
     stats_seconds: float
     load_workers: int = 2
     load_batch: int = 10_000
+    # What the large stats history has more of: events on the same days, or earlier days.
+    stats_growth: Growth = "traffic"
     phases: tuple[str, ...] = ("http", "grpc", "writer", "stack", "stats", "limits")
     # The whole-stack phase: the probe as fast as the stack answers, the search for the
     # highest rate the writer keeps up with (paced runs), then the sustained run.
@@ -973,18 +977,51 @@ STATS_TARGETS = dict(zip(STATS_KINDS, (DAY_P50_MS, RANGE_P50_MS, RANGE_P50_MS), 
 DOORS = ("GetStats", "GET /stats")
 
 
+def _days(plan: Plan) -> tuple[int, int]:
+    """The days the small and the large stats history cover."""
+    shape = DatasetShape()
+    large = large_shape(shape, plan.stats_small, plan.stats_large, plan.stats_growth)
+    return shape.days, large.days
+
+
+def _short(plan: Plan, events: int, days: int) -> str:
+    """A history as the figures name it: its events, and its days when the large one grew by
+    days (`2M/365-day`)."""
+    if plan.stats_growth == "traffic":
+        return count_label(events)
+    return f"{count_label(events)}/{days:,}-day"
+
+
+def _small(plan: Plan) -> str:
+    return _short(plan, plan.stats_small, _days(plan)[0])
+
+
+def _large(plan: Plan) -> str:
+    """The large history as the figures name it, e.g. `10M stored events over 1,825 days`."""
+    if plan.stats_growth == "traffic":
+        return f"{count_label(plan.stats_large)} stored events"
+    return f"{count_label(plan.stats_large)} stored events over {_days(plan)[1]:,} days"
+
+
+def _whole_history(plan: Plan) -> str:
+    """What "all time" asks for when the histories cover different days: each one's own."""
+    small, large = _days(plan)
+    return "" if small == large else f" (each history's whole: {large:,} days, {small} days)"
+
+
 def _stats_figure(ctx: Context, door: str, kind: str) -> str:
-    return f"{door} p50, {kind}, {count_label(ctx.plan.stats_large)} stored events"
+    whole = _whole_history(ctx.plan) if kind == "all time" else ""
+    return f"{door} p50, {kind}{whole}, {_large(ctx.plan)}"
 
 
 def _stats_target(kind: str, plan: Plan) -> str:
-    return f"≤ {STATS_TARGETS[kind]:g} ms; ≤ {GROWTH:g}x the {count_label(plan.stats_small)} figure"
+    return f"≤ {STATS_TARGETS[kind]:g} ms; ≤ {GROWTH:g}x the {_small(plan)} figure"
 
 
 def _load_phase(ctx: Context) -> None:
     plan = ctx.plan
     ctx.say(
-        f"loading {count_label(plan.stats_small)} then {count_label(plan.stats_large)} events "
+        f"loading {_small(plan)} then {_large(plan)} "
         f"through EventStore.store ({plan.load_workers} workers, {plan.load_batch:,}-event batches)"
     )
     shape = DatasetShape()
@@ -997,20 +1034,30 @@ def _load_phase(ctx: Context) -> None:
             large=plan.stats_large,
             workers=plan.load_workers,
             batch_size=plan.load_batch,
+            growth=plan.stats_growth,
         )
     ctx.table.cpu["loading the stats history"] = cpu.describe()
+    small_days, large_days = _days(plan)
+    rest = (
+        "plus the rest on the same days (traffic growth: every site busier)"
+        if small_days == large_days
+        else f"plus the rest on the {large_days - small_days:,} days before the small one's, "
+        "at its events a day (history growth: the same traffic, received for longer); both "
+        "end on the same day"
+    )
     ctx.table.notes.append(
         "The stats histories are loaded through writer.decoding.row_of and "
         "writer.store.EventStore.store (the writer's own conversion and statement, aggregates "
         f"included) by {plan.load_workers} processes owning disjoint days; the large one is a "
-        "copy of the small one plus the rest. VACUUM (ANALYZE) then does at once what "
-        "autovacuum would do to freshly loaded tables. Stats are asked for the busiest site "
-        f"({max(share for _, share in shape.traffic.sites):.0%} of the events): a weekday "
-        f"in the middle of the {shape.days} days, the last {RANGE_DAYS} days, and all time."
+        f"copy of the small one {rest}. VACUUM (ANALYZE) then does at once what "
+        "autovacuum would do to freshly loaded tables. Stats are asked of both for the busiest "
+        f"site ({max(share for _, share in shape.traffic.sites):.0%} of the events): a weekday "
+        f"in the middle of the small history's {shape.days} days, the last {RANGE_DAYS} days, "
+        "and all time."
     )
     for label, url, events in (
-        (count_label(plan.stats_small), ctx.datasets.small_url, plan.stats_small),
-        (count_label(plan.stats_large), ctx.datasets.large_url, plan.stats_large),
+        (_small(plan), ctx.datasets.small_url, plan.stats_small),
+        (_short(plan, plan.stats_large, large_days), ctx.datasets.large_url, plan.stats_large),
     ):
         raw, aggregates = asyncio.run(disk_bytes(url))
         millions = events / 1_000_000
@@ -1080,8 +1127,7 @@ def _stats_phase(ctx: Context) -> None:
                     for size, p50 in zip(sizes, measured, strict=True):
                         p50s.setdefault((door, kind, size), []).append(p50)
             ctx.say(
-                f"stats, run {run + 1}, "
-                f"{count_label(plan.stats_small)}/{count_label(plan.stats_large)}: "
+                f"stats, run {run + 1}, {_small(plan)} / {_large(plan)}: "
                 + ", ".join(
                     f"{door} {kind} {p50s[(door, kind, 'small')][-1]:.1f}"
                     f"/{p50s[(door, kind, 'large')][-1]:.1f} ms"
@@ -1103,9 +1149,9 @@ def _stats_phase(ctx: Context) -> None:
             ctx.table.add(
                 Row(
                     figure,
-                    f"{millis(large)} ({count_label(plan.stats_small)}: {millis(small)})",
+                    f"{millis(large)} ({_small(plan)}: {millis(small)})",
                     target,
-                    f"{growth:.2f}x the {count_label(plan.stats_small)} figure",
+                    f"{growth:.2f}x the {_small(plan)} figure",
                     verdict(large <= STATS_TARGETS[kind] and growth <= GROWTH),
                 )
             )
@@ -1117,16 +1163,15 @@ def _stats_phase(ctx: Context) -> None:
 
 
 def _report_figure_name(ctx: Context, figure: ReportFigure, who: str) -> str:
-    return (
-        f"report: {figure.name}, {who}, in its zone, "
-        f"{count_label(ctx.plan.stats_large)} stored events over 1,000 sites"
-    )
+    whole = _whole_history(ctx.plan) if figure.whole_history else ""
+    sites = "over 1,000 sites" if ctx.plan.stats_growth == "traffic" else "and 1,000 sites"
+    return f"report: {figure.name}{whole}, {who}, in its zone, {_large(ctx.plan)} {sites}"
 
 
 def _report_target(figure: ReportFigure, plan: Plan) -> str:
     return (
         f"p50 ≤ {figure.p50_target_ms:g} ms, p99 ≤ {figure.p99_target_ms:g} ms; "
-        f"≤ {GROWTH:g}x the {count_label(plan.stats_small)} figure"
+        f"≤ {GROWTH:g}x the {_small(plan)} figure"
     )
 
 
@@ -1155,9 +1200,9 @@ def _report_figures(ctx: Context, targets: list[Address]) -> None:
                 Row(
                     _report_figure_name(ctx, figure, who),
                     f"p50 {millis(large50)}, p99 {millis(large99)} "
-                    f"({count_label(plan.stats_small)}: {millis(small50)}, {millis(small99)})",
+                    f"({_small(plan)}: {millis(small50)}, {millis(small99)})",
                     _report_target(figure, plan),
-                    f"{growth:.2f}x the {count_label(plan.stats_small)} figure",
+                    f"{growth:.2f}x the {_small(plan)} figure",
                     verdict(
                         large50 <= figure.p50_target_ms
                         and large99 <= figure.p99_target_ms

@@ -5,7 +5,9 @@ all time.
 
 The large history is the small one plus the rest: the small database, once loaded, is copied
 as the template of the large one (a file copy inside PostgreSQL), so the events common to both
-are stored once.
+are stored once. The rest goes on the same days (traffic growth: every site busier) or on as
+many days before them as keep the events a day the same (history growth: a store that has been
+receiving the same traffic for longer).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import contextlib
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 from urllib.parse import urlencode
 
 import asyncpg
@@ -36,6 +38,11 @@ WARMUP_SECONDS = 1.0
 MAX_CALLS = 2000
 RANGE_DAYS = 30
 
+# What the large history has more of than the small one: events on the same days (every site
+# busier), or days before them at the same events a day (the same traffic, received for longer).
+Growth = Literal["traffic", "history"]
+GROWTHS: tuple[Growth, ...] = ("traffic", "history")
+
 # What a stats request asks for: one day, a range of days (first, last), or all time (None).
 Days = date | tuple[date, date] | None
 
@@ -43,6 +50,15 @@ Days = date | tuple[date, date] | None
 def range_ending(last: date) -> tuple[date, date]:
     """The RANGE_DAYS days ending on `last`."""
     return last - timedelta(days=RANGE_DAYS - 1), last
+
+
+def large_shape(shape: DatasetShape, small: int, large: int, growth: Growth) -> DatasetShape:
+    """The days the large history covers when the small one holds `small` events over `shape`:
+    the same ones, or (history growth) as many more before them as hold `large - small` events
+    at the small one's events a day. Both end on the same day, so reports ask both alike."""
+    if growth == "traffic":
+        return shape
+    return replace(shape, days=round(shape.days * large / small))
 
 
 def request_fields(days: Days) -> dict[str, str]:
@@ -101,9 +117,11 @@ def build_datasets(
     large: int,
     workers: int,
     batch_size: int,
+    growth: Growth = "traffic",
 ) -> Datasets:
-    """Fill `stats_small` with `small` events and `stats_large` with `large` (the same events
-    and `large - small` more). `url_of` maps those database names to their URLs."""
+    """Fill `stats_small` with `small` events over `shape` and `stats_large` with `large` (the
+    same events and `large - small` more, on the same days or on earlier ones: see
+    large_shape). `url_of` maps those database names to their URLs."""
     asyncio.run(create_database(admin_url, "stats_small"))
     asyncio.run(migrate_database(url_of["stats_small"]))
     asyncio.run(register_sites(url_of["stats_small"], shape))
@@ -114,15 +132,19 @@ def build_datasets(
     asyncio.run(roll_up_weeks(url_of["stats_small"], shape))
     asyncio.run(_vacuum_analyze(url_of["stats_small"]))
     asyncio.run(_copy_database(admin_url, "stats_small", "stats_large"))
+    whole = large_shape(shape, small, large, growth)
+    earlier = whole.days - shape.days
+    if earlier:
+        asyncio.run(make_partitions(url_of["stats_large"], whole))
     rest = load(
         url_of["stats_large"],
-        shape,
+        shape.preceding(earlier) if earlier else shape,
         large - small,
         workers=workers,
         batch_size=batch_size,
         seed=12,
     )
-    asyncio.run(roll_up_weeks(url_of["stats_large"], shape))
+    asyncio.run(roll_up_weeks(url_of["stats_large"], whole))
     asyncio.run(_vacuum_analyze(url_of["stats_large"]))
     return Datasets(url_of["stats_small"], url_of["stats_large"], small, large, (first, rest))
 
