@@ -3,7 +3,8 @@ history cost as days accumulate, apart from the events they count. Loads a small
 one five times as long at the same events a day (the stats phase's `--grow history`, at a
 size that loads in seconds) on an embedded PostgreSQL, then times, alternating call by call
 between the two: SITE_FACTS (every report's first query; its `min(occurred_at)` over `events`
-opens every monthly partition) and AGGREGATE_ALL_TIME (all time, one row per stored day).
+opens every monthly partition), AGGREGATE_ALL_TIME (all time, one row per stored day) and
+ALL_TIME_STATS (GetStats over all time).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncpg
 from bench.dataset import DatasetShape
 from bench.stats_load import build_datasets
 from devstack.embedded import EmbeddedPostgres
+from report_server.queries import ALL_TIME_STATS
 from report_server.report_queries import AGGREGATE_ALL_TIME, SITE_FACTS
 
 CALLS = 2000
@@ -59,6 +61,7 @@ async def _measure(urls: list[str], shape: DatasetShape) -> None:
         for name, query, args in (
             ("SITE_FACTS", SITE_FACTS, [site]),
             ("AGGREGATE_ALL_TIME", AGGREGATE_ALL_TIME, [site, ["page_view"]]),
+            ("ALL_TIME_STATS", ALL_TIME_STATS, [site, "page_view", 10]),
         ):
             latencies: list[list[float]] = [[] for _ in connections]
             for call in range(WARMUP_CALLS + CALLS):

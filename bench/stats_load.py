@@ -90,8 +90,8 @@ async def _vacuum_analyze(database_url: str) -> None:
     try:
         await connection.execute(
             "VACUUM (ANALYZE) daily_totals, daily_path_views, daily_user_bitmaps, "
-            "weekly_path_views, weekly_user_bitmaps, all_time_path_views, all_time_user_bitmaps, "
-            "site_users, site_user_counters, sites"
+            "weekly_path_views, weekly_user_bitmaps, weekly_rollups, all_time_path_views, "
+            "all_time_user_bitmaps, site_users, site_user_counters, sites"
         )
         await connection.execute("VACUUM (ANALYZE) events")
     finally:
