@@ -183,7 +183,8 @@ async def _rebuild(settings: Settings, arguments: argparse.Namespace) -> int:
         await pool.close()
     print(
         f"rebuilt {site_id}: {result.days} days, {result.events:,} events, "
-        f"all-time aggregates made again from its days, in {result.seconds:.1f} s"
+        f"its weeks' rollups and all-time aggregates made again from its days, in "
+        f"{result.seconds:.1f} s"
     )
     return 0
 
