@@ -1,7 +1,7 @@
 """Keeping PostgreSQL's storage in shape while the writer runs: monthly partitions of events
 created ahead, raw events past RAW_EVENT_RETENTION_DAYS dropped a month at a time, stored event
-ids past EVENT_ID_WINDOW_DAYS let go (migration 0009 says why each exists), and the path views
-of weeks that are over rolled up (migration 0010).
+ids past EVENT_ID_WINDOW_DAYS let go (migration 0009 says why each exists), and the weeks that
+are over rolled up, their path views and users (migration 0010).
 
 The writer does this at its start and every UPKEEP_SECONDS. Nothing here can make an event fail
 to store: an event of a month without a partition goes to the default partition, and a step
@@ -53,7 +53,7 @@ class Upkept:
     created: list[date]  # the months whose partitions it created
     dropped: list[date]  # the months whose partitions it dropped
     forgotten_ids: int
-    rolled_up: list[date]  # the weeks (their Mondays) some site's path views were rolled up in
+    rolled_up: list[date]  # the weeks (their Mondays) some site was rolled up in
 
 
 def month_of(instant: datetime) -> date:

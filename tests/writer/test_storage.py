@@ -1,7 +1,7 @@
 """The writer's storage upkeep (writer.storage): monthly partitions of the raw events made
 ahead, raw events dropped by retention while every report read from the aggregates stays as it
-was, event ids let go after their window, the path views of weeks that are over rolled up; and
-an event stored once whatever happened to the partitions between its copies."""
+was, event ids let go after their window, the weeks that are over rolled up; and an event
+stored once whatever happened to the partitions between its copies."""
 
 from __future__ import annotations
 
