@@ -17,10 +17,10 @@ from nats.js import JetStreamContext
 
 from core.migrator import migrate
 from core.settings import Settings
-from core.stream import DeadLetterStream, EventStream, encode_batch, ensure_stream
+from core.stream import EventStream, encode_batch, ensure_stream
 from devstack.embedded import EmbeddedNats
+from tests.support import consumers
 from writer.consumer import EventConsumer
-from writer.dead_letters import DeadLetters
 from writer.decoding import Row
 from writer.store import EventStore
 
@@ -44,16 +44,8 @@ def consumer_of(
     js: JetStreamContext, store: EventStore, stream: EventStream, settings: Settings
 ) -> EventConsumer:
     """A consumer storing two batches at once, as the writer does by default."""
-    return EventConsumer(
-        js,
-        store,
-        stream,
-        DeadLetters(js, DeadLetterStream.from_settings(settings)),
-        durable=settings.writer_durable,
-        batch_size=settings.writer_batch_size,
-        concurrency=2,
-        ack_wait=settings.writer_ack_wait,
-        max_deliveries=settings.writer_max_deliveries,
+    return consumers.consumer_of(
+        js, store, stream, settings, batch_size=settings.writer_batch_size, concurrency=2
     )
 
 

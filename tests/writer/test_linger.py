@@ -14,10 +14,10 @@ from nats.js import JetStreamContext
 
 from core.migrator import migrate
 from core.settings import Settings
-from core.stream import DeadLetterStream, EventStream, encode_batch, ensure_stream
+from core.stream import EventStream, encode_batch, ensure_stream
+from tests.support import consumers
 from tests.support.waiting import eventually
 from writer.consumer import EventConsumer
-from writer.dead_letters import DeadLetters
 from writer.decoding import Row
 from writer.store import EventStore
 
@@ -56,17 +56,8 @@ def consumer_of(
     linger: float,
 ) -> EventConsumer:
     """One batch at a time, so that every fetch is the one batch's."""
-    return EventConsumer(
-        js,
-        store,
-        stream,
-        DeadLetters(js, DeadLetterStream.from_settings(settings)),
-        durable=settings.writer_durable,
-        batch_size=batch_size,
-        concurrency=1,
-        ack_wait=settings.writer_ack_wait,
-        max_deliveries=settings.writer_max_deliveries,
-        linger=linger,
+    return consumers.consumer_of(
+        js, store, stream, settings, batch_size=batch_size, concurrency=1, linger=linger
     )
 
 
