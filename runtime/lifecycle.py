@@ -39,6 +39,15 @@ class Lifecycle:
         gc.collect()  # startup's garbage is freed, not frozen
         gc.freeze()
 
+    def asked_to_stop(self) -> bool:
+        """A signal came: whether to cancel the service at once (it is still starting, or was
+        asked before). Either way `stopping` is set, so that a service whose startup lost the
+        cancellation (a library call that swallows CancelledError, as some of nats-py's do)
+        stops gracefully as soon as it has started instead of serving on."""
+        at_once = not self.is_started or self.stopping.is_set()
+        self.stopping.set()
+        return at_once
+
 
 def run_service(name: str, main: Callable[[Settings, Lifecycle], Awaitable[None]]) -> None:
     """The body of a service's console script."""
@@ -67,12 +76,11 @@ async def _run(
     loop = asyncio.get_running_loop()
 
     def on_signal(received: signal.Signals) -> None:
-        if life.is_started and not life.stopping.is_set():
-            logger.info("%s: %s received, stopping gracefully", name, received.name)
-            life.stopping.set()
-        else:
+        if life.asked_to_stop():
             logger.info("%s: %s received, stopping now", name, received.name)
             task.cancel()
+        else:
+            logger.info("%s: %s received, stopping gracefully", name, received.name)
 
     for received in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(received, on_signal, received)
