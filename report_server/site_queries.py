@@ -93,24 +93,3 @@ RECOUNT_SITE_DAYS = (
     GROUP BY 1, 2, 3
     """,
 )
-# Then ($1 site_id) its weeks rolled up from its days counted again (migration 0010).
-ROLL_UP_SITE_WEEKS = (
-    """
-    INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
-    SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
-    WHERE site_id = $1
-    GROUP BY 1, 2, 3, 4
-    """,
-    """
-    INSERT INTO weekly_user_bitmaps (site_id, event_type, week, chunk, bits)
-    SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
-    WHERE site_id = $1
-    GROUP BY 1, 2, 3, 4
-    """,
-    """
-    INSERT INTO weekly_rollups (site_id, event_type, week, views)
-    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
-    WHERE site_id = $1
-    GROUP BY 1, 2, 3
-    """,
-)

@@ -14,6 +14,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import asyncpg
 
@@ -31,6 +32,7 @@ from core.sites import (
     time_zone_violations,
     visibility_violations,
 )
+from core.week_rollups import MIN_WEEK_VIEWS, ROLL_UP_SITE_WEEKS
 from report_server.site_publishing import SitePublisher
 from report_server.site_queries import (
     CREATE_SITE,
@@ -40,7 +42,6 @@ from report_server.site_queries import (
     LIST_SITES,
     LOCK_SITE,
     RECOUNT_SITE_DAYS,
-    ROLL_UP_SITE_WEEKS,
     UPDATE_SITE,
 )
 
@@ -73,9 +74,18 @@ class SiteChanges:
 
 
 class SiteRegistry:
-    def __init__(self, pool: asyncpg.Pool, publisher: SitePublisher | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: SitePublisher | None = None,
+        *,
+        min_week_views: int = MIN_WEEK_VIEWS,
+    ) -> None:
+        """`min_week_views`: the fewest views of a week rolled up (core.week_rollups) when a
+        new zone counts the site's days and weeks again."""
         self._pool = pool
         self._publisher = publisher
+        self._min_week_views = min_week_views
 
     async def create(
         self,
@@ -173,8 +183,9 @@ class SiteRegistry:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
                     await connection.execute(statement, site_id, zone)
-                for statement in ROLL_UP_SITE_WEEKS:
-                    await connection.execute(statement, site_id)
+                await connection.execute(
+                    ROLL_UP_SITE_WEEKS, site_id, date.min, date.max, self._min_week_views
+                )
         assert row is not None
         return await self._published(_site(row))
 

@@ -284,8 +284,9 @@ FROM (SELECT site_id, min(occurred_at) AS first FROM dropped GROUP BY site_id) A
 WHERE s.site_id = f.site_id
 """
 
-# $1 a week's Monday: its path views and user bitmaps rolled up from its days (migration 0010)
-# for every site and event type whose rollup is missing or adds up to other views than the
+# $1 a week's Monday, $2 the fewest views of a week rolled up (core.week_rollups): its path
+# views and user bitmaps rolled up from its days (migration 0010) for every site and event type
+# with that many views whose rollup is missing or adds up to other views than the
 # days' totals (events came for the week after it was rolled up); whether there was any. A
 # (site, event type)'s rows are rewritten whole, its paths, its bitmaps and the views they add up
 # to from one snapshot of its days. A path or a chunk never leaves a day's rows (only a rebuild
@@ -296,6 +297,7 @@ WITH week_totals AS (
     SELECT site_id, event_type, sum(views) AS views FROM daily_totals
     WHERE day >= $1::date AND day < $1::date + 7
     GROUP BY site_id, event_type
+    HAVING sum(views) >= $2
 ),
 stale AS (
     SELECT t.site_id, t.event_type, t.views FROM week_totals AS t
@@ -380,11 +382,11 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
-# $1 site_id, $2 first day, $3 last day: the weeks those days fall in rolled up again from
-# their days (ROLL_UP_WEEK's rollups, which the days' new rows could otherwise leave out of date
-# with the same totals), while the site's row is locked: none of its events is stored between
-# these statements.
-REBUILD_WEEKS = (
+# $1 site_id, $2 first day, $3 last day: the rows of the weeks those days fall in, deleted
+# before core.week_rollups.ROLL_UP_SITE_WEEKS makes them again from the days (whose new rows
+# could otherwise leave a rollup out of date with the same totals), while the site's row is
+# locked: none of its events is stored between these statements.
+DELETE_WEEKS = (
     """
     DELETE FROM weekly_path_views
     WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
@@ -396,24 +398,6 @@ REBUILD_WEEKS = (
     """
     DELETE FROM weekly_rollups
     WHERE site_id = $1 AND week BETWEEN week_of($2) AND week_of($3)
-    """,
-    """
-    INSERT INTO weekly_path_views (site_id, event_type, week, path, views)
-    SELECT site_id, event_type, week_of(day), path, sum(views) FROM daily_path_views
-    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
-    GROUP BY 1, 2, 3, 4
-    """,
-    """
-    INSERT INTO weekly_user_bitmaps (site_id, event_type, week, chunk, bits)
-    SELECT site_id, event_type, week_of(day), chunk, bit_or(bits) FROM daily_user_bitmaps
-    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
-    GROUP BY 1, 2, 3, 4
-    """,
-    """
-    INSERT INTO weekly_rollups (site_id, event_type, week, views)
-    SELECT site_id, event_type, week_of(day), sum(views) FROM daily_totals
-    WHERE site_id = $1 AND day >= week_of($2) AND day < week_of($3) + 7
-    GROUP BY 1, 2, 3
     """,
 )
 

@@ -26,13 +26,14 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from core.schema import STORAGE_UPKEEP_LOCK_KEY
+from core.week_rollups import MIN_WEEK_VIEWS, ROLL_UP_SITE_WEEKS
 from writer.queries import (
     DELETE_DAY,
+    DELETE_WEEKS,
     LOCK_SITE_FOR_REBUILD,
     LOCK_STORAGE_UPKEEP,
     REBUILD_ALL_TIME,
     REBUILD_DAY,
-    REBUILD_WEEKS,
     SITE_EVENT_SPAN,
     UNCOUNT_DAY_PATH_VIEWS,
 )
@@ -118,8 +119,11 @@ async def rebuild(
     first: date,
     last: date,
     progress: Callable[[DayRebuilt], None] = lambda _: None,
+    *,
+    min_week_views: int = MIN_WEEK_VIEWS,
 ) -> RebuildResult:
-    """Rebuild the site's aggregates for the days first..last (in its time zone), then its
+    """Rebuild the site's aggregates for the days first..last (in its time zone), then the
+    rollups of their weeks with `min_week_views` views or more (core.week_rollups) and its
     all-time aggregates; `progress` hears of every day. Raises UnknownSite, and
     RawEventsMissing, changing nothing, if `first` is before the day of the site's first stored
     event."""
@@ -143,8 +147,9 @@ async def rebuild(
         # The storage upkeep rolls weeks up too; its lock first, as a change of zone takes it.
         await connection.execute(LOCK_STORAGE_UPKEEP, STORAGE_UPKEEP_LOCK_KEY)
         await _lock_site(connection, site_id)
-        for statement in REBUILD_WEEKS:
+        for statement in DELETE_WEEKS:
             await connection.execute(statement, site_id, first, last)
+        await connection.execute(ROLL_UP_SITE_WEEKS, site_id, first, last, min_week_views)
         for statement in REBUILD_ALL_TIME:
             await connection.execute(statement, site_id)
     return RebuildResult(max(days, 0), total, time.perf_counter() - started)

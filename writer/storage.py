@@ -21,6 +21,7 @@ import asyncpg
 
 from core.database import POSTGRES_UNAVAILABLE
 from core.schema import STORAGE_UPKEEP_LOCK_KEY
+from core.week_rollups import MIN_WEEK_VIEWS
 from writer.queries import (
     BOUND_LOCK_WAIT,
     CREATE_EVENT_PARTITION,
@@ -72,12 +73,19 @@ def week_of(day: date) -> date:
 
 class StorageUpkeep:
     def __init__(
-        self, pool: asyncpg.Pool, *, retention_days: int, event_id_window_days: int
+        self,
+        pool: asyncpg.Pool,
+        *,
+        retention_days: int,
+        event_id_window_days: int,
+        min_week_views: int = MIN_WEEK_VIEWS,
     ) -> None:
-        """`retention_days`, `event_id_window_days`: 0 keeps raw events, or ids, for ever."""
+        """`retention_days`, `event_id_window_days`: 0 keeps raw events, or ids, for ever;
+        `min_week_views`: the fewest views of a week rolled up (core.week_rollups)."""
         self._pool = pool
         self._retention = timedelta(days=retention_days) if retention_days else None
         self._window = timedelta(days=event_id_window_days) if event_id_window_days else None
+        self._min_week_views = min_week_views
 
     async def run(self, now: datetime) -> Upkept:
         """One upkeep as of `now`. Raises what PostgreSQL raises, but a lock wait timed out."""
@@ -134,19 +142,21 @@ class StorageUpkeep:
                 return forgotten
 
     async def roll_up_weeks(self, now: datetime, since: date | None = None) -> list[date]:
-        """Roll up the path views of the last ROLL_UP_WEEKS weeks over before `now` (of every
-        week from the one holding `since`), each in a transaction of its own. A week is over
-        once its Sunday has ended in every zone: from the Tuesday after it, in UTC."""
+        """Roll up the path views and users of the last ROLL_UP_WEEKS weeks over before `now`
+        (of every week from the one holding `since`), each in a transaction of its own, for the
+        sites with enough views in them. A week is over once its Sunday has ended in every zone:
+        from the Tuesday after it, in UTC."""
         after = week_of(now.astimezone(UTC).date() - timedelta(days=1))
         week = week_of(since) if since else after - timedelta(weeks=ROLL_UP_WEEKS)
         rolled_up = []
         while week < after:
-            if await self._step("rolling up a week's path views", ROLL_UP_WEEK, week):
+            rolling_up = "rolling up a week's path views"
+            if await self._step(rolling_up, ROLL_UP_WEEK, week, self._min_week_views):
                 rolled_up.append(week)
             week += timedelta(weeks=1)
         return rolled_up
 
-    async def _step(self, what: str, statement: str, argument: object) -> bool:
+    async def _step(self, what: str, statement: str, argument: object, *more: object) -> bool:
         """Run one step in a transaction of its own; False if it waited too long for a lock
         (logged: the next run does it), else what the statement returns (True if nothing)."""
         async with self._pool.acquire() as connection:
@@ -154,7 +164,7 @@ class StorageUpkeep:
                 async with connection.transaction():
                     await connection.execute(LOCK_STORAGE_UPKEEP, STORAGE_UPKEEP_LOCK_KEY)
                     await connection.execute(BOUND_LOCK_WAIT)
-                    result = await connection.fetchval(statement, argument)
+                    result = await connection.fetchval(statement, argument, *more)
             except asyncpg.LockNotAvailableError:
                 logger.warning(
                     "storage upkeep: %s (%s) waited too long for a lock; the next upkeep, in "

@@ -21,7 +21,7 @@ RECEIVED = datetime(2025, 11, 14, 12, 0, tzinfo=UTC)
 @pytest.fixture
 async def registry(pool: asyncpg.Pool) -> SiteRegistry:
     await migrate(pool)
-    return SiteRegistry(pool)
+    return SiteRegistry(pool, min_week_views=1)  # every week rolled up, however few its views
 
 
 async def store_at(
@@ -187,6 +187,23 @@ async def test_a_new_zone_counts_the_sites_weeks_again_in_it(
         (date(2025, 11, 10), "/", 1, 1),
         (date(2025, 11, 17), "/", 1, 1),
     ]
+
+
+async def test_a_new_zone_rolls_up_only_the_weeks_with_enough_views(pool: asyncpg.Pool) -> None:
+    await migrate(pool)
+    registry = SiteRegistry(pool, min_week_views=2)
+    await registry.create("shop", time_zone="UTC")
+    # In Berlin, Monday the 10th's week gets two views and Monday the 17th's one.
+    await store_at(
+        pool, "shop", "2025-11-14T10:00:00Z", "2025-11-15T10:00:00Z", "2025-11-16T23:30:00Z"
+    )
+
+    await registry.update("shop", SiteChanges(time_zone="Europe/Berlin"))
+
+    rows = await pool.fetch("SELECT week, views FROM weekly_rollups WHERE site_id = 'shop'")
+    weeks = await pool.fetch("SELECT DISTINCT week FROM weekly_path_views")
+    assert [tuple(row) for row in rows] == [(date(2025, 11, 10), 2)]
+    assert [row["week"] for row in weeks] == [date(2025, 11, 10)]
 
 
 async def test_a_new_zone_counts_the_sites_anonymous_visitors_again_in_it(

@@ -135,11 +135,15 @@ async def store(pool: asyncpg.Pool) -> EventStore:
     return EventStore(pool)
 
 
-async def rebuild_all(pool: asyncpg.Pool, site_id: str = SITE) -> list[DayRebuilt]:
+async def rebuild_all(
+    pool: asyncpg.Pool, site_id: str = SITE, *, min_week_views: int = 1
+) -> list[DayRebuilt]:
+    """Every day of the site rebuilt; its weeks rolled up however few their views, unless
+    asked otherwise."""
     days = await site_days(pool, site_id)
     assert days is not None
     heard: list[DayRebuilt] = []
-    await rebuild(pool, site_id, *days, progress=heard.append)
+    await rebuild(pool, site_id, *days, progress=heard.append, min_week_views=min_week_views)
     return heard
 
 
@@ -199,6 +203,27 @@ async def test_a_rebuild_rolls_up_the_weeks_of_its_days_again(
     )
     assert {tuple(row) for row in found} == {(*key, views) for key, views in weeks.items()}
     assert {tuple(row) for row in found_users} == {(*key, len(who)) for key, who in users.items()}
+
+
+async def test_a_rebuild_rolls_up_only_the_weeks_with_enough_views(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    rows = events(300, seed=1)
+    await store.store(rows)
+    views: dict[tuple[object, ...], int] = defaultdict(int)
+    for row in rows:
+        day = row.occurred_at.astimezone(ZoneInfo(ZONE)).date()
+        views[(row.event_type, day - timedelta(days=day.weekday()))] += 1
+    busiest = max(views.values())
+
+    await rebuild_all(pool, min_week_views=busiest)
+
+    found = await pool.fetch(
+        "SELECT event_type, week, views FROM weekly_rollups WHERE site_id = $1", SITE
+    )
+    weeks = await pool.fetch("SELECT DISTINCT event_type, week FROM weekly_path_views")
+    assert [tuple(row) for row in found] == [(*k, n) for k, n in views.items() if n == busiest]
+    assert [tuple(row) for row in weeks] == [key for key, n in views.items() if n == busiest]
 
 
 async def test_a_rebuild_reports_each_day_of_the_site_in_its_zone(

@@ -14,6 +14,7 @@ from analytics.v1.event_pb2 import Event
 
 from core.errors import InvalidArgument
 from core.migrator import migrate
+from core.week_rollups import MIN_WEEK_VIEWS
 from report_server.database import ReportDatabase
 from report_server.reports import ReportReader, parse_breakdown
 from report_server.scope import parse_scope
@@ -56,7 +57,10 @@ async def store(pool: asyncpg.Pool) -> EventStore:
 
 
 def upkeep(pool: asyncpg.Pool, *, retention_days: int = 0, window_days: int = 0) -> StorageUpkeep:
-    return StorageUpkeep(pool, retention_days=retention_days, event_id_window_days=window_days)
+    """An upkeep that rolls up every week with a view, so that a few events show how."""
+    return StorageUpkeep(
+        pool, retention_days=retention_days, event_id_window_days=window_days, min_week_views=1
+    )
 
 
 async def months(pool: asyncpg.Pool) -> list[date]:
@@ -270,6 +274,21 @@ async def test_the_upkeep_rolls_up_the_users_of_a_week_with_its_path_views(
 
     users = await pool.fetchval("SELECT sum(bit_count(bits)) FROM weekly_user_bitmaps")
     assert users == 2
+
+
+async def test_only_the_weeks_with_MIN_WEEK_VIEWS_views_or_more_are_rolled_up(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    busy, quiet = datetime(2025, 11, 24, 10, tzinfo=UTC), datetime(2025, 12, 1, 10, tzinfo=UTC)
+    await store.store(
+        [event(f"busy-{n}", busy + timedelta(seconds=n)) for n in range(MIN_WEEK_VIEWS)]
+        + [event(f"quiet-{n}", quiet + timedelta(seconds=n)) for n in range(MIN_WEEK_VIEWS - 1)]
+    )
+
+    upkept = await StorageUpkeep(pool, retention_days=0, event_id_window_days=0).run(NOW)
+
+    assert upkept.rolled_up == [date(2025, 11, 24)]
+    assert await weeks(pool) == [(date(2025, 11, 24), "/a", MIN_WEEK_VIEWS)]
 
 
 async def test_a_week_is_rolled_up_from_the_tuesday_after_it_when_it_is_over_in_every_zone(
