@@ -20,6 +20,7 @@ import asyncpg
 
 from bench.dataset import DatasetShape, EventFactory
 from core.event_ids import new_event_id
+from core.migrator import migrate
 from writer.decoding import Row, row_of
 from writer.storage import StorageUpkeep, month_of
 from writer.store import EventStore
@@ -40,6 +41,18 @@ class LoadResult:
 REGISTER_SITE = (
     "INSERT INTO sites (site_id, name, time_zone) VALUES ($1, $1, $2) ON CONFLICT DO NOTHING"
 )
+
+
+async def prepare(dsn: str, shape: DatasetShape) -> None:
+    """A new database made ready for the shape's history: migrated, its sites registered and
+    its partitions made."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    await register_sites(dsn, shape)
+    await make_partitions(dsn, shape)
 
 
 async def register_sites(dsn: str, shape: DatasetShape) -> None:

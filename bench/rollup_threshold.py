@@ -24,10 +24,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench.dataset import DatasetShape
-from bench.loader import load, make_partitions, register_sites
+from bench.loader import load, prepare
 from bench.stats_load import disk_bytes
 from bench.storage import DEFAULT_DSN, fresh_database
-from core.migrator import migrate
 from core.week_rollups import MIN_WEEK_VIEWS
 from report_server.queries import RANGE_STATS
 from report_server.stats import DayRange, whole_weeks
@@ -38,26 +37,6 @@ SOURCE = "bench_rollup_threshold"
 COPIES = {f"weeks of {MIN_WEEK_VIEWS:,}+ views": MIN_WEEK_VIEWS, "every week": 1}
 RANGES = (30, 90)
 WEEKLY_TABLES = ("weekly_path_views", "weekly_user_bitmaps", "weekly_rollups")
-
-
-async def _prepare(url: str, shape: DatasetShape) -> None:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-    try:
-        await migrate(pool)
-    finally:
-        await pool.close()
-    await register_sites(url, shape)
-    await make_partitions(url, shape)
-
-
-async def _copy(dsn: str, name: str) -> str:
-    admin = await asyncpg.connect(dsn + "postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{SOURCE}" STRATEGY FILE_COPY')
-    finally:
-        await admin.close()
-    return dsn + name
 
 
 async def _roll_up(url: str, shape: DatasetShape, min_week_views: int) -> str:
@@ -127,12 +106,12 @@ def main() -> None:
     args = parser.parse_args()
     shape = DatasetShape()
     source = asyncio.run(fresh_database(args.dsn, SOURCE))
-    asyncio.run(_prepare(source, shape))
+    asyncio.run(prepare(source, shape))
     loaded = load(source, shape, args.events, workers=2, batch_size=2000, seed=11)
     print(f"{loaded.events:,} events over {shape.days} days loaded in {loaded.seconds:.0f} s")
     urls = {}
     for number, (name, min_week_views) in enumerate(COPIES.items()):
-        url = asyncio.run(_copy(args.dsn, f"{SOURCE}_{number}"))
+        url = asyncio.run(fresh_database(args.dsn, f"{SOURCE}_{number}", SOURCE))
         rolled_up = asyncio.run(_roll_up(url, shape, min_week_views))
         events, rest = asyncio.run(disk_bytes(url))
         print(f"{name}: {rolled_up}; {(events + rest) / args.events:,.0f} bytes per event in all")

@@ -62,11 +62,13 @@ SELECT (SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inh
 """
 
 
-async def fresh_database(dsn: str, name: str) -> str:
+async def fresh_database(dsn: str, name: str, template: str | None = None) -> str:
+    """The database `name`, made anew (empty, or a copy of `template`); its URL."""
     admin = await asyncpg.connect(dsn + "postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
     return dsn + name

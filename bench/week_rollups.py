@@ -23,9 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 from bench.dataset import DatasetShape, TrafficShape
-from bench.loader import load, make_partitions, register_sites
+from bench.loader import load, prepare
 from bench.storage import DEFAULT_DSN, fresh_database
-from core.migrator import migrate
 from report_server.queries import RANGE_STATS
 from report_server.stats import DayRange, whole_weeks
 from writer.storage import StorageUpkeep, week_of
@@ -40,16 +39,6 @@ RANGES = (30, 90)
 
 def _shape(days: int) -> DatasetShape:
     return DatasetShape(days=days, traffic=TrafficShape(sites=((SITE, 1.0),)))
-
-
-async def _prepare(url: str, shape: DatasetShape) -> None:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-    try:
-        await migrate(pool)
-    finally:
-        await pool.close()
-    await register_sites(url, shape)
-    await make_partitions(url, shape)
 
 
 async def _roll_up(url: str, shape: DatasetShape) -> float:
@@ -111,7 +100,7 @@ def main() -> None:
     urls = {}
     for name, views in DENSITIES.items():
         url = asyncio.run(fresh_database(args.dsn, f"bench_week_rollups_{name.lower()}"))
-        asyncio.run(_prepare(url, shape))
+        asyncio.run(prepare(url, shape))
         events = round(views / PAGE_VIEW_SHARE) * args.days
         loaded = load(url, shape, events, workers=2, batch_size=2000, seed=21)
         seconds = asyncio.run(_roll_up(url, shape))
