@@ -183,6 +183,7 @@ class SiteRegistry:
                     await connection.execute(statement, site_id)
                 for statement in RECOUNT_SITE_DAYS:
                     await connection.execute(statement, site_id, zone)
+                # asyncpg sends date.min and date.max as -infinity and infinity: every week.
                 await connection.execute(
                     ROLL_UP_SITE_WEEKS, site_id, date.min, date.max, self._min_week_views
                 )

@@ -2,7 +2,8 @@
 main coroutine under signal handling.
 
 The first SIGINT or SIGTERM asks a started service to stop gracefully (finish what is in flight);
-during startup, or on a second signal, the service is cancelled at once.
+during startup, or on a second signal, the service is cancelled at once (and, should its startup
+lose the cancellation, stops gracefully once started).
 """
 
 from __future__ import annotations

@@ -291,7 +291,8 @@ WHERE s.site_id = f.site_id
 # (site, event type)'s rows are rewritten whole, its paths, its bitmaps and the views they add up
 # to from one snapshot of its days. A path or a chunk never leaves a day's rows (only a rebuild
 # or a change of zone remakes them, and they remake the weeks too), so no row of a rollup
-# outlives what it adds up.
+# outlives what it adds up. A rollup of the week with fewer views (a writer of the version
+# before migration 0011 rolled up every week) is let go with its rows.
 ROLL_UP_WEEK = """
 WITH week_totals AS (
     SELECT site_id, event_type, sum(views) AS views FROM daily_totals
@@ -326,6 +327,21 @@ bitmaps AS (
     WHERE d.day >= $1::date AND d.day < $1::date + 7
     GROUP BY d.site_id, d.event_type, d.chunk
     ON CONFLICT (site_id, event_type, week, chunk) DO UPDATE SET bits = excluded.bits
+),
+quiet AS (
+    DELETE FROM weekly_rollups AS r
+    WHERE r.week = $1::date AND NOT EXISTS (
+        SELECT FROM week_totals AS t WHERE t.site_id = r.site_id AND t.event_type = r.event_type
+    )
+    RETURNING r.site_id, r.event_type
+),
+quiet_paths AS (
+    DELETE FROM weekly_path_views AS w USING quiet AS q
+    WHERE w.site_id = q.site_id AND w.event_type = q.event_type AND w.week = $1::date
+),
+quiet_bitmaps AS (
+    DELETE FROM weekly_user_bitmaps AS w USING quiet AS q
+    WHERE w.site_id = q.site_id AND w.event_type = q.event_type AND w.week = $1::date
 )
 SELECT count(*) > 0 FROM stale
 """

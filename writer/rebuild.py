@@ -7,7 +7,7 @@ shares its text with STORE_EVENTS), so the numbers are those the writer would ha
 site's row is locked FOR UPDATE meanwhile; the writer reads it FOR SHARE before counting any
 of the site's events, so a rebuild during ingestion waits for the site's batches in flight and
 holds back the next ones for one day's work: no event is counted twice or missed, and the
-other sites' batches go on. At the end the rollups of the range's weeks and the all-time
+other sites' batches go on. At the end the rollups of the range's busy weeks and the all-time
 aggregates are made again from the daily ones. Running it again changes nothing.
 
 Users keep their numbers (site_users): the bitmaps of days outside the range refer to them.

@@ -1,7 +1,8 @@
 """Keeping PostgreSQL's storage in shape while the writer runs: monthly partitions of events
 created ahead, raw events past RAW_EVENT_RETENTION_DAYS dropped a month at a time, stored event
 ids past EVENT_ID_WINDOW_DAYS let go (migration 0009 says why each exists), and the weeks that
-are over rolled up, their path views and users (migration 0010).
+are over rolled up, their path views and users, where they have enough views (migration 0010,
+core.week_rollups).
 
 The writer does this at its start and every UPKEEP_SECONDS. Nothing here can make an event fail
 to store: an event of a month without a partition goes to the default partition, and a step
@@ -150,8 +151,7 @@ class StorageUpkeep:
         week = week_of(since) if since else after - timedelta(weeks=ROLL_UP_WEEKS)
         rolled_up = []
         while week < after:
-            rolling_up = "rolling up a week's path views"
-            if await self._step(rolling_up, ROLL_UP_WEEK, week, self._min_week_views):
+            if await self._step("rolling up a week", ROLL_UP_WEEK, week, self._min_week_views):
                 rolled_up.append(week)
             week += timedelta(weeks=1)
         return rolled_up

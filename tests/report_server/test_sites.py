@@ -200,8 +200,12 @@ async def test_a_new_zone_rolls_up_only_the_weeks_with_enough_views(pool: asyncp
 
     await registry.update("shop", SiteChanges(time_zone="Europe/Berlin"))
 
-    rows = await pool.fetch("SELECT week, views FROM weekly_rollups WHERE site_id = 'shop'")
-    weeks = await pool.fetch("SELECT DISTINCT week FROM weekly_path_views")
+    rows = await pool.fetch(
+        "SELECT week, views FROM weekly_rollups WHERE site_id = 'shop' ORDER BY week"
+    )
+    weeks = await pool.fetch(
+        "SELECT DISTINCT week FROM weekly_path_views WHERE site_id = 'shop' ORDER BY week"
+    )
     assert [tuple(row) for row in rows] == [(date(2025, 11, 10), 2)]
     assert [row["week"] for row in weeks] == [date(2025, 11, 10)]
 

@@ -291,6 +291,21 @@ async def test_only_the_weeks_with_MIN_WEEK_VIEWS_views_or_more_are_rolled_up(
     assert await weeks(pool) == [(date(2025, 11, 24), "/a", MIN_WEEK_VIEWS)]
 
 
+async def test_the_rollup_of_a_week_with_fewer_views_is_let_go(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await store.store([event("mon", datetime(2025, 12, 1, 10, tzinfo=UTC), user_id="u1")])
+    await upkeep(pool).run(NOW)  # as a writer before migration 0011 rolled up every week
+
+    await StorageUpkeep(pool, retention_days=0, event_id_window_days=0).run(NOW)
+
+    left = [
+        await pool.fetchval(f"SELECT count(*) FROM {table}")
+        for table in ("weekly_rollups", "weekly_path_views", "weekly_user_bitmaps")
+    ]
+    assert left == [0, 0, 0]
+
+
 async def test_a_week_is_rolled_up_from_the_tuesday_after_it_when_it_is_over_in_every_zone(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
