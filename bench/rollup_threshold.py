@@ -9,8 +9,9 @@ and makes them again on the next run).
 The history is the stats benchmark's small one (bench.dataset.DatasetShape: 1,000 sites over
 365 days), stored through the writer's own statement (bench.loader), then copied: one copy has
 its weeks rolled up as the writer's upkeep does, the other with every week rolled up however
-few its views (as before 0011). Then RANGE_STATS answers the last 30 and 90 days for the
-busiest site and the typical one (the 100th) from each copy; the calls alternate, p50 of each.
+few its views (as before 0011). Then RANGE_STATS answers the last 30 and 90 days from each
+copy, for weeks far over the threshold, just under it and far under it (_cases); the calls
+alternate, p50 of each.
 """
 
 from __future__ import annotations
@@ -65,14 +66,29 @@ async def _roll_up(url: str, shape: DatasetShape, min_week_views: int) -> str:
     )
 
 
+def _cases(shape: DatasetShape) -> list[tuple[str, str]]:
+    """What is timed: the busiest site's page views (its weeks all busy), the quieter weeks
+    that lose their rollups, the busiest site's clicks and the fifth site's page views, just
+    under the threshold, and the typical site's page views, far under it."""
+    busiest = shape.traffic.busiest_site
+    fifth = shape.traffic.sites[4][0]
+    return [
+        (busiest, "page_view"),
+        (busiest, "click"),
+        (fifth, "page_view"),
+        (shape.typical_site, "page_view"),
+    ]
+
+
 async def _time(urls: dict[str, str], shape: DatasetShape, calls: int) -> None:
     connections = {name: await asyncpg.connect(url) for name, url in urls.items()}
     last = shape.last_day
     try:
-        for site in (shape.traffic.busiest_site, shape.typical_site):
+        for site, event_type in _cases(shape):
             for days in RANGES:
                 period = DayRange(last - timedelta(days=days - 1), last)
-                args = (site, "page_view", period.start, period.end, 10, *whole_weeks(period))
+                weeks = whole_weeks(period)
+                args = (site, event_type, period.start, period.end, 10, *weeks)
                 spent: dict[str, list[float]] = {name: [] for name in urls}
                 answers = set()
                 for call in range(calls):
@@ -86,7 +102,7 @@ async def _time(urls: dict[str, str], shape: DatasetShape, calls: int) -> None:
                 if len(answers) != 1:
                     raise RuntimeError(f"{site}, {days} days: the copies answer differently")
                 print(
-                    f"{site}, {days} days: p50 "
+                    f"{site} {event_type}, {days} days: p50 "
                     + ", ".join(
                         f"{statistics.median(times):.2f} ms with {name}"
                         for name, times in spent.items()
