@@ -3,7 +3,7 @@ history cost as days accumulate, apart from the events they count. Loads a small
 one five times as long at the same events a day (the stats phase's `--grow history`, at a
 size that loads in seconds) on an embedded PostgreSQL, then times, alternating call by call
 between the two: SITE_FACTS (every report's first query; its `min(occurred_at)` over `events`
-opens every monthly partition), AGGREGATE_ALL_TIME (all time, one row per stored day) and
+opens every monthly partition), AGGREGATE_ALL_TIME (the report API's all time) and
 ALL_TIME_STATS (GetStats over all time).
 """
 

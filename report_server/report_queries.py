@@ -334,13 +334,14 @@ WHERE site_id = $1 AND day BETWEEN $2 AND $3 AND event_type = $4
 """
 
 # All time from the all-time aggregates: one bucket of every day the site has, without reading
-# each day's user bitmaps (a busy site's year of them is thousands of rows). Users come from
-# the all-time user bitmaps, the OR of every day's; anonymous visitors from the daily bitmaps,
-# which have no all-time copy, and are few rows (an anonymous visitor's key lives one day, so
-# its number falls in that day's chunks only). $1 site_id, $2 the event types counted (NULL:
-# all). Also the first and last day the daily aggregates hold: the answer is that of a period
-# only if the period holds them all (an event may be stamped up to minutes ahead, on a day
-# after the period's last).
+# a row per day where an all-time one will do. Views are the all-time path views added up (each
+# event is counted under one path: a row per path, however many days are stored). Users come
+# from the all-time user bitmaps, the OR of every day's; anonymous visitors from the daily
+# bitmaps, which have no all-time copy, and are few rows (an anonymous visitor's key lives one
+# day, so its number falls in that day's chunks only). $1 site_id, $2 the event types counted
+# (NULL: all). Also the first and last day the daily aggregates hold: the answer is that of a
+# period only if the period holds them all (an event may be stamped up to minutes ahead, on a
+# day after the period's last).
 AGGREGATE_ALL_TIME = """
 WITH chunks AS (
     SELECT chunk, bit_or(bits) AS bits
@@ -353,7 +354,7 @@ WITH chunks AS (
     ) AS bitmaps
     GROUP BY chunk
 )
-SELECT (SELECT coalesce(sum(views), 0)::bigint FROM daily_totals
+SELECT (SELECT coalesce(sum(views), 0)::bigint FROM all_time_path_views
         WHERE site_id = $1 AND ($2::text[] IS NULL OR event_type = ANY($2::text[]))) AS views,
        (SELECT coalesce(sum(bit_count(bits)), 0)::bigint FROM chunks) AS visitors,
        (SELECT min(day) FROM daily_totals WHERE site_id = $1) AS first_day,
