@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench.dataset import DatasetShape, EventFactory
+from bench.writer_load import migrate_database
 from core.event_ids import new_event_id
-from core.migrator import migrate
+from core.week_rollups import MIN_WEEK_VIEWS
 from writer.decoding import Row, row_of
 from writer.storage import StorageUpkeep, month_of
 from writer.store import EventStore
@@ -46,11 +47,7 @@ REGISTER_SITE = (
 async def prepare(dsn: str, shape: DatasetShape) -> None:
     """A new database made ready for the shape's history: migrated, its sites registered and
     its partitions made."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-    try:
-        await migrate(pool)
-    finally:
-        await pool.close()
+    await migrate_database(dsn)
     await register_sites(dsn, shape)
     await make_partitions(dsn, shape)
 
@@ -78,13 +75,19 @@ async def make_partitions(dsn: str, shape: DatasetShape) -> None:
         await pool.close()
 
 
-async def roll_up_weeks(dsn: str, shape: DatasetShape) -> None:
+async def roll_up_weeks(
+    dsn: str, shape: DatasetShape, min_week_views: int = MIN_WEEK_VIEWS
+) -> float:
     """The weeks of the history rolled up, as the writer's upkeep would have done once each was
-    over (it looks back only a few weeks)."""
+    over (it looks back only a few weeks); the seconds it took."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        upkeep = StorageUpkeep(pool, retention_days=0, event_id_window_days=0)
+        upkeep = StorageUpkeep(
+            pool, retention_days=0, event_id_window_days=0, min_week_views=min_week_views
+        )
+        started = time.perf_counter()
         await upkeep.roll_up_weeks(datetime.now(UTC), since=shape.all_days[0])
+        return time.perf_counter() - started
     finally:
         await pool.close()
 

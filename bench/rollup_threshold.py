@@ -20,18 +20,17 @@ import argparse
 import asyncio
 import statistics
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 
 from bench.dataset import DatasetShape
-from bench.loader import load, prepare
+from bench.loader import load, prepare, roll_up_weeks
 from bench.stats_load import disk_bytes
 from bench.storage import DEFAULT_DSN, fresh_database
 from core.week_rollups import MIN_WEEK_VIEWS
 from report_server.queries import RANGE_STATS
 from report_server.stats import DayRange, whole_weeks
-from writer.storage import StorageUpkeep
 
 SOURCE = "bench_rollup_threshold"
 # Each copy by the fewest views of a week it rolls up.
@@ -43,14 +42,9 @@ WEEKLY_TABLES = ("weekly_path_views", "weekly_user_bitmaps", "weekly_rollups")
 async def _roll_up(url: str, shape: DatasetShape, min_week_views: int) -> str:
     """Every week of the history rolled up with `min_week_views`, then VACUUM ANALYZE; what
     the rollups take."""
+    seconds = await roll_up_weeks(url, shape, min_week_views)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
     try:
-        upkeep = StorageUpkeep(
-            pool, retention_days=0, event_id_window_days=0, min_week_views=min_week_views
-        )
-        started = time.perf_counter()
-        await upkeep.roll_up_weeks(datetime.now(UTC), since=shape.all_days[0])
-        seconds = time.perf_counter() - started
         await pool.execute("VACUUM (ANALYZE)")
         sizes = {
             table: await pool.fetchval("SELECT pg_total_relation_size($1::regclass)", table)

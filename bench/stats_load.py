@@ -29,8 +29,8 @@ from analytics.v1 import report_pb2, report_pb2_grpc
 from bench.cluster import BenchError
 from bench.dataset import DatasetShape
 from bench.http_load import run_wrk
-from bench.loader import LoadResult, load, make_partitions, register_sites, roll_up_weeks
-from bench.writer_load import create_database, migrate_database
+from bench.loader import LoadResult, load, make_partitions, prepare, roll_up_weeks
+from bench.writer_load import create_database
 from core.settings import Address
 
 WARMUP_CALLS = 5
@@ -123,9 +123,7 @@ def build_datasets(
     same events and `large - small` more, on the same days or on earlier ones: see
     large_shape). `url_of` maps those database names to their URLs."""
     asyncio.run(create_database(admin_url, "stats_small"))
-    asyncio.run(migrate_database(url_of["stats_small"]))
-    asyncio.run(register_sites(url_of["stats_small"], shape))
-    asyncio.run(make_partitions(url_of["stats_small"], shape))
+    asyncio.run(prepare(url_of["stats_small"], shape))
     first = load(
         url_of["stats_small"], shape, small, workers=workers, batch_size=batch_size, seed=11
     )

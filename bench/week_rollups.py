@@ -18,16 +18,16 @@ import argparse
 import asyncio
 import statistics
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import asyncpg
 
 from bench.dataset import DatasetShape, TrafficShape
-from bench.loader import load, prepare
+from bench.loader import load, prepare, roll_up_weeks
 from bench.storage import DEFAULT_DSN, fresh_database
 from report_server.queries import RANGE_STATS
 from report_server.stats import DayRange, whole_weeks
-from writer.storage import StorageUpkeep, week_of
+from writer.storage import week_of
 
 SITE = "busy.example.com"
 # The busiest site's page views a day in the scale benchmark at 10M and at 50M stored events;
@@ -43,15 +43,12 @@ def _shape(days: int) -> DatasetShape:
 
 async def _roll_up(url: str, shape: DatasetShape) -> float:
     """Seconds the upkeep takes to roll up every week of the history; then VACUUM ANALYZE."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    seconds = await roll_up_weeks(url, shape)
+    connection = await asyncpg.connect(url)
     try:
-        upkeep = StorageUpkeep(pool, retention_days=0, event_id_window_days=0)
-        started = time.perf_counter()
-        await upkeep.roll_up_weeks(datetime.now(UTC), since=shape.all_days[0])
-        seconds = time.perf_counter() - started
-        await pool.execute("VACUUM (ANALYZE)")
+        await connection.execute("VACUUM (ANALYZE)")
     finally:
-        await pool.close()
+        await connection.close()
     return seconds
 
 
